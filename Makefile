@@ -1,0 +1,33 @@
+# Two entry points (README): `make run` and `make test`. Both create/update .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+# GPU users who installed their own torch into .venv: make run TORCH=keep
+TORCH ?= pinned
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export XDG_CACHE_HOME := $(CURDIR)/.cache
+
+TORCH_REQ := $(if $(filter keep,$(TORCH)),,-r requirements-torch.txt)
+
+$(BIN)/.installed: requirements.txt requirements-torch.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_REQ) -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+.PHONY: venv run test lint report
+venv: $(BIN)/.installed
+
+run: venv
+	$(BIN)/snakemake --cores $(CORES)
+
+test: venv
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/snakemake --lint
+
+report: venv
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html

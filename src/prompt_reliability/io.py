@@ -1,0 +1,90 @@
+"""Atomic file writing and Parquet metadata.
+
+Every output is written to a temporary file beside its target and renamed into place, so a
+killed job never leaves a half-written file that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"prompt_reliability"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it onto ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write ``df`` atomically; ``metadata`` (JSON-serialisable) goes into the file's schema metadata."""
+    table = df.to_arrow()
+    if metadata is not None:
+        existing = table.schema.metadata or {}
+        table = table.replace_schema_metadata({**existing, METADATA_KEY: json.dumps(metadata, sort_keys=True, default=str).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_parquet_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata dict written by :func:`write_parquet` (empty if none)."""
+    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_csv(df: pl.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays reach JSON as plain numbers and lists
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+__all__ = [
+    "atomic_path",
+    "write_parquet",
+    "read_parquet_metadata",
+    "write_json",
+    "read_json",
+    "write_text",
+    "write_csv",
+]

@@ -1,0 +1,73 @@
+"""Binary reliability metrics of an unsafe probability against labels (1 = unsafe).
+
+NLL clips p to [eps, 1 - eps]; ECE uses equal-width bins ``min(floor(p * M), M - 1)`` or equal-mass
+bins (sorted p split with ``numpy.array_split``); error is at a fixed threshold (p >= t means unsafe).
+AUROC / AUPRC are scikit-learn's and are NaN when only one class is present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+EPS = 1e-12
+
+
+def nll(y: np.ndarray, p: np.ndarray, eps: float = EPS) -> float:
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
+    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+
+def equal_width_bins(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index of each probability: ``min(floor(p * M), M - 1)``."""
+    return np.minimum(np.floor(np.asarray(p, dtype=np.float64) * n_bins).astype(np.int64), n_bins - 1)
+
+
+def equal_mass_bins(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index after sorting p (stable) and splitting into ``n_bins`` near-equal groups."""
+    order = np.argsort(np.asarray(p, dtype=np.float64), kind="stable")
+    bins = np.empty(len(order), dtype=np.int64)
+    for b, members in enumerate(np.array_split(order, n_bins)):
+        bins[members] = b
+    return bins
+
+
+def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 15, strategy: str = "width") -> float:
+    """Expected calibration error: ``sum_b |B_b|/n * |mean(y in B_b) - mean(p in B_b)|``."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if strategy == "width":
+        bins = equal_width_bins(p, n_bins)
+    elif strategy == "mass":
+        bins = equal_mass_bins(p, n_bins)
+    else:
+        raise ValueError(f"ECE strategy must be 'width' or 'mass', got {strategy!r}")
+    counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    label_sums = np.bincount(bins, weights=y, minlength=n_bins)
+    prob_sums = np.bincount(bins, weights=p, minlength=n_bins)
+    # |count * (mean y - mean p)| = |sum y - sum p|; empty bins contribute 0
+    return float(np.abs(label_sums - prob_sums).sum() / counts.sum())
+
+
+def error_rate(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    return float(np.mean((np.asarray(p) >= threshold).astype(np.int64) != np.asarray(y)))
+
+
+def auroc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def auprc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(average_precision_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def reliability_metrics(y: np.ndarray, p: np.ndarray, n_bins: int = 15, eps: float = EPS, threshold: float = 0.5) -> dict[str, float]:
+    """ECE, NLL, AUROC, AUPRC and error of one score."""
+    return {
+        "ece": ece(y, p, n_bins),
+        "nll": nll(y, p, eps),
+        "auroc": auroc(y, p),
+        "auprc": auprc(y, p),
+        "error": error_rate(y, p, threshold),
+    }

@@ -1,0 +1,104 @@
+# Helpers shared by all rule modules (config checks, prompt registry, target lists).
+import os
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from prompt_reliability.config import (
+    ConfigError,
+    check_config,
+    evaluation_pairs,
+    import_files,
+    models_with_backend,
+    needed_datasets,
+)
+from prompt_reliability.prompts import PromptRegistryError, load_registry
+
+try:
+    check_config(config)
+    PROMPT_DIR = config["prompt_dir"] or os.path.join(workflow.basedir, "prompts")
+    REGISTRY = load_registry(PROMPT_DIR, config["prompts"])
+except (ConfigError, PromptRegistryError) as err:
+    raise WorkflowError(f"Invalid configuration: {err}") from None
+
+FAMILIES = REGISTRY.families
+PROMPT_IDS = REGISTRY.prompt_ids
+FAMILY_OF = REGISTRY.family_of()
+DATASETS = needed_datasets(config)
+PAIRS = evaluation_pairs(config)
+MODELS = list(config["models"])
+
+# Each rule module appends the files it contributes to `rule all`.
+FINAL_TARGETS = []
+
+
+def final_targets(wildcards):
+    return FINAL_TARGETS
+
+
+def one_of(names):
+    """Wildcard regex matching exactly one of ``names`` (never matches when empty)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+def log_path(kind, *parts):
+    return os.path.join("results", "logs", kind, *parts) + ".log"
+
+
+def benchmark_path(kind, *parts):
+    return os.path.join("results", "benchmarks", kind, *parts) + ".tsv"
+
+
+def analysis_params(*keys):
+    """The subset of config['analysis'] a rule reads, so other keys do not trigger re-runs."""
+    return {key: config["analysis"][key] for key in keys}
+
+
+def per_pair(pattern):
+    """``pattern`` expanded over every model and evaluation (dataset, split) pair."""
+    return [
+        pattern.format(model=m, dataset=d, split=s) for m in MODELS for d, s in PAIRS
+    ]
+
+
+def model_config(model):
+    """The model's config without its resources (changing resources must not re-score)."""
+    return {k: v for k, v in config["models"][model].items() if k != "resources"}
+
+
+def model_resource(key, default):
+    def get(wildcards):
+        return config["models"][wildcards.model].get("resources", {}).get(key, default)
+
+    return get
+
+
+def analysis_resources():
+    return {
+        "mem_mb": config["resources"]["analysis_mem_mb"],
+        "runtime": config["resources"]["analysis_runtime"],
+    }
+
+
+def family_file(wildcards):
+    return os.path.join(PROMPT_DIR, f"{wildcards.family}.yaml")
+
+
+def manifest_inputs(wildcards):
+    cfg = config["datasets"][wildcards.dataset]
+    if cfg["adapter"] == "scores":
+        return {"score_files": import_files(config, wildcards.dataset)}
+    if cfg["adapter"] == "local" and os.path.isfile(cfg["path"]):
+        return {"source": cfg["path"]}
+    return {}
+
+
+def scoring_inputs(wildcards):
+    inputs = {
+        "manifest": f"results/data/{wildcards.dataset}.parquet",
+        "prompts": family_file(wildcards),
+    }
+    cfg = config["models"][wildcards.model]
+    if cfg["backend"] == "import":
+        inputs["score_file"] = cfg["scores"][wildcards.dataset]
+    return inputs

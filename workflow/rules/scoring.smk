@@ -1,0 +1,46 @@
+# Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
+
+
+rule score_family:
+    input:
+        unpack(scoring_inputs),
+    output:
+        scores="results/scores/{model}/{dataset}/{family}.parquet",
+    log:
+        log_path("scores", "{model}", "{dataset}", "{family}"),
+    benchmark:
+        benchmark_path("scores", "{model}", "{dataset}", "{family}")
+    wildcard_constraints:
+        model=one_of(models_with_backend(config, "simulate", "import")),
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=model_resource("mem_mb", 2000),
+        runtime=model_resource("runtime", 30),
+    params:
+        model_config=lambda w: model_config(w.model),
+        prompt_dir=PROMPT_DIR,
+        families=config["prompts"],
+        prompt_format=config["prompt_format"],
+    script:
+        "../scripts/score_family.py"
+
+
+rule score_matrix:
+    input:
+        manifest="results/data/{dataset}.parquet",
+        caches=expand(
+            "results/scores/{{model}}/{{dataset}}/{family}.parquet", family=FAMILIES
+        ),
+    output:
+        matrix="results/matrix/{model}/{dataset}.parquet",
+    log:
+        log_path("matrix", "{model}", "{dataset}"),
+    benchmark:
+        benchmark_path("matrix", "{model}", "{dataset}")
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        **analysis_resources(),
+    script:
+        "../scripts/score_matrix.py"

@@ -1,0 +1,16 @@
+"""Snakemake adapter: build one dataset manifest."""
+from pathlib import Path
+
+from prompt_reliability import io
+from prompt_reliability.datasets import build_manifest, split_counts
+from prompt_reliability.logs import log_to
+
+with log_to(snakemake.log[0]) as log:
+    manifest = build_manifest(
+        snakemake.wildcards.dataset,
+        snakemake.params.dataset_config,
+        Path(snakemake.params.image_dir),
+        snakemake.input.get("score_files", []),
+    )
+    io.write_parquet(manifest, snakemake.output.manifest)
+    log.info("wrote %s: %s", snakemake.output.manifest, split_counts(manifest))

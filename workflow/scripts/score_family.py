@@ -1,0 +1,17 @@
+"""Snakemake adapter: score one (model, dataset, prompt family) into the score cache."""
+from prompt_reliability.logs import log_to
+from prompt_reliability.scoring import score_to_cache
+
+with log_to(snakemake.log[0]) as log:
+    cache = score_to_cache(
+        model=snakemake.wildcards.model,
+        model_cfg=snakemake.params.model_config,
+        dataset=snakemake.wildcards.dataset,
+        family=snakemake.wildcards.family,
+        manifest_path=snakemake.input.manifest,
+        prompt_dir=snakemake.params.prompt_dir,
+        families=snakemake.params.families,
+        prompt_format=snakemake.params.prompt_format,
+        output=snakemake.output.scores,
+    )
+    log.info("wrote %s: %d rows", snakemake.output.scores, len(cache))
