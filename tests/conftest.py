@@ -1,0 +1,99 @@
+"""Shared fixtures: the repository, a snakemake runner, tiny import score files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROMPT_IDS = [f"{family}{i}" for family in "ABC" for i in range(1, 6)]
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def snakemake_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        MPLCONFIGDIR=str(tmp / ".mpl"),
+        XDG_CACHE_HOME=str(tmp / ".cache"),
+        HF_HOME=str(tmp / ".hf"),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run this repository's Snakefile in ``workdir`` (``-s REPO/Snakefile -d workdir``)."""
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    result = subprocess.run(cmd, cwd=workdir, env=snakemake_env(workdir), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({' '.join(args)}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> job count that ``snakemake -n`` would run."""
+    out = run_snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    counts: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def write_import_jsonl(path: Path, dataset: str, splits: dict[str, int], seed: int, prompt_ids=PROMPT_IDS) -> None:
+    """Score file in the import JSONL format: informative, prompt-dependent probabilities."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        for split, n in splits.items():
+            labels = (np.arange(n) % 5 < 2).astype(int)
+            evidence = 2.0 * labels - 1.0 + rng.normal(0, 1, n)
+            for k, prompt_id in enumerate(prompt_ids):
+                z = evidence + 0.3 * (k - 7) / 7 + rng.normal(0, 0.5, n)
+                p = 1.0 / (1.0 + np.exp(-z))
+                for i in range(n):
+                    handle.write(json.dumps({"sample_id": f"{dataset}-{split}-{i}", "split": split, "label": int(labels[i]),
+                                             "prompt_id": prompt_id, "first_probs": {"U": float(p[i]), "S": float(1 - p[i])}}) + "\n")
+
+
+IMPORT_CONFIG = {
+    "datasets": {"ds_a": {"adapter": "scores"}, "ds_b": {"adapter": "scores"}},
+    "models": {
+        "m1": {"backend": "import", "scores": {"ds_a": "imports/m1_a.jsonl", "ds_b": "imports/m1_b.jsonl"}},
+        "m2": {"backend": "import", "scores": {"ds_a": "imports/m2_a.jsonl", "ds_b": "imports/m2_b.jsonl"}},
+    },
+    "prompts": ["A", "B", "C"],
+    "lock": {"dataset": "ds_a", "split": "train"},
+    "evaluate": [{"dataset": "ds_a", "split": "test"}, {"dataset": "ds_b", "split": "test"}],
+}
+
+
+@pytest.fixture
+def import_workdir(tmp_path: Path) -> Path:
+    """A working directory holding the issue's import config and its four score files."""
+    for seed, (model, ds) in enumerate([("m1", "a"), ("m1", "b"), ("m2", "a"), ("m2", "b")]):
+        splits = {"train": 40, "test": 60} if ds == "a" else {"test": 50}
+        write_import_jsonl(tmp_path / "imports" / f"{model}_{ds}.jsonl", f"ds_{ds}", splits, seed=seed if model == "m1" else seed + 10)
+    write_config(tmp_path, IMPORT_CONFIG)
+    return tmp_path
