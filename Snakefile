@@ -39,6 +39,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/per_prompt.smk"
+include: "workflow/rules/lock.smk"
 
 
 localrules:

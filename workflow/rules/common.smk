@@ -29,7 +29,7 @@ PAIRS = evaluation_pairs(config)
 MODELS = list(config["models"])
 
 # Each rule module appends the files it contributes to `rule all`.
-FINAL_TARGETS = []
+FINAL_TARGETS = [f"results/lock/{model}.json" for model in MODELS]
 
 
 def final_targets(wildcards):

@@ -1,0 +1,74 @@
+"""Choices locked on the lock split only, then applied to every evaluation pair unchanged.
+
+``results/lock/{model}.json`` (plain JSON, never pickle):
+``model, lock: {dataset, split}, n, prompt_ids`` (registry order), ``selected_prompt``
+(minimum lock-split NLL; ties by ECE, then error, then registry order), ``random_prompt``
+(``prompt_ids[default_rng(seed).integers(K)]``), ``random_seed``, ``prompt_order`` (all prompts by the
+same sort key), ``per_prompt`` (lock-split nll/ece/error per prompt) and ``calibrators`` (fit on the
+lock split; plain numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from . import io, metrics
+from .matrix import probabilities, split_rows
+
+
+def rank_prompts(y: np.ndarray, p: np.ndarray, prompt_ids: Sequence[str], n_bins: int = 15, eps: float = metrics.EPS,
+                 threshold: float = 0.5) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Prompt ids sorted by (NLL, ECE, error, registry order) and each prompt's lock metrics."""
+    scores = {
+        pid: {"nll": metrics.nll(y, p[:, k], eps), "ece": metrics.ece(y, p[:, k], n_bins), "error": metrics.error_rate(y, p[:, k], threshold)}
+        for k, pid in enumerate(prompt_ids)
+    }
+    order = sorted(range(len(prompt_ids)), key=lambda k: (scores[prompt_ids[k]]["nll"], scores[prompt_ids[k]]["ece"], scores[prompt_ids[k]]["error"], k))
+    return [prompt_ids[k] for k in order], scores
+
+
+def random_prompt(prompt_ids: Sequence[str], seed: int) -> str:
+    return prompt_ids[int(np.random.default_rng(seed).integers(len(prompt_ids)))]
+
+
+def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, prompt_ids: Sequence[str],
+               analysis: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    rows = split_rows(matrix, split, source)
+    y = rows["label"].to_numpy()
+    p = probabilities(rows, prompt_ids)
+    order, per_prompt = rank_prompts(y, p, list(prompt_ids), analysis["ece_bins"], analysis["eps"], analysis["threshold"])
+    return {
+        "model": model,
+        "lock": {"dataset": dataset, "split": split},
+        "n": int(len(y)),
+        "unsafe_rate": float(np.mean(y)),
+        "prompt_ids": list(prompt_ids),
+        "selected_prompt": order[0],
+        "random_prompt": random_prompt(list(prompt_ids), analysis["seed"]),
+        "random_seed": analysis["seed"],
+        "prompt_order": order,
+        "per_prompt": per_prompt,
+        "calibrators": {},
+    }
+
+
+def write_lock(matrix_path: str | Path, output: str | Path, **kwargs) -> dict[str, Any]:
+    lock = build_lock(pl.read_parquet(matrix_path), source=str(matrix_path), **kwargs)
+    io.write_json(lock, output)
+    return lock
+
+
+def locked_scores(rows: pl.DataFrame, lock: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The train-locked single-prompt scores and the mean ensemble on ``rows``."""
+    p = probabilities(rows, lock["prompt_ids"])
+    column = {pid: k for k, pid in enumerate(lock["prompt_ids"])}
+    return {
+        "selected": p[:, column[lock["selected_prompt"]]],
+        "random": p[:, column[lock["random_prompt"]]],
+        "mean": p.mean(axis=1),
+    }

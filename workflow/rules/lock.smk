@@ -1,0 +1,23 @@
+# Everything chosen or fit on the lock split, once per model; evaluation never refits.
+
+
+rule lock:
+    input:
+        matrix=f"results/matrix/{{model}}/{config['lock']['dataset']}.parquet",
+    output:
+        lock="results/lock/{model}.json",
+    log:
+        log_path("lock", "{model}"),
+    benchmark:
+        benchmark_path("lock", "{model}")
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        **analysis_resources(),
+    params:
+        dataset=config["lock"]["dataset"],
+        split=config["lock"]["split"],
+        prompt_ids=PROMPT_IDS,
+        analysis=analysis_params("seed", "ece_bins", "eps", "threshold"),
+    script:
+        "../scripts/lock.py"
