@@ -73,6 +73,14 @@ def model_resource(key, default):
     return get
 
 
+def scoring_resources():
+    """Resources of every scoring rule, per model from config (``models.<name>.resources``)."""
+    return {
+        "mem_mb": model_resource("mem_mb", 4000),
+        "runtime": model_resource("runtime", 60),
+    }
+
+
 def analysis_resources():
     return {
         "mem_mb": config["resources"]["analysis_mem_mb"],

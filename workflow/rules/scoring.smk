@@ -15,8 +15,7 @@ rule score_family:
     conda:
         "../../envs/analysis.yaml"
     resources:
-        mem_mb=model_resource("mem_mb", 2000),
-        runtime=model_resource("runtime", 30),
+        **scoring_resources(),
     params:
         model_config=lambda w: model_config(w.model),
         prompt_dir=PROMPT_DIR,
