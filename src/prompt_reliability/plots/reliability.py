@@ -50,7 +50,7 @@ def deltas_figure(reliability: pl.DataFrame, challenger: str = "mean", baseline:
         data = deltas.filter(pl.col("metric") == metric).to_pandas()
         sns.barplot(data=data, x="delta", y="pair", hue="outcome", palette=palette, dodge=False, ax=ax)
         ax.axvline(0, color="0.3", linewidth=0.8)
-        ax.set(xlabel=f"{challenger} - {baseline}: {label}", ylabel="")
+        ax.set(title=label, xlabel=f"{challenger} - {baseline}", ylabel="")
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in palette.values()]
