@@ -186,3 +186,11 @@ def test_changing_analysis_params_reruns_no_scoring_job(fragile_run):
     assert not {"fragility", "reliability", "lock"} & set(jobs), jobs
     jobs = dry_run({"ece_bins": 10})
     assert {"lock", "reliability", "reliability_diagram"} <= set(jobs) and not scoring & set(jobs), jobs
+
+
+@pytest.mark.workflow
+def test_paper_sim_config_plans_every_analysis_for_14_pairs(repo, tmp_path):
+    jobs = dry_run_jobs(tmp_path, "--configfile", str(repo / "config/paper_sim.yaml"))
+    assert jobs["score_family"] == 7 * 2 * 3 and jobs["lock"] == 7
+    for rule in ("fragility", "reliability", "ranking_distribution", "ece_variants", "fragility_figure", "reliability_diagram"):
+        assert jobs[rule] == 14, (rule, jobs)

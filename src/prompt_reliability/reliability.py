@@ -104,11 +104,9 @@ def ranking_distribution(per_prompt: pl.DataFrame, reliability: pl.DataFrame, lo
 
 
 def write_ranking_distribution(per_prompt_path: str | Path, reliability_path: str | Path, lock_path: str | Path,
-                               output: str | Path) -> pl.DataFrame:
-    reliability = pl.read_parquet(reliability_path)
-    table = ranking_distribution(pl.read_parquet(per_prompt_path), reliability, io.read_json(lock_path))
-    table = table.select(pl.lit(reliability["split"][0]).alias("split"), pl.all())
-    return _write_piece(table, output, reliability["model"][0], reliability["dataset"][0])
+                               output: str | Path, *, model: str, dataset: str, split: str) -> pl.DataFrame:
+    table = ranking_distribution(pl.read_parquet(per_prompt_path), pl.read_parquet(reliability_path), io.read_json(lock_path))
+    return _write_piece(table.select(pl.lit(split).alias("split"), pl.all()), output, model, dataset)
 
 
 # --- ECE under other binning schemes (paper Table 8) ------------------------------------------

@@ -3,4 +3,12 @@ from prompt_reliability.logs import log_to
 from prompt_reliability.reliability import write_ranking_distribution
 
 with log_to(snakemake.log[0]):
-    write_ranking_distribution(snakemake.input.per_prompt, snakemake.input.reliability, snakemake.input.lock, snakemake.output.table)
+    write_ranking_distribution(
+        snakemake.input.per_prompt,
+        snakemake.input.reliability,
+        snakemake.input.lock,
+        snakemake.output.table,
+        model=snakemake.wildcards.model,
+        dataset=snakemake.wildcards.dataset,
+        split=snakemake.wildcards.split,
+    )
