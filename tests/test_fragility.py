@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import PROMPT_IDS, dry_run_jobs, run_snakemake, write_config
-from prompt_reliability import fragility
+from prompt_reliability import fragility, metrics
 
 FAMILY_OF = {pid: pid[0] for pid in PROMPT_IDS}
 
@@ -48,8 +48,9 @@ def test_sample_fragility_matches_a_per_sample_loop():
 
 def test_deciles_split_23_samples_with_ties_in_manifest_order():
     sd = np.array([0.3, 0.1, 0.1, 0.5, 0.1, 0.2, 0.2, 0.0, 0.4, 0.1, 0.3, 0.0, 0.6, 0.2, 0.1, 0.7, 0.2, 0.3, 0.1, 0.8, 0.0, 0.9, 0.2])
-    groups = fragility.decile_groups(sd, 10)
-    assert np.bincount(groups).tolist() == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]  # numpy.array_split: the first n % 10 groups get one more
+    table = fragility.decile_table(sd, np.zeros(len(sd)), np.zeros(len(sd)), 10)
+    assert table["n"].to_list() == [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]  # numpy.array_split: the first n % 10 groups get one more
+    groups = metrics.equal_mass_bins(sd, 10)
     ordered = sorted(range(len(sd)), key=lambda i: (sd[i], i))  # stable: ties keep manifest order
     expected = np.empty(len(sd), dtype=int)
     for g, members in enumerate(np.array_split(ordered, 10)):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from . import io, tables
+from . import io, metrics, tables
 from .matrix import probabilities, split_rows
 from .prompts import prompts_by_family
 
@@ -45,21 +45,12 @@ def sample_fragility(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> di
     }
 
 
-def decile_groups(sd: np.ndarray, n_groups: int = 10) -> np.ndarray:
-    """Group index (0 = lowest spread) of each sample: stable sort on ``sd``, ``numpy.array_split``."""
-    order = np.argsort(np.asarray(sd), kind="stable")
-    sizes = [len(part) for part in np.array_split(order, n_groups)]
-    groups = np.empty(len(order), dtype=np.int64)
-    groups[order] = np.repeat(np.arange(n_groups), sizes)
-    return groups
-
-
 def decile_table(sd: np.ndarray, mistake: np.ndarray, disagreement: np.ndarray, n_groups: int = 10) -> pl.DataFrame:
     """Per group: ``decile`` (1 = lowest spread), ``n``, ``mean_sd``, ``mistake_rate``, ``disagreement_rate``.
 
     With fewer samples than groups the last groups are empty: ``n = 0`` and NaN means.
     """
-    groups = decile_groups(sd, n_groups)
+    groups = metrics.equal_mass_bins(sd, n_groups)  # stable sort on sd, numpy.array_split: the decile definition
     n = np.bincount(groups, minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = {name: np.bincount(groups, weights=values, minlength=n_groups) / n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -60,7 +61,7 @@ def deltas_figure(reliability: pl.DataFrame, challenger: str = "mean", baseline:
 
 
 def write_reliability_diagram(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
-                              split: str, analysis: dict) -> None:
+                              split: str, analysis: Mapping) -> None:
     curves = calibration_curves(pl.read_parquet(matrix_path), split, io.read_json(lock_path), analysis["ece_bins"],
                                 source=f"{matrix_path} with {lock_path}")
     save_figure(reliability_diagram(curves, f"{model} / {dataset} / {split}"), output)
