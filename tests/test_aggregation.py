@@ -11,6 +11,7 @@ import pytest
 from scipy.special import expit
 
 from prompt_reliability import aggregation, io, metrics
+from prompt_reliability.lock import locked_scores
 from prompt_reliability.aggregation import (
     RULES,
     AggregationError,
@@ -253,5 +254,9 @@ def test_write_aggregation_uses_the_split_and_labels_the_pair(tmp_path):
     assert table.columns == ["model", "dataset", "split", "rule", "nll", "ece", "auroc", "auprc"]
     assert table.select("model", "dataset", "split").unique().rows() == [("m", "d", "test")]
     y_test = matrix["label"].to_numpy()[n:]
-    assert table.filter(pl.col("rule") == "mean")["nll"].item() == metrics.nll(y_test, p[n:].mean(axis=1))
-    assert table.filter(pl.col("rule") == "mean")["ece"].item() == metrics.ece(y_test, p[n:].mean(axis=1), 10)
+    np.testing.assert_allclose(table.filter(pl.col("rule") == "mean")["nll"].item(), metrics.nll(y_test, p[n:].mean(axis=1)), rtol=1e-14)
+    # bit-identical to the mean ensemble of the lock module (reliability and calibration tables)
+    lock = {"prompt_ids": prompt_ids, "selected_prompt": "A1", "random_prompt": "A2"}
+    mean = locked_scores(matrix.filter(pl.col("split") == "test"), lock)["mean"]
+    assert table.filter(pl.col("rule") == "mean")["nll"].item() == metrics.nll(y_test, mean)
+    assert table.filter(pl.col("rule") == "mean")["ece"].item() == metrics.ece(y_test, mean, 10)

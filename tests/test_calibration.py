@@ -27,7 +27,7 @@ from prompt_reliability.calibration import (
 )
 from prompt_reliability.lock import build_lock
 
-from conftest import REPO
+from conftest import REPO, dry_run_jobs, run_snakemake
 
 PROMPT_IDS = [f"{f}{i}" for f in "ABC" for i in range(1, 6)]
 ANALYSIS = {"seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5, "temperature_bounds": [0.01, 100.0]}
@@ -228,3 +228,32 @@ def test_schema_default_bounds_match_the_library_default():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     default = schema["properties"]["analysis"]["properties"]["temperature_bounds"]["default"]
     assert tuple(default) == calibration.DEFAULT_TEMPERATURE_BOUNDS
+
+
+@pytest.mark.workflow
+def test_lock_file_is_unchanged_when_evaluation_labels_change(import_workdir):
+    config = ["--configfile", str(import_workdir / "config.yaml")]
+    targets = ["results/tables/calibration_summary.csv"]
+    run_snakemake(import_workdir, *config, "--cores", "2", *targets)
+    locks = {m: (import_workdir / f"results/lock/{m}.json").read_bytes() for m in ("m1", "m2")}
+    assert set(json.loads(locks["m1"])["calibrators"]) == {"selected", "mean"}
+    before = pl.read_csv(import_workdir / "results/tables/calibration.csv")
+    # flip the label of every evaluation row (ds_a test, ds_b test), consistently in both models' files;
+    # the ds_a train rows (the lock split) keep theirs
+    for path in sorted((import_workdir / "imports").glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for row in rows:
+            if row["split"] == "test":
+                row["label"] = 1 - row["label"]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    # the lock dataset's matrix changed, so both locks are recomputed, not merely kept
+    assert dry_run_jobs(import_workdir, f"--configfile={import_workdir / 'config.yaml'}", *targets).get("lock") == 2
+    run_snakemake(import_workdir, *config, "--cores", "2", *targets)
+    for model, content in locks.items():
+        assert (import_workdir / f"results/lock/{model}.json").read_bytes() == content, model
+    after = pl.read_csv(import_workdir / "results/tables/calibration.csv")
+    assert after.select("model", "dataset", "split", "method").equals(before.select("model", "dataset", "split", "method"))
+    assert after.height == 2 * 2 * len(METHODS)
+    # ... while every evaluation pair saw its new labels (flipped labels: AUROC -> 1 - AUROC)
+    np.testing.assert_allclose(after["auroc"], 1 - before["auroc"], rtol=1e-12)
+    assert (after["nll"] != before["nll"]).all()

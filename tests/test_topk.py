@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from matplotlib.image import imread
 from scipy.special import expit
 
 from prompt_reliability import io, metrics
 from prompt_reliability.plots.topk import write_topk_pair_figure, write_topk_pairs_figure
 from prompt_reliability.topk import topk_scores, topk_summary, topk_sweep, write_topk, write_topk_summary
+
+from conftest import REPO, run_snakemake
 
 PROMPT_IDS = [f"{f}{i}" for f in "ABC" for i in range(1, 6)]
 
@@ -94,3 +97,28 @@ def test_figures_are_written(tmp_path):
         image = imread(tmp_path / "fig" / name)
         assert image.shape[0] > 100 and image.shape[1] > 300
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["all.png", "pair.png"]  # no temp files left
+
+
+@pytest.mark.workflow
+def test_embedded_default_writes_tables_and_figure_4_for_every_pair(tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    pairs = [(m, e["dataset"], e.get("split", "test")) for m in config["models"] for e in config["evaluate"]]
+    run_snakemake(tmp_path, "--cores", "2", "results/tables/aggregation_summary.csv", "results/tables/calibration_summary.csv",
+                  "results/tables/topk_summary.csv", "results/figures/topk/all_pairs.png",
+                  *(f"results/figures/topk/{m}/{d}/{s}.png" for m, d, s in pairs))
+    tables = {name: pl.read_csv(tmp_path / f"results/tables/{name}.csv") for name in ("aggregation", "calibration", "topk")}
+    for name in ("aggregation", "aggregation_summary", "calibration", "calibration_summary", "topk", "topk_summary"):
+        assert (tmp_path / f"results/tables/{name}.md").read_text().startswith(f"# {name}\n")
+    for m, d, s in pairs:
+        rows = {name: t.filter((pl.col("model") == m) & (pl.col("dataset") == d) & (pl.col("split") == s)) for name, t in tables.items()}
+        assert rows["aggregation"].height == 15 and rows["calibration"].height == 8 and rows["topk"]["k"].to_list() == list(range(1, 16))
+        assert imread(tmp_path / f"results/figures/topk/{m}/{d}/{s}.png").shape[0] > 100
+        # one mean ensemble across the three analyses
+        mean_nll = rows["aggregation"].filter(pl.col("rule") == "mean")["nll"].item()
+        assert rows["calibration"].filter(pl.col("method") == "mean")["nll"].item() == mean_nll
+        assert rows["topk"]["nll"][-1] == pytest.approx(mean_nll, rel=1e-12)
+        twins = rows["aggregation"].filter(pl.col("rule").is_in(["mean_logit", "mean_logit_uniform"])).drop("rule")
+        assert twins.n_unique() == 1
+    assert imread(tmp_path / "results/figures/topk/all_pairs.png").shape[0] > 100
+    summary = pl.read_csv(tmp_path / "results/tables/aggregation_summary.csv")
+    assert summary.height == 15 and summary["nll_wins"].sum() >= 1 and (summary["n_pairs"] == len(pairs)).all()
