@@ -34,13 +34,11 @@ def topk_sweep(y: np.ndarray, p: np.ndarray, prompt_order: Sequence[str], n_bins
     })
 
 
-def write_topk(matrix_path: str | Path, lock: Mapping[str, Any] | str | Path, output: str | Path, *, model: str, dataset: str,
+def write_topk(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
                split: str, analysis: Mapping[str, Any]) -> pl.DataFrame:
     """The sweep of one evaluation pair as ``model, dataset, split, k, prompt_id, nll, ece``."""
-    if not isinstance(lock, Mapping):
-        lock = io.read_json(lock)
     rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
-    order = lock["prompt_order"]
+    order = io.read_json(lock_path)["prompt_order"]
     table = topk_sweep(rows["label"].to_numpy(), probabilities(rows, order), order, analysis["ece_bins"], analysis["eps"])
     table = table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.lit(split).alias("split"), pl.all())
     io.write_parquet(table, output)
