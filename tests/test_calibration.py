@@ -233,7 +233,7 @@ def test_schema_default_bounds_match_the_library_default():
 @pytest.mark.workflow
 def test_lock_file_is_unchanged_when_evaluation_labels_change(import_workdir):
     config = ["--configfile", str(import_workdir / "config.yaml")]
-    targets = ["results/tables/calibration_summary.csv"]
+    targets = ["results/tables/calibration.csv"]
     run_snakemake(import_workdir, *config, "--cores", "2", *targets)
     locks = {m: (import_workdir / f"results/lock/{m}.json").read_bytes() for m in ("m1", "m2")}
     assert set(json.loads(locks["m1"])["calibrators"]) == {"selected", "mean"}
