@@ -6,11 +6,15 @@
 #   tests/slurm/cluster.sh status   exit 0 when all daemons run and the node accepts jobs
 #   tests/slurm/cluster.sh env      print the `export SLURM_CONF=...` line clients need
 #
-# Everything lives under one state directory ($PR_SLURM_STATE, default /tmp/prompt-reliability-slurm):
-# configs, munge key and socket, spool, logs, pid files. Nothing under /etc is written, and the
-# daemons use their own ports and munge socket, so a real SLURM or munge on the same machine is
-# left alone. Clients (sbatch, squeue, the Snakemake executor plugin) find this cluster through
-# SLURM_CONF. Both `start` and `stop` are idempotent.
+# Everything of ours lives under one state directory ($PR_SLURM_STATE, default
+# /tmp/prompt-reliability-slurm): configs, munge key, spool, logs, pid files. Outside it, only
+# runtime paths: munged's default socket /run/munge/munge.socket.2 (an already running munged is
+# used instead of a second one) and /run/slurm/conf, the link a "configless" slurmd makes to the
+# config it fetched from slurmctld, where srun inside a job finds it. Nothing under /etc is
+# written; the daemons listen on their own ports (16817/16818). Clients outside jobs (sbatch,
+# squeue, the Snakemake executor plugin) can use SLURM_CONF (`env`). `start` and `stop` are
+# idempotent: start leaves a healthy cluster alone, stop signals only pids from our pid files
+# whose executable is the expected daemon.
 #
 # Needs root: slurmd must run as root, and packages come from apt. Facts behind the choices
 # below are in the project's NOTES-slurm.md (accounting-free setup, squeue status checks).
@@ -232,6 +236,10 @@ cmd_start() {
         return 0
     fi
     install_missing
+    # Inside a job, srun finds its config in /etc/slurm before /run/slurm/conf (where this
+    # cluster's configless slurmd puts it): a machine's own SLURM config would capture it.
+    [[ ! -e /etc/slurm/slurm.conf ]] \
+        || die "/etc/slurm/slurm.conf exists: this machine has a SLURM of its own, which jobs of the test cluster would use"
     # Rewrite the config only when no daemon is using it.
     if ! alive "$STATE/run/slurmctld.pid" slurmctld && ! alive "$STATE/run/slurmd.pid" slurmd; then
         write_config
@@ -249,6 +257,10 @@ cmd_stop() {
     stop_daemon slurmd "$STATE/run/slurmd.pid" slurmd
     stop_daemon slurmctld "$STATE/run/slurmctld.pid" slurmctld
     stop_daemon munged "$STATE/munge/munged.pid" munged
+    # The link our slurmd made to its config cache (see above); a link elsewhere is not ours.
+    if [[ -L /run/slurm/conf && $(readlink /run/slurm/conf) == "$STATE"/* ]]; then
+        rm -f /run/slurm/conf
+    fi
     log "stopped (state kept in $STATE)"
 }
 
