@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 HARNESS = REPO / "tests/slurm/cluster.sh"
 STATE = Path(os.environ.get("PR_SLURM_STATE", "/tmp/prompt-reliability-slurm"))
+PARTITION = os.environ.get("PR_SLURM_PARTITION", "debug")  # the harness's partition
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 RUN_LIMIT = 480  # seconds per Snakemake run on the cluster; a normal run takes 1-2 minutes
 
@@ -31,7 +32,7 @@ RUN_LIMIT = 480  # seconds per Snakemake run on the cluster; a normal run takes 
 # squeue status checks (no slurmdbd, so sacct would hang the run), fast polling, short latency
 # wait (local disk), and the SLURM logs of successful jobs kept for the assertions below.
 LOCAL_OVERRIDE = {
-    "default-resources": {"slurm_partition": "debug", "slurm_account": "prtest"},
+    "default-resources": {"slurm_partition": PARTITION, "slurm_account": "prtest"},
     "slurm-status-command": "squeue",
     "slurm-init-seconds-before-status-checks": 2,
     "seconds-between-status-checks": 1,
@@ -128,7 +129,7 @@ def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str])
         assert slurm_log.name == f"{slurm_id}.log" and f"rule {rule}:" in slurm_log.read_text()
         # and SLURM allocated what the config asks: the model's GPU, memory and time for scoring
         info = scontrol_job(slurm_id, env)  # within MinJobAge (300 s) of the job's end
-        assert "JobState=COMPLETED" in info and "Partition=debug" in info, info
+        assert "JobState=COMPLETED" in info and f"Partition={PARTITION}" in info, info
         if rule == "score_family":
             assert "TresPerJob=gres:gpu:1" in info and "MinMemoryNode=500M" in info and "TimeLimit=00:10:00" in info, info
         else:
@@ -193,8 +194,10 @@ def test_failing_job_fails_the_run_without_hanging(slurm_cluster, slurm_profile,
     assert result.returncode != 0
     failed = re.search(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", result.log)
     assert failed, result.log[-6000:]
-    assert [(rule, slurm_id) for rule, slurm_id, _ in submissions(result.log)] == [("dataset_manifest", int(failed.group(1)))]
-    # the cause is in the job's own log, kept with the SLURM log
+    [(rule, slurm_id, slurm_log)] = submissions(result.log)
+    assert (rule, slurm_id) == ("dataset_manifest", int(failed.group(1)))
+    # the cause is in the job's own log; the SLURM log of a failed job is kept
+    assert slurm_log.is_file() and "Error in rule dataset_manifest" in slurm_log.read_text()
     assert "imports/m1_a.jsonl, line 7: not valid JSON" in (import_workdir / "results/logs/data/ds_a.log").read_text()
     assert "JobState=FAILED" in scontrol_job(int(failed.group(1)), slurm_cluster)
     assert not (import_workdir / "results/data/ds_a.parquet").exists()
