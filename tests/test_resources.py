@@ -139,13 +139,14 @@ def peak_concurrent(output: str, rule: str) -> int:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("gpus, expected_peak", [(1, 1), (2, 2)])
+@pytest.mark.parametrize("gpus, expected_peak", [(None, 1), (2, 2)])  # None: the profile's own gpu=1
 def test_workstation_profile_caps_concurrent_gpu_jobs(tmp_path, gpus, expected_peak):
     config = {**SMALL, "models": {"sim": {"backend": "simulate", "resources": {"gpus": 1}}}}
     write_config(tmp_path, config)
     env = {"CUDA_VISIBLE_DEVICES": "0,1", "PR_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")}
+    more = ["--resources", f"gpu={gpus}"] if gpus else []
     result = run_snakemake(tmp_path, "--profile", str(WORKSTATION_PROFILE), "--configfile", str(tmp_path / "config.yaml"),
-                           "--cores", "2", "--resources", f"gpu={gpus}", env=env)
+                           "--cores", "2", *more, env=env)
     assert peak_concurrent(result.stdout + result.stderr, "score_family") == expected_peak
     logs = [(tmp_path / f"results/logs/scores/sim/synth/{f}.log").read_text() for f in "ABC"]
     used = [re.search(r"using GPU\(s\) (\S+)", text).group(1) for text in logs]
