@@ -40,8 +40,10 @@ LOCAL_OVERRIDE = {
     "slurm-keep-successful-logs": True,
 }
 
-# The embedded default's rule kinds, small: synthetic data, a simulated model that asks for a GPU.
+# The embedded default's rule kinds, small: synthetic data, a simulated model that asks for a GPU,
+# two prompt families (two scoring jobs share the two-CPU node, one wave).
 CONFIG = {
+    "prompts": ["A", "B"],
     "datasets": {"synth": {"adapter": "synthetic", "images": False, "splits": {"train": {"n": 40}, "test": {"n": 40}}}},
     "models": {"sim": {"backend": "simulate", "simulate": {"seed": 3}, "resources": {"gpus": 1, "mem_mb": 500, "runtime": 10}}},
     "lock": {"dataset": "synth"},
@@ -151,7 +153,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     first = run(on_slurm, "--profile", str(slurm_profile), "scores", env=slurm_cluster)
     assert first.returncode == 0, first.log[-6000:]
     check_ran_on_slurm(first, slurm_cluster)
-    assert sorted(rule for rule, _, _ in submissions(first.log)) == ["dataset_manifest"] + ["score_family"] * 3
+    assert sorted(rule for rule, _, _ in submissions(first.log)) == ["dataset_manifest"] + ["score_family"] * 2
     # ... leaves only analyses to run (here or on any other machine):
     remaining = dry_run_jobs(on_slurm, "--configfile", str(on_slurm / "config.yaml"))
     assert remaining and not {"dataset_manifest", "score_family"} & set(remaining), remaining
