@@ -31,6 +31,8 @@ RUN_LIMIT = 480  # seconds per Snakemake run on the cluster; a normal run takes 
 # What the local cluster needs on top of the repository's profile: the placeholders filled in,
 # squeue status checks (no slurmdbd, so sacct would hang the run), fast polling, short latency
 # wait (local disk), and the SLURM logs of successful jobs kept for the assertions below.
+# (Polling: after a check that finds no job finished, the plugin waits 10 s longer than the time
+# before, so a job's end is seen up to ~20 s late; that, not the jobs, dominates the run time.)
 LOCAL_OVERRIDE = {
     "default-resources": {"slurm_partition": PARTITION, "slurm_account": "prtest"},
     "slurm-status-command": "squeue",
