@@ -17,7 +17,7 @@ $(BIN)/.installed: requirements.txt requirements-torch.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-.PHONY: venv run test lint report
+.PHONY: venv run test test-slurm lint report
 venv: $(BIN)/.installed
 
 run: venv
@@ -25,6 +25,10 @@ run: venv
 
 test: venv
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Only the tests against a real single-node SLURM cluster (root: they start it, see tests/slurm/).
+test-slurm: venv
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/snakemake --lint

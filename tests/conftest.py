@@ -35,10 +35,12 @@ def snakemake_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run this repository's Snakefile in ``workdir`` (``-s REPO/Snakefile -d workdir``)."""
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run this repository's Snakefile in ``workdir`` (``-s REPO/Snakefile -d workdir``); ``env`` adds variables."""
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
-    result = subprocess.run(cmd, cwd=workdir, env=snakemake_env(workdir), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(cmd, cwd=workdir, env={**snakemake_env(workdir), **(env or {})}, capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({' '.join(args)}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result

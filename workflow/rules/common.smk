@@ -13,9 +13,11 @@ from prompt_reliability.config import (
     needed_datasets,
 )
 from prompt_reliability.prompts import PromptRegistryError, load_registry
+from prompt_reliability import resources as job_resources
 
 try:
     check_config(config)
+    job_resources.check_resources(config["models"])
     PROMPT_DIR = config["prompt_dir"] or os.path.join(workflow.basedir, "prompts")
     REGISTRY = load_registry(PROMPT_DIR, config["prompts"])
 except (ConfigError, PromptRegistryError) as err:
@@ -66,22 +68,31 @@ def model_config(model):
     return {k: v for k, v in config["models"][model].items() if k != "resources"}
 
 
-def model_resource(key, default):
+def model_resource(key, default=None):
+    """Callable giving one key of the scoring job's resources for the wildcards' model."""
+
     def get(wildcards):
-        return config["models"][wildcards.model].get("resources", {}).get(key, default)
+        return job_resources.scoring_resources(config["models"][wildcards.model]).get(
+            key, default
+        )
 
     return get
 
 
 def scoring_resources():
-    """Resources of every scoring rule, per model from config (``models.<name>.resources``)."""
-    return {
-        "mem_mb": model_resource("mem_mb", 4000),
-        "runtime": model_resource("runtime", 60),
-    }
+    """Resources of every scoring rule, per model from config (``models.<name>.resources``).
+
+    mem_mb, runtime, cpus_per_task and the GPU request (``gpu``, or ``gres``) always; gpu_model,
+    constraint, slurm_partition and slurm_extra only when some model sets them, so that the
+    profile's default-resources stay in force otherwise (see prompt_reliability.resources).
+    """
+    keys = ["mem_mb", "runtime", "cpus_per_task", "gpu"]
+    keys += job_resources.optional_keys_in_use(config["models"])
+    return {key: model_resource(key) for key in keys}
 
 
 def analysis_resources():
+    """CPU-only, small: one core (threads: 1), no GPU, memory and runtime from config."""
     return {
         "mem_mb": config["resources"]["analysis_mem_mb"],
         "runtime": config["resources"]["analysis_runtime"],

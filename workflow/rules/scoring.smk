@@ -43,3 +43,21 @@ rule score_matrix:
         **analysis_resources(),
     script:
         "../scripts/score_matrix.py"
+
+
+# Target for "inference only" (e.g. on the cluster; the analyses can then run elsewhere):
+#   snakemake --profile config/profiles/slurm --configfile my.yaml scores
+rule scores:
+    input:
+        expand(
+            "results/scores/{model}/{dataset}/{family}.parquet",
+            model=MODELS,
+            dataset=DATASETS,
+            family=FAMILIES,
+        ),
+
+
+# Pure reshaping of the caches: not worth a cluster job (queue wait and Snakemake start-up).
+localrules:
+    scores,
+    score_matrix,

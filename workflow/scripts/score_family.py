@@ -1,8 +1,12 @@
 """Snakemake adapter: score one (model, dataset, prompt family) into the score cache."""
+from prompt_reliability.gpus import claim_gpus
 from prompt_reliability.logs import log_to
 from prompt_reliability.scoring import score_to_cache
 
 with log_to(snakemake.log[0]) as log:
+    # Before any backend loads CUDA: on a workstation, GPUs of this job's own (the `gpu`
+    # resource); under SLURM the allocation already set them and this does nothing.
+    claim_gpus(snakemake.resources.get("gpu", 0))
     cache = score_to_cache(
         model=snakemake.wildcards.model,
         model_cfg=snakemake.params.model_config,

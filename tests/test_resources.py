@@ -1,0 +1,247 @@
+"""Job resources from config, the profiles, GPU claims and the paper config (no cluster needed)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from conftest import REPO, run_snakemake, write_config
+from prompt_reliability.config import ConfigError, check_config
+from prompt_reliability.gpus import claim_gpus
+from prompt_reliability.resources import SCORING_DEFAULTS, check_resources, optional_keys_in_use, scoring_resources
+
+SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
+SLURM_PROFILE = REPO / "config/profiles/slurm"
+WORKSTATION_PROFILE = REPO / "config/profiles/workstation"
+
+SMALL = {
+    "datasets": {"synth": {"adapter": "synthetic", "images": False, "splits": {"train": {"n": 20}, "test": {"n": 20}}}},
+    "lock": {"dataset": "synth"},
+    "evaluate": [{"dataset": "synth"}],
+}
+
+
+# --- resources from a model's config --------------------------------------------------------
+
+
+def test_defaults_are_the_schemas():
+    schema = yaml.safe_load(open(SCHEMA))["definitions"]["resources"]["properties"]
+    assert {key: schema[key]["default"] for key in SCORING_DEFAULTS} == SCORING_DEFAULTS
+    assert scoring_resources({"backend": "simulate"}) == {"mem_mb": 4000, "runtime": 60, "cpus_per_task": 1, "gpu": 0}
+
+
+def test_gpu_request_follows_the_plugin_names():
+    res = scoring_resources({"resources": {"gpus": 2, "gpu_model": "a100", "mem_mb": 64000, "runtime": 240,
+                                           "cpus_per_task": 8, "constraint": "gpu80g", "slurm_partition": "gpu"}})
+    assert res == {"mem_mb": 64000, "runtime": 240, "cpus_per_task": 8, "gpu": 2, "gpu_model": "a100",
+                   "constraint": "gpu80g", "slurm_partition": "gpu"}
+    # gres replaces the --gpus request (and is then not counted against a workstation's `gpu`)
+    assert "gpu" not in scoring_resources({"resources": {"gres": "gpu:a100:1"}})
+    assert scoring_resources({"resources": {"gres": "gpu:a100:1"}})["gres"] == "gpu:a100:1"
+
+
+def test_optional_keys_only_when_some_model_sets_them():
+    models = {"a": {"resources": {"gpus": 1}}, "b": {"resources": {"gpu_model": "h100", "gpus": 1}}}
+    assert optional_keys_in_use(models) == ["gpu_model"]
+    assert optional_keys_in_use({"a": {}}) == []
+
+
+@pytest.mark.parametrize(
+    "models, message",
+    [
+        ({"m": {"resources": {"gpu_model": "a100"}}}, r"'models.m.resources.gpu_model' is 'a100' but 'models.m.resources.gpus' is 0"),
+        ({"m": {"resources": {"gpus": 1, "gres": "gpu:1"}}}, r"'models.m.resources.gres' and .*both set"),
+        ({"m": {"resources": {"slurm_extra": "--qos=x --gres=gpu:1"}}}, r"slurm_extra' contains '--gres'.*use resources.gpus"),
+        ({"m": {"resources": {"slurm_extra": "-p gpu"}}}, r"contains '-p'.*resources.slurm_partition"),
+        ({"m": {"resources": {"slurm_extra": "--mem=4G"}}}, r"contains '--mem'.*resources.mem_mb"),
+        ({"m": {"resources": {"slurm_partition": "gpu"}}, "n": {}}, r"'resources.slurm_partition' is set for model\(s\) \['m'\] but not for \['n'\]"),
+    ],
+)
+def test_resource_mistakes_fail_before_any_job(models, message):
+    with pytest.raises(ConfigError, match=message):
+        check_resources(models)
+
+
+def test_harmless_slurm_extra_passes():
+    check_resources({"m": {"resources": {"slurm_extra": "--qos=gpu --gres-flags=enforce-binding --comment-x", "gpus": 1}}})
+
+
+def test_schema_rejects_unknown_resource_keys():
+    config = copy.deepcopy({**SMALL, "models": {"m": {"backend": "simulate", "resources": {"gpu": 1}}}})
+    with pytest.raises(Exception, match="Additional properties are not allowed"):
+        validate(config, SCHEMA)
+
+
+# --- the slurm profile's dry run -----------------------------------------------------------------
+
+
+def job_blocks(output: str) -> list[dict[str, str]]:
+    """Each job of a dry run's output: rule name plus its 'key: value' lines."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(local)?rule (\w+):", block)
+        if head:
+            fields = dict(re.findall(r"^\s+(\w+): (.*)$", block, flags=re.M))
+            jobs.append({"rule": head.group(2), "local": bool(head.group(1)), **fields})
+    return jobs
+
+
+def resources_of(job: dict[str, str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in job["resources"].split(", "))
+
+
+def test_slurm_profile_dry_run_gives_scoring_jobs_their_model_resources(tmp_path):
+    config = {**SMALL, "resources": {"analysis_mem_mb": 1500, "analysis_runtime": 20}, "models": {
+        "big": {"backend": "simulate", "resources": {"gpus": 2, "gpu_model": "h100", "mem_mb": 64000, "runtime": 240, "cpus_per_task": 8}},
+        "small": {"backend": "simulate", "resources": {"gpus": 1, "mem_mb": 16000}},
+    }}
+    write_config(tmp_path, config)
+    out = run_snakemake(tmp_path, "-n", "--profile", str(SLURM_PROFILE), "--configfile", str(tmp_path / "config.yaml")).stdout
+    jobs = job_blocks(out)
+    scoring = [j for j in jobs if j["rule"] == "score_family"]
+    assert len(scoring) == 2 * 3
+    for job in scoring:
+        res = resources_of(job)
+        if "model=big" in job["wildcards"]:
+            assert (res["gpu"], res["gpu_model"], res["mem_mb"], res["runtime"], res["cpus_per_task"]) == ("2", "h100", "64000", "240", "8")
+        else:
+            assert (res["gpu"], res["gpu_model"] if "gpu_model" in res else None, res["mem_mb"], res["runtime"]) == ("1", None, "16000", "60")
+        # the profile's placeholders still apply: no model sets a partition of its own
+        assert res["slurm_partition"] == "<partition>" and res["slurm_account"] == "<account>"
+    analysis = [j for j in jobs if j["rule"] in ("dataset_manifest", "lock", "per_prompt_metrics")]
+    assert analysis
+    for job in analysis:
+        res = resources_of(job)
+        assert "gpu" not in res and "gpu_model" not in res
+        assert res["mem_mb"] == "1500" and res["runtime"] == "20"  # the config's, not the profile's
+
+
+# --- the workstation profile: `--resources gpu=N` and each job's own GPUs --------------------------
+
+
+def peak_concurrent(output: str, rule: str) -> int:
+    """Most jobs of ``rule`` running at once, from a local run's log (start and finish lines)."""
+    running = peak = 0
+    for line in output.splitlines():
+        if re.match(rf"(local)?rule {rule}:$", line):
+            running += 1
+            peak = max(peak, running)
+        elif re.search(rf"Finished jobid: \d+ \(Rule: {rule}\)", line):
+            running -= 1
+    return peak
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("gpus, expected_peak", [(None, 1), (2, 2)])  # None: the profile's own gpu=1
+def test_workstation_profile_caps_concurrent_gpu_jobs(tmp_path, gpus, expected_peak):
+    config = {**SMALL, "models": {"sim": {"backend": "simulate", "resources": {"gpus": 1}}}}
+    write_config(tmp_path, config)
+    env = {"CUDA_VISIBLE_DEVICES": "0,1", "PR_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")}
+    more = ["--resources", f"gpu={gpus}"] if gpus else []
+    result = run_snakemake(tmp_path, "--profile", str(WORKSTATION_PROFILE), "--configfile", str(tmp_path / "config.yaml"),
+                           "--cores", "2", *more, env=env)
+    assert peak_concurrent(result.stdout + result.stderr, "score_family") == expected_peak
+    logs = [(tmp_path / f"results/logs/scores/sim/synth/{f}.log").read_text() for f in "ABC"]
+    used = [re.search(r"using GPU\(s\) (\S+)", text).group(1) for text in logs]
+    assert set(used) <= {"0", "1"}
+    if gpus == 2:  # the two jobs that ran together held different GPUs
+        assert len(set(used)) == 2
+
+
+# --- claim_gpus -----------------------------------------------------------------------------------
+
+
+def test_claim_gpus_does_nothing_without_gpus_or_under_slurm(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert claim_gpus(0, tmp_path) is None
+    monkeypatch.setenv("SLURM_JOB_ID", "17")
+    assert claim_gpus(1, tmp_path) is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_claim_gpus_makes_do_with_the_gpus_there_are(monkeypatch, tmp_path):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert claim_gpus(1, tmp_path) is None  # no GPU: the backend runs on the CPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    assert claim_gpus(2, tmp_path) == ["7"] and os.environ["CUDA_VISIBLE_DEVICES"] == "7"
+
+
+CLAIM = """
+import os, sys, time
+from prompt_reliability.gpus import claim_gpus
+claim_gpus(int(sys.argv[1]), sys.argv[2], poll_seconds=0.05)
+print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_concurrent_claims_get_disjoint_gpus_and_wait_for_free_ones(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    env.update(CUDA_VISIBLE_DEVICES="4,5,6", PYTHONPATH=str(REPO / "src"))
+
+    def start(n, hold):
+        return subprocess.Popen([sys.executable, "-c", CLAIM, str(n), str(tmp_path), str(hold)], env=env,
+                                stdout=subprocess.PIPE, text=True)
+
+    first = start(2, 3.0)
+    assert first.stdout.readline().strip() in ("4,5",)
+    second = start(1, 0.0)
+    assert second.stdout.readline().strip() == "6"
+    second.wait(timeout=30)
+    third = start(2, 0.0)  # needs 2: waits until `first` exits (killed: the kernel frees its locks)
+    first.kill()
+    first.wait(timeout=30)
+    assert sorted(third.stdout.readline().strip().split(",")) == ["4", "5"]
+    assert third.wait(timeout=30) == 0
+
+
+# --- the paper config ----------------------------------------------------------------------------
+
+PAPER = REPO / "config/paper.yaml"
+
+
+def test_paper_config_is_valid_and_sizes_every_model():
+    config = yaml.safe_load(PAPER.read_text())
+    validate(config, SCHEMA)
+    check_config(config)
+    check_resources(config["models"])
+    models = config["models"]
+    assert len(models) == 7 and all(m["backend"] == "hf" and m["dtype"] == "bfloat16" for m in models.values())
+    assert {m["path"] for m in models.values()} == {
+        "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Instruct",
+        "OpenGVLab/InternVL3_5-8B-HF", "google/gemma-3-12b-it", "openbmb/MiniCPM-V-4_5",
+        "meta-llama/Llama-3.2-11B-Vision-Instruct",
+    }
+    assert [n for n, m in models.items() if m.get("trust_remote_code")] == ["minicpm_v4_5"]
+    for name, model in models.items():
+        res = scoring_resources(model)
+        assert res["gpu"] >= 1 and res["mem_mb"] >= 32000 and res["runtime"] >= 120, name
+    # larger models get at least the resources of smaller ones
+    assert scoring_resources(models["qwen3vl_30b_a3b"])["gpu"] >= 2
+    assert config["lock"] == {"dataset": "unsafebench", "split": "train"}
+    assert config["evaluate"] == [{"dataset": "unsafebench", "split": "test"}, {"dataset": "holisafe", "split": "test"}]
+
+
+def test_paper_dry_run_on_the_slurm_profile_lists_scoring_jobs_with_gpus(tmp_path):
+    result = run_snakemake(tmp_path, "-n", "--profile", str(SLURM_PROFILE), "--configfile", str(PAPER), check=False)
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and "MissingInputException" in output and "results/scores/" in output:
+        pytest.skip("no scoring rule for backend 'hf' in this checkout yet (issue 3)")
+    assert result.returncode == 0, output[-4000:]
+    config = yaml.safe_load(PAPER.read_text())
+    scoring = [j for j in job_blocks(output) if j.get("output", "").startswith("results/scores/")]
+    assert len(scoring) == 7 * 2 * 3
+    for job in scoring:
+        model = re.search(r"model=(\w+)", job["wildcards"]).group(1)
+        res = resources_of(job)
+        want = scoring_resources(config["models"][model])
+        assert (int(res["gpu"]), int(res["mem_mb"]), int(res["runtime"]), int(res["cpus_per_task"])) == (
+            want["gpu"], want["mem_mb"], want["runtime"], want["cpus_per_task"]), job
