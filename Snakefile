@@ -40,6 +40,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/per_prompt.smk"
 include: "workflow/rules/lock.smk"
+include: "workflow/rules/bootstrap.smk"
+include: "workflow/rules/selective.smk"
 
 
 localrules:

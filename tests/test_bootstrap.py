@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from brute_force import brute_force_metrics, weighted_ece, weighted_nll
 
+from conftest import dry_run_jobs, run_snakemake
 from prompt_reliability import bootstrap as bs
-from prompt_reliability import metrics
+from prompt_reliability import io, metrics
+from prompt_reliability.lock import locked_scores
 
 PREVALENCES = ["native", 0.25, 0.10, 0.05]
 
@@ -166,3 +169,58 @@ def test_summary_counts_ci_wins_and_losses():
                            "ci_low": lo, "ci_high": hi} for m, d, metric, lo, hi in rows])
     summary = bs.bootstrap_summary(table)
     assert summary.rows() == [("nll", "native", 3, 1, 0), ("ece", "native", 3, 1, 2)]
+
+
+@pytest.mark.workflow
+def test_workflow_writes_bootstrap_and_selective_tables(import_workdir):
+    config_path = import_workdir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["analysis"] = {"bootstrap": {"resamples": 300, "chunk_size": 64}}
+    config_path.write_text(yaml.safe_dump(config))
+    # only this issue's outputs (the full default target is the foundation tests' business)
+    targets = ["results/tables/bootstrap_summary.csv", "results/tables/selective_summary.csv",
+               *(f"results/figures/selective/{m}/{d}/test/risk_coverage.png" for m in ("m1", "m2") for d in ("ds_a", "ds_b"))]
+    run_snakemake(import_workdir, "--configfile", str(config_path), "--cores", "2", *targets)
+    tables = import_workdir / "results/tables"
+    boot = pl.read_csv(tables / "bootstrap.csv")
+    assert boot.columns == list(bs.TABLE_COLUMNS)
+    assert boot.height == 2 * 2 * 4 * 2  # models x pairs x prevalences x metrics
+    assert boot["prevalence"].unique(maintain_order=True).to_list() == ["native", "0.25", "0.1", "0.05"]
+    assert (boot["n_resamples"] == 300).all()
+    assert (boot["ci_low"] <= boot["ci_high"]).all() and boot["p_value"].is_between(0, 1).all()
+    summary = pl.read_csv(tables / "bootstrap_summary.csv")
+    assert summary.columns == ["metric", "prevalence", "pairs", "ci_wins", "ci_losses"]
+    assert summary.height == 8 and (summary["pairs"] == 4).all()
+    # native point estimates are the unweighted metrics of the locked selected prompt and the mean
+    rows = pl.read_parquet(import_workdir / "results/matrix/m2/ds_b.parquet")
+    scores = locked_scores(rows, io.read_json(import_workdir / "results/lock/m2.json"))
+    y = rows["label"].to_numpy()
+    native = boot.filter((pl.col("model") == "m2") & (pl.col("dataset") == "ds_b") & (pl.col("prevalence") == "native"))
+    assert native["delta"].to_list() == pytest.approx(
+        [metrics.nll(y, scores["selected"]) - metrics.nll(y, scores["mean"]),
+         metrics.ece(y, scores["selected"]) - metrics.ece(y, scores["mean"])], abs=1e-12)
+    selective = pl.read_csv(tables / "selective.csv")
+    assert selective.columns == ["model", "dataset", "split", "signal", "target", "value"]
+    assert selective.height == 4 * 3 * 10
+    wins = pl.read_csv(tables / "selective_summary.csv")
+    assert wins.columns == ["target", "pairs", "std", "entropy", "margin"]
+    assert (wins["pairs"] == 4).all() and (wins.select(pl.sum_horizontal("std", "entropy", "margin")) >= 4).to_series().all()
+    for model in ("m1", "m2"):
+        for dataset in ("ds_a", "ds_b"):
+            figure = import_workdir / f"results/figures/selective/{model}/{dataset}/test/risk_coverage.png"
+            assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # changing a bootstrap setting re-runs the bootstrap only
+    config["analysis"]["bootstrap"]["resamples"] = 200
+    config_path.write_text(yaml.safe_dump(config))
+    assert set(dry_run_jobs(import_workdir, f"--configfile={config_path}", *targets)) == {"bootstrap", "bootstrap_table"}
+
+
+@pytest.mark.workflow
+def test_bad_selective_target_fails_before_any_job(import_workdir):
+    config_path = import_workdir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["analysis"] = {"selective": {"targets": ["error@93.5"]}}
+    config_path.write_text(yaml.safe_dump(config))
+    result = run_snakemake(import_workdir, "--configfile", str(config_path), "-n", check=False)
+    assert result.returncode != 0
+    assert "'analysis.selective.targets' names 'error@93.5'" in result.stdout + result.stderr
