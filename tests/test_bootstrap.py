@@ -32,8 +32,8 @@ def test_vectorised_equals_brute_force_on_the_same_resamples():
     y, selected, mean = pair()
     scores = np.stack([selected, mean])
     weights = np.stack([bs.prevalence_weights(y, p) for p in PREVALENCES])
-    point, resampled = bs.bootstrap_metrics(y, scores, weights, n_resamples=57, seed=42, chunk_size=5)
-    # the brute force draws nothing itself: it loops over the kernel's own resample indices
+    point, resampled = bs.bootstrap_metrics(y, scores, PREVALENCES, n_resamples=57, seed=42, chunk_size=5)
+    # the brute force draws nothing itself: it loops over the kernel's own resample indices, with per-sample weights
     expected = brute_force_metrics(y, scores, weights, bs.resample_indices(len(y), 57, 42, 5))
     assert resampled.shape == expected.shape == (57, 4, 2, 2)
     np.testing.assert_allclose(resampled, expected, rtol=1e-12, atol=1e-14)
@@ -74,7 +74,7 @@ def test_native_weighted_metrics_equal_unweighted():
     # a target equal to the native prevalence gives weights of exactly 1 too
     assert (bs.prevalence_weights(y, float(np.mean(y))) == 1).all()
     scores = np.stack([selected, mean])
-    point, resampled = bs.bootstrap_metrics(y, scores, bs.prevalence_weights(y, "native")[None], n_resamples=40, seed=42)
+    point, resampled = bs.bootstrap_metrics(y, scores, ["native"], n_resamples=40, seed=42)
     for s, p in enumerate(scores):
         assert abs(point[0, s, 0] - metrics.nll(y, p)) < 1e-12
         assert abs(point[0, s, 1] - metrics.ece(y, p)) < 1e-12
@@ -97,18 +97,18 @@ def test_prevalence_weights_move_the_prevalence_to_the_target():
 
 
 def test_weighted_ece_and_nll_by_hand():
-    # two samples in bin 0 (p = 0.0, 0.04) with weights 1 and 3, one in the top bin (p = 1.0), weight 2
-    y = np.array([0, 1, 1])
-    p = np.array([0.0, 0.04, 1.0])
-    w = np.array([1.0, 3.0, 2.0])
-    # bin 0: W = 4, mean_w(y) = 0.75, mean_w(p) = 0.03; top bin: |1 - 1| = 0
-    expected_ece = 4 / 6 * abs(0.75 - 0.03)
-    design = bs.design_matrix(y, p[None], w[None], n_bins=15)
-    nll_value, ece_value = bs.metrics_from_sums(design.sum(axis=0), 1, 1)[0, 0]
-    assert ece_value == pytest.approx(expected_ece, abs=1e-15)
-    assert weighted_ece(y, p, w) == pytest.approx(expected_ece, abs=1e-15)
-    expected_nll = (1 * -np.log1p(-1e-12) + 3 * -np.log(0.04) + 2 * -np.log(1 - 1e-12)) / 6
-    assert nll_value == pytest.approx(expected_nll, rel=1e-12)
+    # native prevalence 0.5; target 0.25 weighs unsafe samples 0.5 and safe samples 1.5
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.0, 0.04, 0.05, 1.0])
+    w = bs.prevalence_weights(y, 0.25)
+    assert w.tolist() == [1.5, 0.5, 1.5, 0.5]
+    # bin 0 holds the first three (W_b = 3.5): |sum w y - sum w p| = |0.5 - 0.095|; the top bin is calibrated
+    expected_ece = abs(0.5 - (0.5 * 0.04 + 1.5 * 0.05)) / 4
+    expected_nll = (1.5 * -np.log1p(-1e-12) + 0.5 * -np.log(0.04) + 1.5 * -np.log(0.95) + 0.5 * -np.log(1 - 1e-12)) / 4
+    point, _ = bs.bootstrap_metrics(y, p[None], [0.25], n_resamples=1, seed=0)
+    assert point[0, 0, 1] == pytest.approx(expected_ece, rel=1e-12)
+    assert point[0, 0, 0] == pytest.approx(expected_nll, rel=1e-12)
+    assert weighted_ece(y, p, w) == pytest.approx(expected_ece, rel=1e-12)
     assert weighted_nll(y, p, w) == pytest.approx(expected_nll, rel=1e-12)
 
 

@@ -18,12 +18,14 @@ How it is fast. Every metric here is a ratio of weighted sums over samples::
 
 (in a bin, ``W_b * |mean_w(y) - mean_w(p)| = |sum w y - sum w p|``). A resample is a count vector
 ``c`` (how often each sample was drawn), so its sums are ``c @ X`` for one fixed n x m *design
-matrix* ``X`` with a column per sum: per prevalence and score, the weights, the weighted per-sample
-NLL and one weighted-residual column per bin (the per-bin indicator matrix times ``w (y - p)``).
-All B resamples are the B x n count matrix ``C`` and all their sums are ``C @ X``: one matrix product
-per chunk of resamples, never a Python loop over samples or resamples. The count matrix is drawn
-in chunks (``chunk_size`` rows at a time) from one generator, so the numbers do not depend on the
-chunk size, only memory does (about 28 bytes x chunk_size x n).
+matrix* ``X`` with a column per sum: per score, the per-sample NLL, one residual column per bin
+(the per-bin indicator matrix times ``y - p``) and a count column. The weights are constant within
+a class, so ``X`` holds these columns once per class and a weighted sum is ``w_unsafe * (unsafe
+sum) + w_safe * (safe sum)``: one resampling serves every prevalence. The B resamples are the
+B x n count matrix ``C`` and all their sums are ``C @ X``: one matrix product per chunk of
+resamples, never a Python loop over samples or resamples. ``C`` is drawn in chunks of
+``chunk_size`` rows from one generator, so the resamples do not depend on the chunk size (results
+move only by floating-point noise) and memory stays at about 28 bytes x chunk_size x n.
 """
 
 from __future__ import annotations
@@ -50,11 +52,10 @@ def prevalence_label(prevalence: str | float) -> str:
     return NATIVE if prevalence == NATIVE else f"{float(prevalence):g}"
 
 
-def prevalence_weights(y: np.ndarray, prevalence: str | float) -> np.ndarray:
-    """Per-sample importance weights that move the unsafe prevalence of ``y`` to ``prevalence``."""
-    y = np.asarray(y)
+def class_weights(y: np.ndarray, prevalence: str | float) -> tuple[float, float]:
+    """``(unsafe, safe)`` importance weights that move the unsafe prevalence of ``y`` to ``prevalence``."""
     if prevalence == NATIVE:
-        return np.ones(len(y))
+        return 1.0, 1.0
     target = float(prevalence)
     if not 0.0 < target < 1.0:
         raise ValueError(f"target prevalence must lie strictly between 0 and 1, got {prevalence!r}")
@@ -63,29 +64,41 @@ def prevalence_weights(y: np.ndarray, prevalence: str | float) -> np.ndarray:
         raise ValueError(f"cannot reweight to unsafe prevalence {target:g}: the samples hold only one class "
                          f"(native prevalence {native:g}); keep only 'native' in analysis.bootstrap.prevalences "
                          "or evaluate a split with both classes")
-    return np.where(y == 1, target / native, (1.0 - target) / (1.0 - native))
+    return target / native, (1.0 - target) / (1.0 - native)
 
 
-def design_matrix(y: np.ndarray, scores: np.ndarray, weights: np.ndarray, n_bins: int = 15, eps: float = metrics.EPS) -> np.ndarray:
-    """The n x (P * S * (2 + n_bins)) matrix whose column sums are every metric's weighted sums.
+def prevalence_weights(y: np.ndarray, prevalence: str | float) -> np.ndarray:
+    """Per-sample importance weights: :func:`class_weights` by label."""
+    unsafe, safe = class_weights(y, prevalence)
+    return np.where(np.asarray(y) == 1, unsafe, safe)
 
-    ``scores`` is S x n (one row per score), ``weights`` P x n (one row per prevalence). Column block
-    (P, S) holds ``[w, w * nll, w * (y - p) * [bin == 0], ..., w * (y - p) * [bin == M-1]]``.
+
+def design_matrix(y: np.ndarray, scores: np.ndarray, n_bins: int = 15, eps: float = metrics.EPS) -> np.ndarray:
+    """The n x (2 * S * (2 + n_bins)) matrix whose column sums are every metric's sums, per class.
+
+    ``scores`` is S x n (one row per score). Column block (class, score), classes (unsafe, safe),
+    holds ``[y == class] * [1, nll, (y - p) [bin == 0], ..., (y - p) [bin == M-1]]``. Prevalence
+    weights are constant within a class, so any weighted sum is ``w_unsafe * unsafe sum + w_safe *
+    safe sum`` (:func:`weighted_sums`): resampling cost does not grow with the number of prevalences.
     """
     y = np.asarray(y, dtype=np.float64)
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    n = len(y)
     nll = metrics.nll_terms(y, scores, eps)  # S x n
     in_bin = metrics.equal_width_bins(scores, n_bins)[..., None] == np.arange(n_bins)  # S x n x M
     per_score = np.concatenate([np.ones_like(nll)[..., None], nll[..., None], (y - scores)[..., None] * in_bin], axis=-1)
-    design = weights.T[:, :, None, None] * per_score.transpose(1, 0, 2)[:, None]  # n x P x S x (2 + M)
-    return np.ascontiguousarray(design.reshape(n, -1))
+    in_class = np.stack([y == 1, y != 1], axis=1).astype(np.float64)  # n x 2
+    design = in_class[:, :, None, None] * per_score.transpose(1, 0, 2)[:, None]  # n x 2 x S x (2 + M)
+    return np.ascontiguousarray(design.reshape(len(y), -1))
 
 
-def metrics_from_sums(sums: np.ndarray, n_prevalences: int, n_scores: int) -> np.ndarray:
-    """(..., P, S, 2) array of [NLL, ECE] from (..., m) weighted sums laid out as :func:`design_matrix`."""
-    sums = sums.reshape(*sums.shape[:-1], n_prevalences, n_scores, -1)
+def weighted_sums(class_sums: np.ndarray, weights: np.ndarray, n_scores: int) -> np.ndarray:
+    """(..., P, S, 2 + M) weighted sums from (..., m) per-class sums and (P x 2) ``(unsafe, safe)`` weights."""
+    per_class = class_sums.reshape(*class_sums.shape[:-1], 2, n_scores, -1)
+    return np.einsum("...csk,pc->...psk", per_class, np.atleast_2d(weights))
+
+
+def metrics_from_sums(sums: np.ndarray) -> np.ndarray:
+    """(..., 2) array of [NLL, ECE] from (..., 2 + M) sums ``[sum w, sum w nll, sum_{bin} w (y - p) ...]``."""
     total = sums[..., 0]
     return np.stack([sums[..., 1] / total, np.abs(sums[..., 2:]).sum(axis=-1) / total], axis=-1)
 
@@ -119,16 +132,17 @@ def resampled_sums(design: np.ndarray, n_resamples: int, seed: int, chunk_size: 
     return sums
 
 
-def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, weights: np.ndarray, *, n_resamples: int, seed: int,
+def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, prevalences: Sequence[str | float], *, n_resamples: int, seed: int,
                       chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS) -> tuple[np.ndarray, np.ndarray]:
-    """Point and resampled [NLL, ECE] of every score under every weighting.
+    """Point and resampled [NLL, ECE] of every score (rows of ``scores``) at every prevalence.
 
     Returns ``point`` (P x S x 2) on the original sample and ``resampled`` (B x P x S x 2).
     """
-    design = design_matrix(y, scores, weights, n_bins, eps)
-    n_prevalences, n_scores = np.atleast_2d(weights).shape[0], np.atleast_2d(scores).shape[0]
-    point = metrics_from_sums(design.sum(axis=0), n_prevalences, n_scores)
-    resampled = metrics_from_sums(resampled_sums(design, n_resamples, seed, chunk_size), n_prevalences, n_scores)
+    weights = np.array([class_weights(y, prevalence) for prevalence in prevalences])
+    design = design_matrix(y, scores, n_bins, eps)
+    n_scores = np.atleast_2d(scores).shape[0]
+    point = metrics_from_sums(weighted_sums(design.sum(axis=0), weights, n_scores))
+    resampled = metrics_from_sums(weighted_sums(resampled_sums(design, n_resamples, seed, chunk_size), weights, n_scores))
     return point, resampled
 
 
@@ -151,8 +165,7 @@ def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prev
 
     The same resamples serve every prevalence and both scores (a paired bootstrap).
     """
-    weights = np.stack([prevalence_weights(y, prevalence) for prevalence in prevalences])
-    point, resampled = bootstrap_metrics(y, np.stack([selected, mean]), weights, n_resamples=n_resamples, seed=seed,
+    point, resampled = bootstrap_metrics(y, np.stack([selected, mean]), prevalences, n_resamples=n_resamples, seed=seed,
                                          chunk_size=chunk_size, n_bins=n_bins, eps=eps)
     delta = point[:, 0] - point[:, 1]  # P x 2: selected - mean
     deltas = resampled[:, :, 0] - resampled[:, :, 1]  # B x P x 2
