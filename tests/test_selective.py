@@ -11,6 +11,7 @@ import yaml
 
 from prompt_reliability import metrics
 from prompt_reliability import selective as sel
+from prompt_reliability import selective_targets as st
 from prompt_reliability.config import ConfigError
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
@@ -89,7 +90,7 @@ def test_targets_on_a_hand_made_curve():
         "nll": [0.1, 0.2, 0.3, 0.1, 0.2, 0.3],
         "ece": [0.0, 0.0, 0.1, 0.05, 0.0, 0.1],
     })
-    targets = sel.parse_targets(["aurc_error_full", "aurc_error_high", "error@90", "ece@90"],
+    targets = st.parse_targets(["aurc_error_full", "aurc_error_high", "error@90", "ece@90"],
                                 {"full": [0.5, 1.0], "high": [0.9, 1.0]}, [0.5, 0.9, 1.0])
     values = sel.target_values(curves, targets)
     got = {(r["signal"], r["target"]): r["value"] for r in values.iter_rows(named=True)}
@@ -102,9 +103,9 @@ def test_targets_on_a_hand_made_curve():
 
 def test_default_targets_parse_and_the_grid_drops_repeats():
     defaults = selective_defaults()
-    grid = sel.coverage_grid(defaults["coverage"])
+    grid = st.coverage_grid(defaults["coverage"])
     assert len(grid) == 8 + 11 and grid[0] == 0.5 and grid[-1] == 1.0
-    targets = sel.parse_targets(defaults["targets"], defaults["aurc_ranges"], defaults["coverage"])
+    targets = st.parse_targets(defaults["targets"], defaults["aurc_ranges"], defaults["coverage"])
     assert [t.name for t in targets] == ["aurc_error_full", "aurc_error_high", "aurc_nll_high", "aurc_ece_high",
                                          "error@95", "nll@95", "ece@95", "error@90", "nll@90", "ece@90"]
     assert targets[0].low == 0.5 and targets[0].high == 1.0 and targets[4].is_point and targets[4].low == 0.95
@@ -119,7 +120,7 @@ def test_default_targets_parse_and_the_grid_drops_repeats():
 ])
 def test_bad_targets_name_the_config_key(targets, ranges, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        sel.parse_targets(targets, ranges, [0.5, 0.9, 1.0])
+        st.parse_targets(targets, ranges, [0.5, 0.9, 1.0])
 
 
 def test_selective_curves_cover_every_signal_and_grid_point():

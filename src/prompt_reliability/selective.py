@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +23,11 @@ import polars as pl
 from scipy.special import xlogy
 
 from . import io, metrics, tables
-from .config import ConfigError
 from .lock import locked_scores
 from .matrix import probabilities, split_rows
+from .selective_targets import GRID_TOL, Target, coverage_grid, parse_targets
 
 SIGNALS = ("std", "entropy", "margin")
-RISKS = ("error", "nll", "ece")
-GRID_TOL = 1e-9  # two coverages closer than this are the same grid point
-KEY = "analysis.selective"
-
-
-@dataclass(frozen=True)
-class Target:
-    """One summary of a risk-coverage curve: an AURC over ``[low, high]`` or the risk at ``low == high``."""
-
-    name: str
-    risk: str
-    low: float
-    high: float
-
-    @property
-    def is_point(self) -> bool:
-        return self.low == self.high
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -97,52 +78,6 @@ def normalised_aurc(coverage: np.ndarray, risk: np.ndarray, low: float, high: fl
     coverage, risk = coverage[order], risk[order]
     inside = (coverage >= low - GRID_TOL) & (coverage <= high + GRID_TOL)
     return float(np.trapezoid(risk[inside], coverage[inside]) / (high - low))
-
-
-def coverage_grid(values: Sequence[float]) -> np.ndarray:
-    """Sorted grid without repeats (the default lists 0.90 and 0.95 twice)."""
-    grid = np.sort(np.asarray(values, dtype=np.float64))
-    return grid[np.concatenate([[True], np.diff(grid) > GRID_TOL])]
-
-
-def parse_targets(names: Sequence[str], ranges: Mapping[str, Sequence[float]], coverages: Sequence[float]) -> list[Target]:
-    """Targets from their names, checked against the AURC ranges and the coverage grid."""
-    grid = coverage_grid(coverages)
-
-    def on_grid(c: float) -> bool:
-        return bool(np.any(np.abs(grid - c) <= GRID_TOL))
-
-    for name, bounds in ranges.items():
-        low, high = bounds
-        if not low < high:
-            raise ConfigError(f"config key '{KEY}.aurc_ranges.{name}' is {list(bounds)}; it needs [low, high] with low < high")
-        if not (on_grid(low) and on_grid(high)):
-            raise ConfigError(f"config key '{KEY}.aurc_ranges.{name}' is {list(bounds)}, but both ends must be points of "
-                              f"'{KEY}.coverage' (AURC integrates over grid points only); add them to the grid")
-    targets = []
-    for name in names:
-        aurc = re.fullmatch(rf"aurc_({'|'.join(RISKS)})_([a-z0-9]+)", name)
-        point = re.fullmatch(rf"({'|'.join(RISKS)})@(\d+(?:\.\d+)?)", name)
-        if aurc:
-            if aurc[2] not in ranges:
-                raise ConfigError(f"config key '{KEY}.targets' names {name!r}, but range {aurc[2]!r} is not under "
-                                  f"'{KEY}.aurc_ranges' (have {sorted(ranges)})")
-            targets.append(Target(name, aurc[1], float(ranges[aurc[2]][0]), float(ranges[aurc[2]][1])))
-        elif point:
-            coverage = float(point[2]) / 100.0
-            if not on_grid(coverage):
-                raise ConfigError(f"config key '{KEY}.targets' names {name!r}, but coverage {coverage:g} is not in "
-                                  f"'{KEY}.coverage'; add it to the grid")
-            targets.append(Target(name, point[1], coverage, coverage))
-        else:
-            raise ConfigError(f"config key '{KEY}.targets' has {name!r}; targets are 'aurc_<risk>_<range>' or "
-                              f"'<risk>@<percent>' with risk one of {list(RISKS)}")
-    return targets
-
-
-def check_selective_config(settings: Mapping[str, Any]) -> None:
-    """Fail at parse time (before any job) when targets, ranges and grid do not fit together."""
-    parse_targets(settings["targets"], settings["aurc_ranges"], settings["coverage"])
 
 
 def selective_curves(y: np.ndarray, p: np.ndarray, signals: Mapping[str, np.ndarray], coverages: Sequence[float], *,

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import polars as pl
 
-from ..selective import GRID_TOL, RISKS, SIGNALS
+from ..selective import SIGNALS
+from ..selective_targets import GRID_TOL, RISKS
 from . import save_figure, style
 
 RISK_LABELS = {"error": "error", "nll": "NLL", "ece": "ECE"}
