@@ -12,6 +12,7 @@ from conftest import dry_run_jobs, run_snakemake
 from prompt_reliability import bootstrap as bs
 from prompt_reliability import io, metrics
 from prompt_reliability.lock import locked_scores
+from prompt_reliability.matrix import split_rows
 
 PREVALENCES = ["native", 0.25, 0.10, 0.05]
 
@@ -192,7 +193,7 @@ def test_workflow_writes_bootstrap_and_selective_tables(import_workdir):
     assert summary.columns == ["metric", "prevalence", "pairs", "ci_wins", "ci_losses"]
     assert summary.height == 8 and (summary["pairs"] == 4).all()
     # native point estimates are the unweighted metrics of the locked selected prompt and the mean
-    rows = pl.read_parquet(import_workdir / "results/matrix/m2/ds_b.parquet")
+    rows = split_rows(pl.read_parquet(import_workdir / "results/matrix/m2/ds_b.parquet"), "test")
     scores = locked_scores(rows, io.read_json(import_workdir / "results/lock/m2.json"))
     y = rows["label"].to_numpy()
     native = boot.filter((pl.col("model") == "m2") & (pl.col("dataset") == "ds_b") & (pl.col("prevalence") == "native"))

@@ -42,7 +42,6 @@ from .lock import locked_scores
 from .matrix import split_rows
 
 METRICS = ("nll", "ece")
-SCORES = ("selected", "mean")
 NATIVE = "native"
 TABLE_COLUMNS = ("model", "dataset", "split", "prevalence", "metric", "delta", "ci_low", "ci_high", "p_value", "n_resamples")
 
