@@ -44,6 +44,8 @@ include: "workflow/rules/aggregation.smk"
 include: "workflow/rules/calibration.smk"
 include: "workflow/rules/fragility.smk"
 include: "workflow/rules/reliability.smk"
+include: "workflow/rules/bootstrap.smk"
+include: "workflow/rules/selective.smk"
 
 
 localrules:

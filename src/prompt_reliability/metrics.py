@@ -12,10 +12,15 @@ import numpy as np
 EPS = 1e-12
 
 
-def nll(y: np.ndarray, p: np.ndarray, eps: float = EPS) -> float:
+def nll_terms(y: np.ndarray, p: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Per-sample negative log-likelihood ``-(y log p + (1 - y) log(1 - p))``, p clipped to [eps, 1 - eps]."""
     y = np.asarray(y, dtype=np.float64)
     p = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
-    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+    return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+
+
+def nll(y: np.ndarray, p: np.ndarray, eps: float = EPS) -> float:
+    return float(np.mean(nll_terms(y, p, eps)))
 
 
 def equal_width_bins(p: np.ndarray, n_bins: int) -> np.ndarray:
