@@ -29,7 +29,9 @@ DATASETS = needed_datasets(config)
 PAIRS = evaluation_pairs(config)
 MODELS = list(config["models"])
 # hf models the workflow builds itself (results/models/<name>), from their 'tiny' key
-TINY_MODELS = [m for m in models_with_backend(config, "hf") if config["models"][m].get("tiny")]
+TINY_MODELS = [
+    m for m in models_with_backend(config, "hf") if config["models"][m].get("tiny")
+]
 
 # Each rule module appends the files it contributes to `rule all`.
 FINAL_TARGETS = [f"results/lock/{model}.json" for model in MODELS]
@@ -71,7 +73,10 @@ def model_config(model):
 
 def hf_model_config(model):
     """An hf model's config with ``path`` resolved (a tiny model's is the folder the workflow builds)."""
-    return {**model_config(model), "path": hf_model_path(model, config["models"][model])}
+    return {
+        **model_config(model),
+        "path": hf_model_path(model, config["models"][model]),
+    }
 
 
 def model_resource(key, default):
