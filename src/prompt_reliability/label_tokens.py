@@ -33,16 +33,22 @@ def label_id(tokenizer, prompt: str, label: str, *, model: str, add_special_toke
     """The single token id that ``label`` becomes right after ``prompt``."""
     before = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
     after = tokenizer(prompt + label, add_special_tokens=add_special_tokens)["input_ids"]
-    extra = after[len(before):]
-    if after[: len(before)] != before or len(extra) != 1:
-        changed = next((i for i, (x, y) in enumerate(zip(before, after)) if x != y), min(len(before), len(after)))
-        became = tokenizer.convert_ids_to_tokens(after[changed:])
+    fix = "choose label strings that are single tokens for this tokenizer (models.<name>.labels, or prompts/labels.yaml)"
+    if after[: len(before)] != before:
+        changed = next(i for i, (x, y) in enumerate(zip(before, after)) if x != y)
         raise LabelTokenError(
-            f"model {model!r}: the label {label!r} is not exactly one token after the generation prompt; "
-            f"prompt + {label!r} ends in the tokens {became} (the prompt alone ended in "
-            f"{tokenizer.convert_ids_to_tokens(before[changed:]) or 'nothing more'}). "
-            "Choose label strings that are single tokens for this tokenizer (models.<name>.labels, or prompts/labels.yaml)"
-        )
+            f"model {model!r}: the label {label!r} merges with the end of the generation prompt: the prompt ends in "
+            f"the tokens {tokenizer.convert_ids_to_tokens(before[changed:])}, prompt + {label!r} in "
+            f"{tokenizer.convert_ids_to_tokens(after[changed:])}, so the model never scores {label!r} as its first "
+            f"answer token; {fix}")
+    extra = after[len(before):]
+    if len(extra) != 1:
+        raise LabelTokenError(
+            f"model {model!r}: the label {label!r} is {len(extra)} tokens after the generation prompt "
+            f"({tokenizer.convert_ids_to_tokens(extra)}), not one; {fix}")
+    if extra[0] == tokenizer.unk_token_id:
+        raise LabelTokenError(f"model {model!r}: the label {label!r} becomes the unknown token "
+                              f"{tokenizer.unk_token!r}; {fix}")
     return extra[0], tokenizer.convert_ids_to_tokens(extra[0])
 
 
