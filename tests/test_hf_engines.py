@@ -48,8 +48,10 @@ def test_engines_agree_and_match_a_hand_computed_forward(repo, tiny_models, arch
         np.testing.assert_allclose(_p(other), _p(reference), rtol=0, atol=1e-5)
         np.testing.assert_allclose(other.logit_u, reference.logit_u, rtol=0, atol=1e-4)
         np.testing.assert_allclose(other.label_mass, reference.label_mass, rtol=0, atol=1e-6)
-    # random weights spread p: a test of the scoring path that every constant would pass is no test
+    # random weights spread p, and the image matters: a scoring path that every constant passes is no test
     assert _p(reference).std() > 0.02
+    other_image = hf_engines.score_shared_prefix(vlm, [images[1]], [texts[0]], batch_size=1)
+    assert np.abs(_p(other_image)[0] - _p(shared)[0]).max() > 1e-3
 
     # by hand: the processor, one plain forward, the last position's logits, a softmax over the two labels
     i, j = 2, 11
@@ -101,3 +103,16 @@ def test_splice_plan_refuses_unsafe_splits():
     assert hf_engines.splice_plan([[1, 2, 5], [1, 2, 7]], [1, 2, 5], special, image) is None
     # an image token after the divergence can never be split off
     assert hf_engines.splice_plan([[100, 5, 101], [100, 7, 101]], [100, 5, 101, 101], special, image) is None
+
+
+def test_length_buckets_partition_the_prompts_and_pad_less():
+    lengths = [35, 45, 35, 41, 49, 50, 59, 79, 43, 50, 66, 76, 60, 54, 68]
+    buckets = hf_engines.length_buckets(lengths)
+    assert sorted(j for bucket in buckets for j in bucket) == list(range(len(lengths)))
+    padded = sum(len(bucket) * max(lengths[j] for j in bucket) for bucket in buckets)
+    assert sum(lengths) <= padded < len(lengths) * max(lengths)
+    # every bucket is a run of the sorted lengths
+    spans = sorted((min(lengths[j] for j in b), max(lengths[j] for j in b)) for b in buckets)
+    assert all(high <= next_low for (_, high), (next_low, _) in zip(spans, spans[1:]))
+    assert hf_engines.length_buckets([20, 20, 21]) == [[0, 1, 2]], "an extra forward must pay for itself"
+    assert hf_engines.length_buckets([10, 100]) == [[0], [1]]

@@ -7,11 +7,11 @@ never from ``generate`` scores, which a checkpoint's generation config may have 
 - ``reference``: one row per (sample, prompt), the processor's own batching (left padding).
   Obviously correct; the yardstick for the other engine.
 - ``shared_prefix`` (default): the K texts of a sample share a token prefix (chat header, image,
-  ...). That prefix runs once per sample (several samples of equal prefix length per forward), its
-  KV cache is repeated K times and the K suffixes run as one right-padded batch; each row's logits
-  are read at its last real token. Right padding needs no attention mask: real tokens never attend
-  to later positions. Exact up to float rounding (tests: <= 1e-5 in float32 on every tiny
-  architecture).
+  ...). That prefix runs once per sample (several samples of equal prefix length per forward); its
+  KV cache is repeated for the suffixes, which run as right-padded batches (prompts of similar
+  length together, :func:`length_buckets`); each row's logits are read at its last real token.
+  Right padding needs no attention mask: real tokens never attend to later positions. Exact up to
+  float rounding (tests: <= 1e-5 in float32 on every tiny architecture).
 
 How the suffix tokens are found without processing the image K times: the K texts are tokenized
 as plain text (image placeholders unexpanded) and only the first one goes through the processor.
@@ -24,6 +24,7 @@ Gemma 3, whose image block ends in plain newlines) all K texts go through the pr
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -231,29 +232,57 @@ def _groups(prepared: list[_Prefixed], batch_size: int) -> Iterator[list[_Prefix
             yield items[start:start + batch_size]
 
 
+def length_buckets(lengths: Sequence[int]) -> list[list[int]]:
+    """Split prompt indices into runs of similar suffix length, to pad less.
+
+    Each bucket is one forward pass over copies of the prefix cache, padded to its longest suffix.
+    Minimises padded tokens plus one average-length row per extra forward (its fixed cost), by
+    dynamic programming over the prompts sorted by length.
+    """
+    order = sorted(range(len(lengths)), key=lambda j: (lengths[j], j))
+    sorted_lengths = [lengths[j] for j in order]
+    overhead = sum(lengths) / len(lengths)
+    best = [0.0] + [float("inf")] * len(order)  # best[i]: cost of the first i prompts
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * sorted_lengths[end - 1] + (overhead if start else 0.0)
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    buckets, end = [], len(order)
+    while end:
+        buckets.append(order[cut[end]:end])
+        end = cut[end]
+    return buckets[::-1]
+
+
 def _score_group(vlm: VLM, group: list[_Prefixed], k: int, scores: FirstTokenScores) -> None:
     import torch
 
     prefix = {key: torch.cat([item.prefix_inputs[key] for item in group]) for key in group[0].prefix_inputs}
-    suffixes = [suffix for item in group for suffix in item.suffixes]
-    width = max(len(s) for s in suffixes)
-    pad = vlm.tokenizer.pad_token_id if vlm.tokenizer.pad_token_id is not None else 0
     device = vlm.input_device
-    suffix_ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=device)
-    last = torch.tensor([[len(s) - 1] for s in suffixes], device=device)
-    extra = {}
-    for key in _FULL_LENGTH_KEYS:
-        if key in prefix:
-            head = prefix[key]
-            tail = head[:, -1:].expand(-1, width, *head.shape[2:])
-            extra[key] = torch.cat([head, tail], dim=1).repeat_interleave(k, dim=0)
+    pad = vlm.tokenizer.pad_token_id if vlm.tokenizer.pad_token_id is not None else 0
+    buckets = length_buckets([max(len(item.suffixes[j]) for item in group) for j in range(k)])
     with torch.inference_mode():
-        cache = vlm.model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(k)
-        logits = vlm.model(input_ids=suffix_ids, past_key_values=cache, use_cache=True, logits_to_keep=last,
-                           **extra).logits[:, 0]
-    rows = [(item.index, j) for item in group for j in range(k)]
-    scores.put(rows, readout(logits, vlm.unsafe_id, vlm.safe_id))
+        prefix_cache = vlm.model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+        for number, prompts in enumerate(buckets):
+            # the forward rebinds the cache's tensors, so the last bucket may use the prefix cache itself
+            cache = prefix_cache if number == len(buckets) - 1 else copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(prompts))
+            rows = [(item.index, j) for item in group for j in prompts]
+            suffixes = [item.suffixes[j] for item in group for j in prompts]
+            width = max(len(suffix) for suffix in suffixes)
+            suffix_ids = torch.tensor([suffix + [pad] * (width - len(suffix)) for suffix in suffixes], device=device)
+            last = torch.tensor([[len(suffix) - 1] for suffix in suffixes], device=device)
+            extra = {}
+            for key in _FULL_LENGTH_KEYS:
+                if key in prefix:
+                    head = prefix[key]
+                    tail = head[:, -1:].expand(-1, width, *head.shape[2:])
+                    extra[key] = torch.cat([head, tail], dim=1).repeat_interleave(len(prompts), dim=0)
+            logits = vlm.model(input_ids=suffix_ids, past_key_values=cache, use_cache=True, logits_to_keep=last,
+                               **extra).logits[:, 0]
+            scores.put(rows, readout(logits, vlm.unsafe_id, vlm.safe_id))
 
 
 def score_shared_prefix(vlm: VLM, images: Sequence, texts: Sequence[Sequence[str]], batch_size: int,

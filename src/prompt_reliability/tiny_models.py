@@ -14,7 +14,8 @@ pass by accident. The same (architecture, shape, seed) always gives the same fil
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,6 @@ class TinyShape:
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
-
-
-# The benchmark's shape: ~30M parameters, 256 image tokens per image (see benchmarks/inference.py).
-BENCHMARK_SHAPE = TinyShape(hidden=512, layers=6, heads=8, kv_heads=4, intermediate=1536,
-                            vision_hidden=256, vision_layers=4, vision_heads=4, image_side=448, vocab=2000)
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,7 @@ _CORPUS = (
 )
 
 
-def _train_tokenizer(tokens: _Tokens, vocab: int, chat_template: str):
+def _train_tokenizer(tokens: _Tokens, vocab: int, chat_template: str, corpus: Sequence[str] = ()):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -100,7 +96,7 @@ def _train_tokenizer(tokens: _Tokens, vocab: int, chat_template: str):
         model.normalizer = normalizers.Sequence([])
         model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
         model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-        alphabet = sorted(set("".join(_CORPUS)) | set("\n"))
+        alphabet = sorted(set("".join(_CORPUS + tuple(corpus))) | set("\n"))
     else:
         model = Tokenizer(models.BPE())
         model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -108,7 +104,7 @@ def _train_tokenizer(tokens: _Tokens, vocab: int, chat_template: str):
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=list(tokens.specials), initial_alphabet=alphabet,
                                   show_progress=False)
-    model.train_from_iterator(_CORPUS * 4, trainer)
+    model.train_from_iterator(list(_CORPUS + tuple(corpus)) * 4, trainer)
     extra = dict(tokens.extra or {})
     return PreTrainedTokenizerFast(
         tokenizer_object=model,
@@ -201,7 +197,7 @@ def _qwen2_vl(shape: TinyShape, tokenizer) -> _Built:
     config = Qwen2VLConfig(
         text_config=_qwen_text(shape, tokenizer, _mrope_section(shape)),
         vision_config=dict(depth=shape.vision_layers, embed_dim=shape.vision_hidden, hidden_size=shape.hidden,
-                           num_heads=shape.vision_heads, mlp_ratio=2, patch_size=patch, spatial_merge_size=2,
+                           num_heads=shape.vision_heads, mlp_ratio=4, patch_size=patch, spatial_merge_size=2,
                            temporal_patch_size=2),
         **_qwen_ids(tokenizer))
     return _Built(config, lambda tok: Qwen2VLProcessor(
@@ -430,23 +426,34 @@ def tiny_spec(arch: str, seed: int = 0, shape: Mapping[str, int] | TinyShape | N
     return {"arch": arch, "seed": int(seed), "shape": asdict(resolved)}
 
 
-def build_tiny_model(out_dir: str | Path, arch: str, seed: int = 0,
-                     shape: Mapping[str, int] | TinyShape | None = None) -> dict[str, Any]:
-    """Build a tiny random-weight model of ``arch`` into ``out_dir`` (replaced if present); returns its spec."""
+def make_tiny_model(arch: str, seed: int = 0, shape: Mapping[str, int] | TinyShape | None = None, *,
+                    dtype=None, device=None, corpus: Sequence[str] = ()) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, processor, spec) in memory; ``dtype``/``device`` default to float32 on the CPU.
+
+    ``corpus``: more sentences for the tokenizer, e.g. the prompts a benchmark scores, so that their
+    words are single tokens as with a real 100k-token vocabulary.
+    """
     import torch
     from transformers import AutoModelForImageTextToText
-    from transformers.utils import logging as hf_logging
 
     spec = tiny_spec(arch, seed, shape)
     resolved = TinyShape(**spec["shape"])
     tokens, chat_template, make = ARCHITECTURES[arch]
-    tokenizer = _train_tokenizer(tokens, resolved.vocab, chat_template)
+    tokenizer = _train_tokenizer(tokens, resolved.vocab, chat_template, corpus)
     built = make(resolved, tokenizer)
-    torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(built.config, dtype=torch.float32)
+    with torch.device(device or "cpu"):
+        model = AutoModelForImageTextToText.from_config(built.config, dtype=dtype or torch.float32)
     reinitialise(model, seed)
-    processor = built.processor_factory(tokenizer)
     spec["parameters"] = sum(p.numel() for p in model.parameters())
+    return model.eval(), built.processor_factory(tokenizer), spec
+
+
+def build_tiny_model(out_dir: str | Path, arch: str, seed: int = 0,
+                     shape: Mapping[str, int] | TinyShape | None = None) -> dict[str, Any]:
+    """Build a tiny random-weight model of ``arch`` into ``out_dir`` (replaced if present); returns its spec."""
+    from transformers.utils import logging as hf_logging
+
+    model, processor, spec = make_tiny_model(arch, seed, shape)
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "writing shards" bar per build would clutter the job log
     try:
@@ -460,19 +467,29 @@ def build_tiny_model(out_dir: str | Path, arch: str, seed: int = 0,
     return spec
 
 
+_NORM = re.compile(r"norm|(^|\.)ln_")
+
+
 def reinitialise(model, seed: int) -> None:
-    """Weights ~ N(0, 1/fan_in), biases 0, norms untouched; seeded, in parameter-name order."""
+    """Every parameter drawn again, seeded, in name order: matrices N(0, 1/fan_in), biases 0, norm
+    weights kept (1), other vectors N(0, 1) (class embeddings, layer scales, and Mllama's tanh gates,
+    which start at 0 and would otherwise cut the image off)."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generators: dict[Any, Any] = {}
     with torch.no_grad():
         for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
-            if "norm" in name or param.ndim == 0:
+            if _NORM.search(name):
                 continue
-            if param.ndim == 1:
-                if name.endswith("bias"):
-                    param.zero_()
+            if param.ndim <= 1 and name.endswith("bias"):
+                param.zero_()
                 continue
-            # embedding tables are (vocab, dim): their "fan-in" is the vector they hand on
-            fan_in = param.shape[-1] if "embed" in name and param.ndim == 2 else math.prod(param.shape[1:])
-            param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32) / math.sqrt(fan_in))
+            if param.ndim <= 1:
+                fan_in = 1
+            elif "embed" in name and param.ndim == 2:  # (vocab, dim) tables: the fan-in is the vector handed on
+                fan_in = param.shape[-1]
+            else:
+                fan_in = math.prod(param.shape[1:])
+            generator = generators.setdefault(param.device, torch.Generator(device=param.device).manual_seed(seed))
+            values = torch.randn(param.shape, generator=generator, device=param.device, dtype=torch.float32)
+            param.copy_(values / math.sqrt(fan_in))
