@@ -129,7 +129,7 @@ def test_killed_job_resumes_to_the_uninterrupted_cache(tmp_path, tiny_models):
     assert_frame_equal(resumed, expected, check_exact=True)
     assert not resumed.select("sample_id", "prompt_id").is_duplicated().any()
     log = (tmp_path / "resumed.log").read_text()
-    assert f"{done} of 6 done before" in log and f"({2 * done} resumed from chunks)" in log
+    assert f"{done} of 6 chunks done before" in log and f"({2 * done} resumed from chunks)" in log
     assert "sample/s" in log
 
 

@@ -70,7 +70,7 @@ def test_tiny_hf_model_runs_resumes_after_a_kill_and_records_provenance(tmp_path
         log = (tmp_path / f"results/logs/scores/tiny/synth/{family}.log").read_text()
         assert "sample/s" in log and "evals/s, mean label_mass" in log
         if family in killed:
-            assert "2 of 8 done before" in log and "(8 resumed from chunks)" in log
+            assert "2 of 8 chunks done before" in log and "(8 resumed from chunks)" in log
         cache_file = tmp_path / f"results/scores/tiny/synth/{family}.parquet"
         meta = io.read_parquet_metadata(cache_file)
         assert meta["backend"] == "hf" and meta["engine"] == "shared_prefix" and meta["tiny"] == TINY

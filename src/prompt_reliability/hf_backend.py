@@ -10,6 +10,7 @@ stopped. A progress bar (samples/s, ETA) goes to the job log; a one-line summary
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -109,6 +110,31 @@ def _device(model) -> str:
     return str(model.get_input_embeddings().weight.device)
 
 
+def _hardware(model) -> str:
+    """What the numbers depend on: the device kind and GPU model, not which GPU index a job got."""
+    import torch
+
+    devices = {p.device for p in model.parameters()}
+    names = sorted({torch.cuda.get_device_name(d) if d.type == "cuda" else d.type for d in devices})
+    return "+".join(names)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Loading notices and weight-loading bars would bury the progress bar in the job log."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _text_hash(text: str | None) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
 
@@ -147,39 +173,30 @@ def _chunk_rows(sample_ids: list[str], prompt_ids: list[str], scores: FirstToken
     })
 
 
-def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
-    """Backend entry point (see :mod:`prompt_reliability.scoring`)."""
+def open_vlm(job: ScoringJob, settings: Mapping[str, Any]) -> tuple[VLM, dict]:
+    """Load the model, resolve its label tokens from the rendered prompt; the provenance of both."""
     import torch
-    import transformers
 
-    settings = hf_settings(job.model, job.model_cfg)
     labels = settings.get("labels") or {}
     unsafe, safe = labels.get("unsafe", job.registry.labels.unsafe), labels.get("safe", job.registry.labels.safe)
-    manifest = job.manifest
-    sample_ids, queries, image_paths = (manifest[c].to_list() for c in ("sample_id", "query", "image_path"))
-    k = len(job.prompt_ids)
-
-    started = time.perf_counter()
-    transformers.logging.set_verbosity_error()  # loading notices and bars would bury the progress bar
-    transformers.logging.disable_progress_bar()
-    processor, model = load_model(job.model, settings)
-    probe = render_chat(processor, _instructions(job, [queries[0] if queries else ""])[0][0])
+    with _quiet_transformers():
+        processor, model = load_model(job.model, settings)
+    first_query = job.manifest["query"][0] if job.manifest.height else ""
+    probe = render_chat(processor, _instructions(job, [first_query])[0][0])
     add_special = adds_special_tokens(processor, probe)
     label_ids = resolve_label_ids(processor.tokenizer, probe, unsafe, safe, model=job.model, add_special_tokens=add_special)
-    vlm = VLM(job.model, model, processor, label_ids.unsafe, label_ids.safe, add_special)
-    commit = getattr(model.config, "_commit_hash", None)
-    fingerprint = model_fingerprint(settings["path"], commit)
-    versions = package_versions()
     image_processor = getattr(processor, "image_processor", None)
+    commit = getattr(model.config, "_commit_hash", None)
     provenance = {
         "model_path": str(settings["path"]),
         "model_id": getattr(model.config, "_name_or_path", None) or str(settings["path"]),
         "model_type": model.config.model_type,
         "revision": settings["revision"],
         "commit_hash": commit,
-        "model_fingerprint": fingerprint,
+        "model_fingerprint": model_fingerprint(settings["path"], commit),
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": _device(model),
+        "hardware": _hardware(model),
         "engine": settings["engine"],
         "batch_size": settings["batch_size"],
         "chunk_size": settings["chunk_size"],
@@ -187,47 +204,62 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
         "image_processor_backend": getattr(image_processor, "backend", None),
         "chat_template_hash": _text_hash(getattr(processor, "chat_template", None)),
         "add_special_tokens": add_special,
+        "label_strings": [unsafe, safe],
         "label_token_ids": label_ids.as_dict(),
         "torch_threads": torch.get_num_threads(),
         "tiny": job.model_cfg.get("tiny"),
     }
-    store = ChunkStore(job.chunk_dir, {
-        "model_fingerprint": fingerprint,
+    return VLM(job.model, model, processor, label_ids.unsafe, label_ids.safe, add_special), provenance
+
+
+def chunk_key_parts(job: ScoringJob, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything a checkpoint's numbers depend on; checkpoints of any other key are stale."""
+    versions = package_versions()
+    return {
+        "model_fingerprint": provenance["model_fingerprint"],
         "prompt_text_hash": job.registry.text_hash(job.family),
         "manifest_hash": job.manifest_hash,
         "prompt_format": dict(job.prompt_format),
-        "labels": [unsafe, safe, label_ids.unsafe, label_ids.safe],
-        "settings": {key: settings[key] for key in ("dtype", "device_map", "engine", "batch_size", "chunk_size")},
-        "resolved": {"dtype": provenance["dtype"], "device": provenance["device"], "chat_template": provenance["chat_template_hash"]},
+        "labels": provenance["label_token_ids"],
+        "chat_template": provenance["chat_template_hash"],
+        "settings": {key: provenance[key] for key in ("engine", "batch_size", "chunk_size", "dtype", "hardware")},
         "versions": {name: versions.get(name) for name in ("torch", "transformers", "tokenizers", "torchvision", "pillow")},
-    }, len(sample_ids), settings["chunk_size"])
-    resumed = store.done()
-    resumed_samples = sum(stop - start for start, stop in resumed)
-    log.info("model %s (%s, %s on %s, engine %s): %d samples x %d prompts, labels %s/%s -> ids %d/%d; chunks in %s, "
-             "%d of %d done before", job.model, provenance["model_type"], provenance["dtype"], provenance["device"],
-             settings["engine"], len(sample_ids), k, unsafe, safe, label_ids.unsafe, label_ids.safe, store.dir,
-             len(resumed), len(store.bounds))
+    }
+
+
+def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
+    """Backend entry point (see :mod:`prompt_reliability.scoring`)."""
+    settings = hf_settings(job.model, job.model_cfg)
+    sample_ids, queries, image_paths = (job.manifest[c].to_list() for c in ("sample_id", "query", "image_path"))
+    k = len(job.prompt_ids)
+    started = time.perf_counter()
+    vlm, provenance = open_vlm(job, settings)
+    store = ChunkStore(job.chunk_dir, chunk_key_parts(job, provenance), len(sample_ids), settings["chunk_size"])
+    resumed = sum(stop - start for start, stop in store.done())
+    log.info("model %s (%s, %s on %s, engine %s): %d samples x %d prompts, labels %s -> ids %d/%d; checkpoints in %s, "
+             "%d of %d chunks done before", job.model, provenance["model_type"], provenance["dtype"], provenance["device"],
+             settings["engine"], len(sample_ids), k, "/".join(provenance["label_strings"]), vlm.unsafe_id, vlm.safe_id,
+             store.dir, len(store.done()), len(store.bounds))
     load_seconds = time.perf_counter() - started
 
     scorer = SCORERS[settings["engine"]]
     scoring_started = time.perf_counter()
-    with progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed_samples) as bar:
+    with progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed) as bar:
         for start, stop in store.todo():
             images = [_open_image(image_paths[i], sample_ids[i]) for i in range(start, stop)]
-            texts = [[render_chat(processor, text) for text in row] for row in _instructions(job, queries[start:stop])]
+            texts = [[render_chat(vlm.processor, text) for text in row] for row in _instructions(job, queries[start:stop])]
             scores = scorer(vlm, images, texts, settings["batch_size"], on_samples=bar.update)
-            store.save(start, stop, _chunk_rows(sample_ids[start:stop], job.prompt_ids, scores, processor.tokenizer))
+            store.save(start, stop, _chunk_rows(sample_ids[start:stop], job.prompt_ids, scores, vlm.tokenizer))
     seconds = time.perf_counter() - scoring_started
     rows = store.load_all()
 
-    scored = len(sample_ids) - resumed_samples
+    scored = len(sample_ids) - resumed
     evals_per_s = scored * k / seconds if scored and seconds > 0 else None
     mean_mass = float(rows["label_mass"].mean()) if len(rows) else float("nan")
     log.info("scored %d samples x %d prompts (%d resumed from chunks) in %.1f s (+%.1f s loading): %s evals/s, "
-             "mean label_mass %.3f", scored, k, resumed_samples, seconds, load_seconds,
+             "mean label_mass %.3f", scored, k, resumed, seconds, load_seconds,
              f"{evals_per_s:.1f}" if evals_per_s else "n/a", mean_mass)
-    provenance["run"] = {"samples_scored": scored, "samples_resumed": resumed_samples, "seconds": round(seconds, 3),
+    provenance["run"] = {"samples_scored": scored, "samples_resumed": resumed, "seconds": round(seconds, 3),
                          "load_seconds": round(load_seconds, 3),
-                         "evals_per_s": round(evals_per_s, 3) if evals_per_s else None,
-                         "mean_label_mass": mean_mass}
+                         "evals_per_s": round(evals_per_s, 3) if evals_per_s else None, "mean_label_mass": mean_mass}
     return rows, provenance

@@ -62,6 +62,12 @@ class VLM:
     def input_device(self):
         return self.model.get_input_embeddings().weight.device
 
+    @property
+    def output_device(self):
+        """Where the last hidden states are (another GPU than the inputs under a split device map)."""
+        head = self.model.get_output_embeddings()
+        return head.weight.device if head is not None else self.input_device
+
     def process(self, texts: list[str], images: list, **kwargs):
         """Processor outputs as tensors on the model's input device (floats in the model's dtype)."""
         batch = self.processor(text=texts, images=[[image] for image in images], return_tensors="pt",
@@ -194,6 +200,8 @@ def _image_ids(processor) -> frozenset[int]:
 
 
 def _prepare(vlm: VLM, index: int, image, texts: Sequence[str], boundary_ids, image_ids) -> _Prefixed:
+    import torch
+
     first = vlm.process([texts[0]], [image])
     unknown = [key for key, value in first.items() if key not in _TOKEN_KEYS and hasattr(value, "shape")
                and value.ndim >= 2 and tuple(value.shape[:2]) == tuple(first["input_ids"].shape)]
@@ -218,7 +226,10 @@ def _prepare(vlm: VLM, index: int, image, texts: Sequence[str], boundary_ids, im
                               "prompts share no prefix holding the image; set 'engine: reference'")
         suffixes = [row[p:] for row in rows]
     prefix_inputs = {key: (value[:, :p] if key in _TOKEN_KEYS else value) for key, value in first.items()}
-    signature = (p, tuple((key, tuple(v.shape), str(v.dtype)) for key, v in prefix_inputs.items() if hasattr(v, "shape")))
+    if all(isinstance(v, torch.Tensor) for v in prefix_inputs.values()):
+        signature = (p, tuple((key, tuple(v.shape), str(v.dtype)) for key, v in prefix_inputs.items()))
+    else:  # inputs that are not tensors (lists, ...) are not stacked: this sample runs alone
+        signature = ("alone", index)
     return _Prefixed(index, prefix_inputs, suffixes, signature)
 
 
@@ -259,7 +270,8 @@ def length_buckets(lengths: Sequence[int]) -> list[list[int]]:
 def _score_group(vlm: VLM, group: list[_Prefixed], k: int, scores: FirstTokenScores) -> None:
     import torch
 
-    prefix = {key: torch.cat([item.prefix_inputs[key] for item in group]) for key in group[0].prefix_inputs}
+    prefix = group[0].prefix_inputs if len(group) == 1 else {
+        key: torch.cat([item.prefix_inputs[key] for item in group]) for key in group[0].prefix_inputs}
     device = vlm.input_device
     pad = vlm.tokenizer.pad_token_id if vlm.tokenizer.pad_token_id is not None else 0
     buckets = length_buckets([max(len(item.suffixes[j]) for item in group) for j in range(k)])
@@ -273,7 +285,7 @@ def _score_group(vlm: VLM, group: list[_Prefixed], k: int, scores: FirstTokenSco
             suffixes = [item.suffixes[j] for item in group for j in prompts]
             width = max(len(suffix) for suffix in suffixes)
             suffix_ids = torch.tensor([suffix + [pad] * (width - len(suffix)) for suffix in suffixes], device=device)
-            last = torch.tensor([[len(suffix) - 1] for suffix in suffixes], device=device)
+            last = torch.tensor([[len(suffix) - 1] for suffix in suffixes], device=vlm.output_device)
             extra = {}
             for key in _FULL_LENGTH_KEYS:
                 if key in prefix:
