@@ -209,6 +209,7 @@ def test_fingerprint_follows_the_files(tmp_path, tiny_models):
     (folder / "chat_template.jinja").write_text((folder / "chat_template.jinja").read_text() + " ")
     assert hf_backend.model_fingerprint(folder, None) != before
     assert hf_backend.model_fingerprint("org/model", "abc123") == "hub:org/model@abc123"
+    assert hf_backend.model_fingerprint("org/model", None, "v2") == "hub:org/model@v2"
 
 
 def test_chunk_store_drops_stale_keys_and_half_written_files(tmp_path):
@@ -223,3 +224,12 @@ def test_chunk_store_drops_stale_keys_and_half_written_files(tmp_path):
         same.load_all()
     new = ChunkStore(root, {"model": "b"}, n_samples=5, size=2)
     assert not old.dir.exists() and new.done() == []
+
+
+def test_model_without_chat_template_is_refused_by_name(tmp_path, tiny_models):
+    folder = tmp_path / "base-model"
+    shutil.copytree(tiny_models["llava"], folder)
+    (folder / "chat_template.jinja").unlink()
+    write_manifest(tmp_path)
+    with pytest.raises(ScoreCacheError, match=r"model 'tiny' \(.*base-model\): the processor has no chat template"):
+        score_to_cache(**score_args(tmp_path, folder))

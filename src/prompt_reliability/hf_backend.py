@@ -87,11 +87,11 @@ def load_model(model: str, settings: Mapping[str, Any]):
     return processor, vlm.eval()
 
 
-def model_fingerprint(path: str | Path, commit_hash: str | None) -> str:
-    """What identifies the weights: the Hub commit when known, else a hash of the local folder's files."""
+def model_fingerprint(path: str | Path, commit_hash: str | None, revision: str | None = None) -> str:
+    """What identifies the weights: the Hub commit (else the requested revision), or a hash of a local folder's files."""
     folder = Path(path)
     if not folder.is_dir():
-        return f"hub:{path}@{commit_hash}" if commit_hash else f"hub:{path}"
+        return f"hub:{path}@{commit_hash or revision or 'default'}"
     digest = hashlib.sha256()
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         stat = file.stat()
@@ -181,6 +181,9 @@ def open_vlm(job: ScoringJob, settings: Mapping[str, Any]) -> tuple[VLM, dict]:
     unsafe, safe = labels.get("unsafe", job.registry.labels.unsafe), labels.get("safe", job.registry.labels.safe)
     with _quiet_transformers():
         processor, model = load_model(job.model, settings)
+    if not getattr(processor, "chat_template", None):
+        raise ScoreCacheError(f"model {job.model!r} ({settings['path']}): the processor has no chat template; score a "
+                              "chat (instruct) checkpoint, or put a chat_template.jinja in the model folder")
     first_query = job.manifest["query"][0] if job.manifest.height else ""
     probe = render_chat(processor, _instructions(job, [first_query])[0][0])
     add_special = adds_special_tokens(processor, probe)
@@ -193,7 +196,7 @@ def open_vlm(job: ScoringJob, settings: Mapping[str, Any]) -> tuple[VLM, dict]:
         "model_type": model.config.model_type,
         "revision": settings["revision"],
         "commit_hash": commit,
-        "model_fingerprint": model_fingerprint(settings["path"], commit),
+        "model_fingerprint": model_fingerprint(settings["path"], commit, settings["revision"]),
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": _device(model),
         "hardware": _hardware(model),
