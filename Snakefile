@@ -41,6 +41,10 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/per_prompt.smk"
 include: "workflow/rules/lock.smk"
+include: "workflow/rules/aggregation.smk"
+include: "workflow/rules/calibration.smk"
+include: "workflow/rules/fragility.smk"
+include: "workflow/rules/reliability.smk"
 
 
 localrules:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import io, metrics
+from . import calibration, io, metrics
 from .matrix import probabilities, split_rows
 
 
@@ -42,7 +42,7 @@ def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, pr
     y = rows["label"].to_numpy()
     p = probabilities(rows, prompt_ids)
     order, per_prompt = rank_prompts(y, p, list(prompt_ids), analysis["ece_bins"], analysis["eps"], analysis["threshold"])
-    return {
+    lock = {
         "model": model,
         "lock": {"dataset": dataset, "split": split},
         "n": int(len(y)),
@@ -55,6 +55,10 @@ def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, pr
         "per_prompt": per_prompt,
         "calibrators": {},
     }
+    lock["calibrators"] = calibration.fit_calibrators(
+        locked_scores(rows, lock), y, eps=analysis["eps"], source=f"{source} ({dataset}/{split})",
+        temperature_bounds=analysis.get("temperature_bounds", calibration.DEFAULT_TEMPERATURE_BOUNDS))
+    return lock
 
 
 def write_lock(matrix_path: str | Path, output: str | Path, **kwargs) -> dict[str, Any]:

@@ -8,7 +8,6 @@ AUROC / AUPRC are scikit-learn's and are NaN when only one class is present.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 EPS = 1e-12
 
@@ -54,11 +53,17 @@ def error_rate(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
     return float(np.mean((np.asarray(p) >= threshold).astype(np.int64) != np.asarray(y)))
 
 
+# scikit-learn is imported on first use: it costs ~1.5 s of CPU per job, and most analysis jobs
+# (binning, ECE, tables, figures) import this module without needing a ranking metric.
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
 def auprc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,14 @@ class PromptRegistry:
         chosen = self.templates if family is None else self.family(family)
         payload = json.dumps([[t.prompt_id, t.text] for t in chosen] + [[self.labels.unsafe, self.labels.safe]])
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def prompts_by_family(family_of: Mapping[str, str]) -> dict[str, list[str]]:
+    """Prompt ids of each family, families and ids in registry order (inverse of ``family_of``)."""
+    members: dict[str, list[str]] = {}
+    for prompt_id, family in family_of.items():
+        members.setdefault(family, []).append(prompt_id)
+    return members
 
 
 def load_registry(prompt_dir: str | Path, families: list[str]) -> PromptRegistry:

@@ -10,9 +10,19 @@ import polars as pl
 from . import io
 
 
+def label_pair(table: pl.DataFrame, model: str, dataset: str) -> pl.DataFrame:
+    """A per-pair piece with its ``model`` and ``dataset`` as the first columns (before the table's ``split``)."""
+    return table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.all())
+
+
 def assemble_table(pieces: Sequence[str | Path], csv_path: str | Path, md_path: str | Path | None = None, title: str = "") -> pl.DataFrame:
     """Concatenate per-pair tables (in the given order) and write CSV (+ Markdown)."""
     table = pl.concat([pl.read_parquet(p) for p in pieces], how="diagonal_relaxed")
+    return write_table(table, csv_path, md_path, title)
+
+
+def write_table(table: pl.DataFrame, csv_path: str | Path, md_path: str | Path | None = None, title: str = "") -> pl.DataFrame:
+    """Write one table as CSV (+ Markdown), atomically."""
     io.write_csv(table, csv_path)
     if md_path is not None:
         io.write_text(to_markdown(table, title), md_path)

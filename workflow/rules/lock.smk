@@ -18,6 +18,8 @@ rule lock:
         dataset=config["lock"]["dataset"],
         split=config["lock"]["split"],
         prompt_ids=PROMPT_IDS,
-        analysis=analysis_params("seed", "ece_bins", "eps", "threshold"),
+        analysis=analysis_params(
+            "seed", "ece_bins", "eps", "threshold", "temperature_bounds"
+        ),
     script:
         "../scripts/lock.py"

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss
+
+from prompt_reliability import metrics
+
+
+def brute_force_ece(y, p, n_bins):
+    total = 0.0
+    for b in range(n_bins):
+        members = [i for i in range(len(p)) if min(int(np.floor(p[i] * n_bins)), n_bins - 1) == b]
+        if members:
+            total += len(members) / len(p) * abs(np.mean([y[i] for i in members]) - np.mean([p[i] for i in members]))
+    return total
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nll_and_ece_match_references(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    p = np.clip(rng.beta(0.7, 0.7, 300), 1e-6, 1 - 1e-6)
+    assert metrics.nll(y, p) == pytest.approx(log_loss(y, p), rel=1e-12)
+    for bins in (10, 15, 20):
+        assert metrics.ece(y, p, bins) == pytest.approx(brute_force_ece(y, p, bins), abs=1e-12)
+
+
+def test_ece_edge_values_and_empty_bins():
+    y = np.array([0, 1, 1, 0])
+    p = np.array([0.0, 1.0, 0.5, 0.5])
+    # p = 1 falls in the last bin, 0.5 in bin 7 of 15; all other bins are empty
+    assert metrics.equal_width_bins(p, 15).tolist() == [0, 14, 7, 7]
+    assert metrics.ece(y, p, 15) == pytest.approx(0.0)
+    assert metrics.ece(np.array([1, 1]), np.array([0.0, 0.0]), 15) == pytest.approx(1.0)
+
+
+def test_nll_clips_certain_mistakes():
+    assert metrics.nll(np.array([1]), np.array([0.0])) == pytest.approx(-np.log(1e-12))
+    assert np.isfinite(metrics.nll(np.array([0, 1]), np.array([1.0, 0.0])))
+
+
+def test_equal_mass_bins_split_sorted_probabilities():
+    p = np.array([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8])
+    bins = metrics.equal_mass_bins(p, 3)
+    # sorted: 0.1 0.2 0.3 | 0.5 0.7 | 0.8 0.9  (array_split puts the remainder first)
+    assert bins.tolist() == [2, 0, 1, 0, 1, 0, 2]
+    y = np.array([1, 0, 1, 0, 1, 0, 1])
+    expected = (3 * abs(0 - 0.2) + 2 * abs(1 - 0.6) + 2 * abs(1 - 0.85)) / 7
+    assert metrics.ece(y, p, 3, strategy="mass") == pytest.approx(expected)
+
+
+def test_error_threshold_is_inclusive_and_auc_needs_two_classes():
+    assert metrics.error_rate(np.array([1, 0]), np.array([0.5, 0.49])) == 0.0
+    assert np.isnan(metrics.auroc(np.array([1, 1]), np.array([0.2, 0.8])))
+    assert metrics.auroc(np.array([0, 1]), np.array([0.2, 0.8])) == 1.0
