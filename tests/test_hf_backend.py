@@ -233,3 +233,13 @@ def test_model_without_chat_template_is_refused_by_name(tmp_path, tiny_models):
     write_manifest(tmp_path)
     with pytest.raises(ScoreCacheError, match=r"model 'tiny' \(.*base-model\): the processor has no chat template"):
         score_to_cache(**score_args(tmp_path, folder))
+
+
+def test_unreadable_image_names_dataset_sample_and_file(tmp_path, tiny_models):
+    write_manifest(tmp_path)
+    manifest = pl.read_parquet(tmp_path / "manifest.parquet")
+    Path(manifest["image_path"][1]).write_bytes(b"not a png")
+    with pytest.raises(ScoreCacheError, match=rf"dataset 'synth', sample '{manifest['sample_id'][1]}': cannot read image"):
+        score_to_cache(**score_args(tmp_path, tiny_models["llava"], chunk_size=1))
+    # the sample before it was checkpointed: a rerun after the fix resumes there
+    assert len(list((tmp_path / "chunks").rglob("chunk-*.parquet"))) == 1

@@ -147,16 +147,18 @@ def _instructions(job: ScoringJob, queries: list[str]) -> list[list[str]]:
     return [[render_instruction(t.text, q, fmt["with_query"], fmt["without_query"]) for t in job.templates] for q in queries]
 
 
-def _open_image(path: str, sample_id: str):
+def _open_image(path: str, sample_id: str, dataset: str):
     from PIL import Image
 
     if not path:
-        raise ScoreCacheError(f"sample {sample_id!r} has no image (empty image_path); the hf backend needs a dataset with images")
+        raise ScoreCacheError(f"dataset {dataset!r}, sample {sample_id!r}: no image (empty image_path); the hf backend "
+                              "scores images: give the dataset an image column (config 'columns: {image: ...}')")
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
     except OSError as err:
-        raise ScoreCacheError(f"sample {sample_id!r}: cannot read image {path!r}: {err}") from err
+        raise ScoreCacheError(f"dataset {dataset!r}, sample {sample_id!r}: cannot read image {path!r} ({err}); fix or "
+                              f"drop the file and rebuild results/data/{dataset}.parquet") from err
 
 
 def _chunk_rows(sample_ids: list[str], prompt_ids: list[str], scores: FirstTokenScores, tokenizer) -> pl.DataFrame:
@@ -249,7 +251,7 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
     scoring_started = time.perf_counter()
     with progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed) as bar:
         for start, stop in store.todo():
-            images = [_open_image(image_paths[i], sample_ids[i]) for i in range(start, stop)]
+            images = [_open_image(image_paths[i], sample_ids[i], job.dataset) for i in range(start, stop)]
             texts = [[render_chat(vlm.processor, text) for text in row] for row in _instructions(job, queries[start:stop])]
             scores = scorer(vlm, images, texts, settings["batch_size"], on_samples=bar.update)
             store.save(start, stop, _chunk_rows(sample_ids[start:stop], job.prompt_ids, scores, vlm.tokenizer))
