@@ -88,12 +88,11 @@ _CORPUS = (
 
 
 def _train_tokenizer(tokens: _Tokens, vocab: int, chat_template: str, corpus: Sequence[str] = ()):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     if tokens.metaspace:
         model = Tokenizer(models.BPE(unk_token=tokens.unk, fuse_unk=True, byte_fallback=False))
-        model.normalizer = normalizers.Sequence([])
         model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
         model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
         alphabet = sorted(set("".join(_CORPUS + tuple(corpus))) | set("\n"))
@@ -104,7 +103,7 @@ def _train_tokenizer(tokens: _Tokens, vocab: int, chat_template: str, corpus: Se
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=list(tokens.specials), initial_alphabet=alphabet,
                                   show_progress=False)
-    model.train_from_iterator(list(_CORPUS + tuple(corpus)) * 4, trainer)
+    model.train_from_iterator([*_CORPUS, *corpus], trainer)
     extra = dict(tokens.extra or {})
     return PreTrainedTokenizerFast(
         tokenizer_object=model,
