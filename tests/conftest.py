@@ -99,3 +99,25 @@ def import_workdir(tmp_path: Path) -> Path:
         write_import_jsonl(tmp_path / "imports" / f"{model}_{ds}.jsonl", f"ds_{ds}", splits, seed=seed if model == "m1" else seed + 10)
     write_config(tmp_path, IMPORT_CONFIG)
     return tmp_path
+
+
+# --- tiny offline VLMs (hf backend tests) ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Every tiny architecture, built once per test session: arch -> model folder.
+
+    Torch runs single-threaded in the test process: these models are far too small to gain from
+    threads, and on a busy CI machine extra threads made the hf tests 8x slower.
+    """
+    import torch
+
+    from prompt_reliability.tiny_models import ARCHITECTURES, build_tiny_model
+
+    torch.set_num_threads(1)
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    for arch in ARCHITECTURES:
+        build_tiny_model(root / arch, arch, seed=0)
+    return {arch: root / arch for arch in ARCHITECTURES}

@@ -30,6 +30,13 @@ def models_with_backend(config: Mapping[str, Any], *backends: str) -> list[str]:
     return [name for name, cfg in config["models"].items() if cfg["backend"] in backends]
 
 
+def hf_model_path(name: str, cfg: Mapping[str, Any]) -> str | None:
+    """Where an hf model is loaded from: ``path``, or for a tiny model the folder the workflow builds."""
+    if cfg.get("tiny"):
+        return f"results/models/{name}"
+    return cfg.get("path")
+
+
 def import_files(config: Mapping[str, Any], dataset: str) -> list[str]:
     """Score files of every import-backend model for ``dataset`` (they define a 'scores' dataset)."""
     return [cfg["scores"][dataset] for cfg in config["models"].values()
@@ -54,8 +61,12 @@ def check_config(config: Mapping[str, Any]) -> None:
             if missing:
                 raise ConfigError(f"config key 'models.{name}.scores' has no score file for dataset(s) {missing}; "
                                   f"an import model needs one per dataset in 'lock' and 'evaluate'")
-        elif backend == "hf" and not cfg.get("path"):
-            raise ConfigError(f"config key 'models.{name}.path' is missing: backend 'hf' needs a Hub id or a local model folder")
+        elif backend == "hf" and cfg.get("tiny") and cfg.get("path"):
+            raise ConfigError(f"config keys 'models.{name}.path' and 'models.{name}.tiny' are both set: a tiny model is "
+                              f"built into {hf_model_path(name, cfg)}; drop one of them")
+        elif backend == "hf" and not hf_model_path(name, cfg):
+            raise ConfigError(f"config key 'models.{name}.path' is missing: backend 'hf' needs a Hub id or a local model "
+                              f"folder (or 'tiny: {{arch: ...}}' for a tiny offline model)")
     for name in needed:
         if datasets[name]["adapter"] == "scores" and not import_files(config, name):
             raise ConfigError(f"config key 'datasets.{name}.adapter' is 'scores', but no import model lists a score file for it")

@@ -11,6 +11,34 @@ from pathlib import Path
 log = logging.getLogger("prompt_reliability")
 
 
+class _Lines:
+    """File wrapper for progress bars in log files: every refresh becomes its own line."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress(total: int, desc: str, unit: str = "sample", initial: int = 0, interval: float = 10.0):
+    """A tqdm bar on stderr (the job log under :func:`log_to`) showing rate and ETA.
+
+    On a terminal it redraws in place; in a log file it writes one line at most every ``interval`` seconds.
+    """
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr if tty else _Lines(sys.stderr),
+                mininterval=0.1 if tty else interval, maxinterval=interval, ascii=not tty, dynamic_ncols=tty,
+                smoothing=0.1)
+
+
 @contextlib.contextmanager
 def log_to(path: str | Path) -> Iterator[logging.Logger]:
     """Send logging and stderr (progress bars, warnings) to ``path``; log the traceback of a failure."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import platform
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -66,6 +67,11 @@ class ScoringJob:
     @property
     def prompt_ids(self) -> list[str]:
         return [t.prompt_id for t in self.templates]
+
+    @property
+    def chunk_dir(self) -> Path:
+        """Where a backend may checkpoint partial work; removed once the cache is written."""
+        return self.work_dir / self.model / self.dataset / self.family
 
 
 def _simulate(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
@@ -162,7 +168,8 @@ def manifest_hash(manifest: pl.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def package_versions(names=("prompt_reliability", "numpy", "polars", "pyarrow", "scipy", "torch", "transformers", "tokenizers", "pillow")) -> dict[str, str]:
+def package_versions(names=("prompt_reliability", "numpy", "polars", "pyarrow", "scipy", "torch", "torchvision", "transformers",
+                            "tokenizers", "accelerate", "safetensors", "pillow")) -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in names:
         try:
@@ -204,4 +211,5 @@ def score_to_cache(
         **provenance,
     }
     io.write_parquet(cache, output, metadata)
+    shutil.rmtree(job.chunk_dir, ignore_errors=True)
     return cache

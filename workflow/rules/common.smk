@@ -8,6 +8,7 @@ from prompt_reliability.config import (
     ConfigError,
     check_config,
     evaluation_pairs,
+    hf_model_path,
     import_files,
     models_with_backend,
     needed_datasets,
@@ -29,6 +30,10 @@ FAMILY_OF = REGISTRY.family_of()
 DATASETS = needed_datasets(config)
 PAIRS = evaluation_pairs(config)
 MODELS = list(config["models"])
+# hf models the workflow builds itself (results/models/<name>), from their 'tiny' key
+TINY_MODELS = [
+    m for m in models_with_backend(config, "hf") if config["models"][m].get("tiny")
+]
 
 # Each rule module appends the files it contributes to `rule all`.
 FINAL_TARGETS = [f"results/lock/{model}.json" for model in MODELS]
@@ -66,6 +71,14 @@ def per_pair(pattern):
 def model_config(model):
     """The model's config without its resources (changing resources must not re-score)."""
     return {k: v for k, v in config["models"][model].items() if k != "resources"}
+
+
+def hf_model_config(model):
+    """An hf model's config with ``path`` resolved (a tiny model's is the folder the workflow builds)."""
+    return {
+        **model_config(model),
+        "path": hf_model_path(model, config["models"][model]),
+    }
 
 
 def model_resource(key, default=None):
@@ -120,4 +133,6 @@ def scoring_inputs(wildcards):
     cfg = config["models"][wildcards.model]
     if cfg["backend"] == "import":
         inputs["score_file"] = cfg["scores"][wildcards.dataset]
+    if wildcards.model in TINY_MODELS:
+        inputs["model"] = hf_model_path(wildcards.model, cfg)
     return inputs

@@ -1,4 +1,5 @@
 # Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
+# score_family: simulate and import backends (no torch); score_family_hf: Hugging Face VLMs.
 
 
 rule score_family:
@@ -18,6 +19,30 @@ rule score_family:
         **scoring_resources(),
     params:
         model_config=lambda w: model_config(w.model),
+        prompt_dir=PROMPT_DIR,
+        families=config["prompts"],
+        prompt_format=config["prompt_format"],
+    script:
+        "../scripts/score_family.py"
+
+
+rule score_family_hf:
+    input:
+        unpack(scoring_inputs),
+    output:
+        scores="results/scores/{model}/{dataset}/{family}.parquet",
+    log:
+        log_path("scores", "{model}", "{dataset}", "{family}"),
+    benchmark:
+        benchmark_path("scores", "{model}", "{dataset}", "{family}")
+    wildcard_constraints:
+        model=one_of(models_with_backend(config, "hf")),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        model_config=lambda w: hf_model_config(w.model),
         prompt_dir=PROMPT_DIR,
         families=config["prompts"],
         prompt_format=config["prompt_format"],

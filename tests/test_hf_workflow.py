@@ -1,0 +1,91 @@
+"""The hf path through Snakemake: tiny model built by the workflow, scored, killed, resumed, provenance kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, write_config
+from prompt_reliability import io
+from prompt_reliability.scoring import score_to_cache
+
+pytestmark = pytest.mark.workflow
+pytest.importorskip("transformers")
+
+TINY = {"arch": "qwen2_vl", "seed": 3}
+CONFIG = {
+    "datasets": {"synth": {"adapter": "synthetic", "seed": 1, "image_size": 32,
+                           "splits": {"train": {"n": 16}, "test": {"n": 16}}}},
+    "models": {"tiny": {"backend": "hf", "tiny": TINY, "chunk_size": 4, "batch_size": 3}},
+    "lock": {"dataset": "synth"},
+    "evaluate": [{"dataset": "synth"}],
+}
+BLOCKED_SAMPLE = 8  # chunks [0, 4) and [4, 8) finish, then the job waits on this sample's image
+
+
+def test_tiny_hf_model_runs_resumes_after_a_kill_and_records_provenance(tmp_path, monkeypatch):
+    config_file = write_config(tmp_path, CONFIG)
+    run_snakemake(tmp_path, "--configfile", str(config_file), "--cores", "1", "results/data/synth.parquet")
+    manifest = pl.read_parquet(tmp_path / "results/data/synth.parquet")
+
+    # Freeze every scoring job at a known point: the image of one sample becomes a named pipe, whose
+    # open() blocks until someone writes to it. Then kill Snakemake and its jobs, as a crash would.
+    image = tmp_path / manifest["image_path"][BLOCKED_SAMPLE]
+    png = image.read_bytes()
+    image.unlink()
+    os.mkfifo(image)
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(config_file),
+           "--cores", "2"]
+    crashed = subprocess.Popen(cmd, cwd=tmp_path, env=snakemake_env(tmp_path), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = tmp_path / "results/scores/.chunks/tiny/synth"
+    deadline = time.monotonic() + 300
+    while not any(len(list(family.glob("*/chunk-*.parquet"))) == 2 for family in chunks.glob("*")):
+        assert crashed.poll() is None, "snakemake stopped before the scoring job reached the blocked image"
+        assert time.monotonic() < deadline, "no scoring job reached the blocked image in time"
+        time.sleep(0.1)
+    os.killpg(crashed.pid, signal.SIGKILL)
+    crashed.wait()
+    killed = {family.name: len(list(family.glob("*/chunk-*.parquet"))) for family in chunks.glob("*")}
+    assert max(killed.values()) == 2 and not list((tmp_path / "results/scores/tiny/synth").glob("*.parquet"))
+    image.unlink()
+    image.write_bytes(png)
+
+    run_snakemake(tmp_path, "--configfile", str(config_file), "--unlock")
+    run_snakemake(tmp_path, "--configfile", str(config_file), "--cores", "2", "--rerun-incomplete")
+    assert dry_run_jobs(tmp_path, "--configfile", str(config_file)) == {}
+    assert not list(chunks.rglob("chunk-*")), "checkpoints are removed once the caches are written"
+
+    monkeypatch.chdir(tmp_path)  # manifest image paths are relative to the working directory
+    model_dir = tmp_path / "results/models/tiny"
+    assert io.read_json(model_dir / "tiny_model.json")["arch"] == "qwen2_vl"
+    for family in ("A", "B", "C"):
+        log = (tmp_path / f"results/logs/scores/tiny/synth/{family}.log").read_text()
+        assert "sample/s" in log and "evals/s, mean label_mass" in log
+        done = killed.get(family, 0)
+        assert f"{done} of 8 chunks done before" in log and f"({4 * done} resumed from chunks)" in log
+        cache_file = tmp_path / f"results/scores/tiny/synth/{family}.parquet"
+        meta = io.read_parquet_metadata(cache_file)
+        assert meta["backend"] == "hf" and meta["engine"] == "shared_prefix" and meta["tiny"] == TINY
+        assert meta["model_path"] == "results/models/tiny" and meta["model_fingerprint"].startswith("local:")
+        assert meta["dtype"] == "float32" and meta["device"] == "cpu" and meta["image_processor_backend"]
+        assert meta["label_token_ids"]["unsafe"]["token"] == "U" and meta["prompt_text_hash"]
+        assert {"torch", "transformers"} <= set(meta["package_versions"])
+        # the same scores as one uninterrupted run of the same model, prompts and data
+        expected = score_to_cache(
+            model="tiny", model_cfg={"backend": "hf", "path": str(model_dir), "chunk_size": 4, "batch_size": 3},
+            dataset="synth", family=family, manifest_path=tmp_path / "results/data/synth.parquet",
+            prompt_dir=REPO / "prompts", families=["A", "B", "C"],
+            prompt_format={"with_query": "{template}\nQuery: {query}", "without_query": "{template}"},
+            output=tmp_path / f"expected-{family}.parquet", work_dir=tmp_path / "expected-chunks")
+        assert_frame_equal(pl.read_parquet(cache_file), expected, check_exact=True)
+    matrix = pl.read_parquet(tmp_path / "results/matrix/tiny/synth.parquet")
+    assert matrix.height == 32 and matrix.width == 3 + 15
+    assert Path(tmp_path / "results/tables/per_prompt.csv").exists()
