@@ -27,7 +27,7 @@ import polars as pl
 from scipy.special import entr, expit, logit
 from scipy.stats import rankdata
 
-from . import io, metrics
+from . import io, metrics, tables
 from .matrix import probabilities, split_rows
 from .tables import to_markdown
 
@@ -182,7 +182,7 @@ def write_aggregation(matrix_path: str | Path, output: str | Path, *, model: str
     """The sweep of one evaluation pair as ``model, dataset, split, rule, nll, ece, auroc, auprc``."""
     rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
     table = aggregation_sweep(rows["label"].to_numpy(), probabilities(rows, prompt_ids), analysis["ece_bins"], analysis["eps"])
-    table = table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.lit(split).alias("split"), pl.all())
+    table = tables.label_pair(table, model, dataset, split)
     io.write_parquet(table, output)
     return table
 

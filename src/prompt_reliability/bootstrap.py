@@ -188,7 +188,7 @@ def write_bootstrap(matrix_path: str | Path, lock_path: str | Path, output: str 
         n_resamples=settings["resamples"], seed=settings["seed"], chunk_size=settings["chunk_size"],
         confidence=settings["confidence"], n_bins=analysis["ece_bins"], eps=analysis["eps"],
     )
-    table = table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.lit(split).alias("split"), pl.all())
+    table = tables.label_pair(table, model, dataset, split)
     io.write_parquet(table, output)
     return table
 

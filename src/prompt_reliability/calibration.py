@@ -27,7 +27,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 from sklearn.isotonic import IsotonicRegression
 
-from . import io, metrics
+from . import io, metrics, tables
 from . import lock as locking  # module import: lock.build_lock calls fit_calibrators (import cycle)
 from .matrix import split_rows
 from .tables import to_markdown
@@ -201,7 +201,7 @@ def write_calibration(matrix_path: str | Path, lock_path: str | Path, output: st
     """Calibration metrics of one evaluation pair as ``model, dataset, split, method, nll, ece, auroc, auprc``."""
     rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
     table = calibration_table(rows, io.read_json(lock_path), analysis["ece_bins"], analysis["eps"], str(lock_path))
-    table = table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.lit(split).alias("split"), pl.all())
+    table = tables.label_pair(table, model, dataset, split)
     io.write_parquet(table, output)
     return table
 

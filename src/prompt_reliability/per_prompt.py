@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from . import io, metrics
+from . import io, metrics, tables
 from .matrix import probabilities, split_rows
 
 
@@ -37,6 +37,6 @@ def write_per_prompt(matrix_path: str | Path, output: str | Path, *, model: str,
                      family_of: Mapping[str, str], analysis: Mapping) -> pl.DataFrame:
     table = per_prompt_table(pl.read_parquet(matrix_path), split, family_of, analysis["ece_bins"], analysis["eps"],
                              analysis["threshold"], source=str(matrix_path))
-    table = table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.all())
+    table = tables.label_pair(table, model, dataset)
     io.write_parquet(table, output)
     return table

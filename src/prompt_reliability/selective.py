@@ -117,9 +117,8 @@ def write_selective(matrix_path: str | Path, lock_path: str | Path, curves_path:
     signals = uncertainty_signals(probabilities(rows, lock["prompt_ids"]), scores["selected"])
     curves = selective_curves(rows["label"].to_numpy(), scores["mean"], signals, settings["coverage"],
                               n_bins=analysis["ece_bins"], eps=analysis["eps"], threshold=analysis["threshold"])
-    pair = [pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.lit(split).alias("split")]
-    values = target_values(curves, targets).select(*pair, pl.all())
-    io.write_parquet(curves.select(*pair, pl.all()), curves_path)
+    values = tables.label_pair(target_values(curves, targets), model, dataset, split)
+    io.write_parquet(tables.label_pair(curves, model, dataset, split), curves_path)
     io.write_parquet(values, targets_path)
     return values
 

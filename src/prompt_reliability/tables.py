@@ -10,9 +10,12 @@ import polars as pl
 from . import io
 
 
-def label_pair(table: pl.DataFrame, model: str, dataset: str) -> pl.DataFrame:
-    """A per-pair piece with its ``model`` and ``dataset`` as the first columns (before the table's ``split``)."""
-    return table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.all())
+def label_pair(table: pl.DataFrame, model: str, dataset: str, split: str | None = None) -> pl.DataFrame:
+    """A per-pair piece with ``model``, ``dataset`` (and ``split``, unless the table has it) as first columns."""
+    labels = [pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset")]
+    if split is not None:
+        labels.append(pl.lit(split).alias("split"))
+    return table.select(*labels, pl.all())
 
 
 def assemble_table(pieces: Sequence[str | Path], csv_path: str | Path, md_path: str | Path | None = None, title: str = "") -> pl.DataFrame:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import io, metrics
+from . import io, metrics, tables
 from .matrix import probabilities, split_rows
 from .tables import to_markdown
 
@@ -40,7 +40,7 @@ def write_topk(matrix_path: str | Path, lock_path: str | Path, output: str | Pat
     rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
     order = io.read_json(lock_path)["prompt_order"]
     table = topk_sweep(rows["label"].to_numpy(), probabilities(rows, order), order, analysis["ece_bins"], analysis["eps"])
-    table = table.select(pl.lit(model).alias("model"), pl.lit(dataset).alias("dataset"), pl.lit(split).alias("split"), pl.all())
+    table = tables.label_pair(table, model, dataset, split)
     io.write_parquet(table, output)
     return table
 
