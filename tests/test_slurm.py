@@ -167,7 +167,9 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     assert not {"dataset_manifest", "score_family"} & {rule for rule, _, _ in submissions(second.log)}
     local_rules = {m.group(1) for m in re.finditer(r"^localrule (\w+):$", first.log + second.log, flags=re.M)}
     assert LOCAL_RULES <= local_rules, local_rules
-    n_jobs = len(submissions(first.log) + submissions(second.log))
+    submitted = submissions(first.log) + submissions(second.log)
+    n_jobs = len(submitted)
+    print("\n[slurm] SLURM job ids: " + ", ".join(f"{rule}={job_id}" for rule, job_id, _ in submitted))
 
     # 3. The same config with --cores 2: identical results.
     plain = run(local, "--cores", "2")
