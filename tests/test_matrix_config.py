@@ -62,6 +62,7 @@ def test_embedded_default_config_is_valid():
         (lambda c: c["evaluate"].append({"dataset": "nope"}), r"'evaluate\[2\].dataset' is 'nope'"),
         (lambda c: c["models"]["m1"]["scores"].pop("ds_b"), r"'models.m1.scores' has no score file for dataset\(s\) \['ds_b'\]"),
         (lambda c: c["models"].update(h={"backend": "hf"}), r"'models.h.path' is missing"),
+        (lambda c: c.update(prompts=["A", "all"]), r"'prompts' lists a family named 'all'"),
     ],
 )
 def test_cross_reference_errors_name_the_key(change, message):

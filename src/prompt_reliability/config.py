@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 
+# Name of the all-prompts view next to the per-family views in the analyses' tables.
+ALL_PROMPTS = "all"
+
+
 class ConfigError(ValueError):
     """The config is inconsistent; the message names the key and the fix."""
 
@@ -45,6 +49,9 @@ def import_files(config: Mapping[str, Any], dataset: str) -> list[str]:
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` on the first cross-reference problem."""
+    if ALL_PROMPTS in config.get("prompts", []):
+        raise ConfigError(f"config key 'prompts' lists a family named {ALL_PROMPTS!r}, which the analyses use for the "
+                          "view over every prompt; rename that family (file and 'family:' field)")
     datasets = config["datasets"]
     lock = config["lock"]["dataset"]
     if lock not in datasets:

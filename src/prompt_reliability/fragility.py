@@ -21,10 +21,10 @@ import numpy as np
 import polars as pl
 
 from . import io, metrics, tables
+from .config import ALL_PROMPTS as ALL  # the view of every prompt together
 from .matrix import probabilities, split_rows
 from .prompts import prompts_by_family
 
-ALL = "all"
 RATES = ("mistake_rate", "disagreement_rate")
 
 
