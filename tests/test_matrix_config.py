@@ -1,6 +1,5 @@
 import copy
 
-import numpy as np
 import polars as pl
 import pytest
 import yaml
