@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 from scipy.special import expit
 
-from prompt_reliability import aggregation, io, metrics
-from prompt_reliability.lock import locked_scores
-from prompt_reliability.aggregation import (
+from prompt_reliability.s3_analysis import aggregation, metrics
+from prompt_reliability.s0_base import io
+from prompt_reliability.s3_analysis.lock import locked_scores
+from prompt_reliability.s3_analysis.aggregation import (
     RULES,
     AggregationError,
     aggregate,

@@ -1,15 +1,17 @@
 import json
 
 import numpy as np
+from pathlib import Path
+
 import polars as pl
 import pytest
 import yaml
 
-from prompt_reliability import simulate
-from prompt_reliability.imported_scores import ScoreFileError, read_import_file
-from prompt_reliability.io import read_parquet_metadata
-from prompt_reliability.prompts import load_registry
-from prompt_reliability.scoring import ScoreCacheError, ScoringJob, finalize_cache, score_to_cache
+from prompt_reliability.s2_scoring.backends import simulate
+from prompt_reliability.s1_data.score_files import ScoreFileError, read_import_file
+from prompt_reliability.s0_base.io import read_parquet_metadata
+from prompt_reliability.s1_data.prompts import load_registry
+from prompt_reliability.s2_scoring.cache import ScoreCacheError, ScoringJob, finalize_cache, score_to_cache
 from conftest import REPO
 
 
@@ -76,7 +78,7 @@ def test_import_parquet_with_logits_or_probabilities(tmp_path):
 
 def _job(rows_manifest, family="A"):
     registry = load_registry(REPO / "prompts", ["A", "B", "C"])
-    return ScoringJob("m", {"backend": "simulate"}, "d", family, rows_manifest, "h", registry)
+    return ScoringJob("m", {"backend": "simulate"}, "d", family, rows_manifest, "h", registry, {}, Path("unused"))
 
 
 def test_finalize_cache_orders_rows_and_computes_p():
@@ -99,7 +101,7 @@ def test_score_to_cache_writes_provenance(tmp_path):
     out = tmp_path / "scores.parquet"
     score_to_cache(model="sim", model_cfg={"backend": "simulate", "simulate": {"seed": 1}}, dataset="d", family="B",
                    manifest_path=tmp_path / "m.parquet", prompt_dir=REPO / "prompts", families=["A", "B", "C"],
-                   prompt_format={}, output=out)
+                   prompt_format={}, output=out, work_dir=tmp_path / "chunks")
     meta = read_parquet_metadata(out)
     assert meta["prompt_ids"] == ["B1", "B2", "B3", "B4", "B5"]
     assert meta["backend"] == "simulate" and meta["simulate"]["seed"] == 1

@@ -12,8 +12,9 @@ from scipy.special import expit, logit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from prompt_reliability import calibration, io, metrics
-from prompt_reliability.calibration import (
+from prompt_reliability.s3_analysis import calibration, metrics
+from prompt_reliability.s0_base import io
+from prompt_reliability.s3_analysis.calibration import (
     CalibrationError,
     apply_isotonic,
     calibrated_scores,
@@ -25,7 +26,7 @@ from prompt_reliability.calibration import (
     write_calibration,
     write_calibration_summary,
 )
-from prompt_reliability.lock import build_lock
+from prompt_reliability.s3_analysis.lock import build_lock
 
 from conftest import REPO, dry_run_jobs, run_snakemake
 

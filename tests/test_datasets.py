@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from prompt_reliability.datasets import DatasetError, build_manifest, map_labels
-from prompt_reliability.synthetic import generate_split
+from prompt_reliability.s1_data.datasets import DatasetError, build_manifest, map_labels
+from prompt_reliability.s1_data.synthetic import generate_split
 
 HARM_WORDS = ("hurt", "harm", "injure")
 

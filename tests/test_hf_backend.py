@@ -19,12 +19,13 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from conftest import REPO
-from prompt_reliability import hf_backend, io
-from prompt_reliability.chunks import KEY_FILE, ChunkStore
-from prompt_reliability.datasets import build_manifest
-from prompt_reliability.label_tokens import LabelTokenError
-from prompt_reliability.prompts import load_registry
-from prompt_reliability.scoring import ScoreCacheError, ScoringJob, manifest_hash, score_to_cache
+from prompt_reliability.s2_scoring.backends import hf as hf_backend
+from prompt_reliability.s0_base import io
+from prompt_reliability.s2_scoring.chunks import KEY_FILE, ChunkStore
+from prompt_reliability.s1_data.datasets import build_manifest
+from prompt_reliability.s2_scoring.label_tokens import LabelTokenError
+from prompt_reliability.s1_data.prompts import load_registry
+from prompt_reliability.s2_scoring.cache import ScoreCacheError, ScoringJob, manifest_hash, score_to_cache
 
 pytest.importorskip("transformers")
 
@@ -82,9 +83,9 @@ def test_reference_engine_gives_the_same_cache(tmp_path, tiny_models):
 
 DRIVER = textwrap.dedent("""
     import json, sys, time
-    from prompt_reliability import hf_engines
-    from prompt_reliability.logs import log_to
-    from prompt_reliability.scoring import score_to_cache
+    from prompt_reliability.s2_scoring import hf_engines
+    from prompt_reliability.s0_base.logs import log_to
+    from prompt_reliability.s2_scoring.cache import score_to_cache
 
     args, delay, log = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     if delay:  # widen the window in which the test kills this process: sleep after every chunk
@@ -141,7 +142,7 @@ def _poison(store_dir: Path) -> None:
 
 
 def test_checkpoints_are_reused_only_for_the_same_model_prompts_and_data(tmp_path, tiny_models):
-    from prompt_reliability.tiny_models import build_tiny_model
+    from prompt_reliability.s2_scoring.tiny_models import build_tiny_model
 
     write_manifest(tmp_path, n=4)
     args = score_args(tmp_path, tiny_models["llava"], chunk_size=2)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prompt_reliability import hf_engines
-from prompt_reliability.prompts import load_registry, render_instruction
-from prompt_reliability.synthetic import draw_image
-from prompt_reliability.tiny_models import ARCHITECTURES
+from prompt_reliability.s2_scoring import hf_engines
+from prompt_reliability.s1_data.prompts import load_registry, render_instruction
+from prompt_reliability.s1_data.synthetic import draw_image
+from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES
 
 torch = pytest.importorskip("torch")
 
@@ -20,7 +20,7 @@ WITH_QUERY, WITHOUT_QUERY = "{template}\nQuery: {query}", "{template}"
 def _setup(repo, folder, families=("A", "B", "C")):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from prompt_reliability.label_tokens import resolve_label_ids
+    from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids
 
     processor = AutoProcessor.from_pretrained(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()

@@ -13,8 +13,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, write_config
-from prompt_reliability import io
-from prompt_reliability.scoring import score_to_cache
+from prompt_reliability.s0_base import io
+from prompt_reliability.s2_scoring.cache import score_to_cache
 
 pytestmark = pytest.mark.workflow
 pytest.importorskip("transformers")

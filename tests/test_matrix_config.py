@@ -5,8 +5,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from prompt_reliability.config import ConfigError, check_config, evaluation_pairs, needed_datasets
-from prompt_reliability.matrix import MatrixError, assemble_matrix, split_rows
+from prompt_reliability.s0_base.config import ConfigError, check_config, evaluation_pairs, needed_datasets
+from prompt_reliability.s2_scoring.matrix import MatrixError, assemble_matrix, split_rows
 from conftest import IMPORT_CONFIG, REPO
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")

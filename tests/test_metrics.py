@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss
 
-from prompt_reliability import metrics
+from prompt_reliability.s3_analysis import metrics
 
 
 def brute_force_ece(y, p, n_bins):

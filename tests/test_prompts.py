@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from prompt_reliability.prompts import PromptRegistryError, load_registry, render_instruction
+from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry, render_instruction
 from conftest import PROMPT_IDS, REPO
 
 

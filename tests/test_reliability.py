@@ -10,8 +10,8 @@ import pytest
 from sklearn.metrics import log_loss
 
 from conftest import PROMPT_IDS
-from prompt_reliability import metrics, reliability
-from prompt_reliability.lock import build_lock
+from prompt_reliability.s3_analysis import metrics, reliability
+from prompt_reliability.s3_analysis.lock import build_lock
 
 FAMILY_OF = {pid: pid[0] for pid in PROMPT_IDS}
 ANALYSIS = {"seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}

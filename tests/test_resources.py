@@ -13,9 +13,9 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import REPO, run_snakemake, write_config
-from prompt_reliability.config import ConfigError, check_config
-from prompt_reliability.gpus import claim_gpus
-from prompt_reliability.resources import SCORING_DEFAULTS, check_resources, optional_keys_in_use, scoring_resources
+from prompt_reliability.s0_base.config import ConfigError, check_config
+from prompt_reliability.s0_base.gpus import claim_gpus
+from prompt_reliability.s0_base.resources import SCORING_DEFAULTS, check_resources, optional_keys_in_use, scoring_resources
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 SLURM_PROFILE = REPO / "config/profiles/slurm"
@@ -176,7 +176,7 @@ def test_claim_gpus_makes_do_with_the_gpus_there_are(monkeypatch, tmp_path):
 
 CLAIM = """
 import os, sys, time
-from prompt_reliability.gpus import claim_gpus
+from prompt_reliability.s0_base.gpus import claim_gpus
 claim_gpus(int(sys.argv[1]), sys.argv[2], poll_seconds=0.05)
 print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep(float(sys.argv[3]))

@@ -9,9 +9,10 @@ import yaml
 from matplotlib.image import imread
 from scipy.special import expit
 
-from prompt_reliability import io, metrics
-from prompt_reliability.plots.topk import write_topk_pair_figure, write_topk_pairs_figure
-from prompt_reliability.topk import topk_scores, topk_summary, topk_sweep, write_topk, write_topk_summary
+from prompt_reliability.s0_base import io
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s4_report.figures.topk import write_topk_pair_figure, write_topk_pairs_figure
+from prompt_reliability.s3_analysis.topk import topk_scores, topk_summary, topk_sweep, write_topk, write_topk_summary
 
 from conftest import REPO, run_snakemake
 

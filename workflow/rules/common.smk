@@ -4,7 +4,7 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from prompt_reliability.config import (
+from prompt_reliability.s0_base.config import (
     ConfigError,
     check_config,
     evaluation_pairs,
@@ -13,8 +13,8 @@ from prompt_reliability.config import (
     models_with_backend,
     needed_datasets,
 )
-from prompt_reliability.prompts import PromptRegistryError, load_registry
-from prompt_reliability import resources as job_resources
+from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
+from prompt_reliability.s0_base import resources as job_resources
 
 try:
     check_config(config)

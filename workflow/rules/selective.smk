@@ -1,5 +1,5 @@
 # Selective prediction: risk-coverage of the mean score under three abstention signals (issue 6).
-from prompt_reliability.selective_targets import check_selective_config
+from prompt_reliability.s3_analysis.selective_targets import check_selective_config
 
 try:
     check_selective_config(config["analysis"]["selective"])

@@ -1,6 +1,6 @@
 """Snakemake adapter: the 15 training-free aggregation rules on one evaluation pair."""
-from prompt_reliability.aggregation import write_aggregation
-from prompt_reliability.logs import log_to
+from prompt_reliability.s3_analysis.aggregation import write_aggregation
+from prompt_reliability.s0_base.logs import log_to
 
 with log_to(snakemake.log[0]):
     write_aggregation(

@@ -1,6 +1,6 @@
 """Snakemake adapter: bootstrap the mean-vs-selected NLL / ECE deltas of one evaluation pair."""
-from prompt_reliability.bootstrap import write_bootstrap
-from prompt_reliability.logs import log_to
+from prompt_reliability.s3_analysis.bootstrap import write_bootstrap
+from prompt_reliability.s0_base.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
     table = write_bootstrap(

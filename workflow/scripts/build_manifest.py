@@ -1,9 +1,9 @@
 """Snakemake adapter: build one dataset manifest."""
 from pathlib import Path
 
-from prompt_reliability import io
-from prompt_reliability.datasets import build_manifest, split_counts
-from prompt_reliability.logs import log_to
+from prompt_reliability.s0_base import io
+from prompt_reliability.s1_data.datasets import build_manifest, split_counts
+from prompt_reliability.s0_base.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
     manifest = build_manifest(

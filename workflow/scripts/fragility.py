@@ -1,6 +1,6 @@
 """Snakemake adapter: cross-prompt spread deciles of one evaluation pair."""
-from prompt_reliability.fragility import write_fragility
-from prompt_reliability.logs import log_to
+from prompt_reliability.s3_analysis.fragility import write_fragility
+from prompt_reliability.s0_base.logs import log_to
 
 with log_to(snakemake.log[0]):
     write_fragility(

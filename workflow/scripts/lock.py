@@ -1,6 +1,6 @@
 """Snakemake adapter: lock the single-prompt choices (and calibrators) of one model."""
-from prompt_reliability.lock import write_lock
-from prompt_reliability.logs import log_to
+from prompt_reliability.s3_analysis.lock import write_lock
+from prompt_reliability.s0_base.logs import log_to
 
 with log_to(snakemake.log[0]) as log:
     lock = write_lock(

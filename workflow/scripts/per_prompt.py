@@ -1,6 +1,6 @@
 """Snakemake adapter: per-prompt reliability metrics of one evaluation pair."""
-from prompt_reliability.logs import log_to
-from prompt_reliability.per_prompt import write_per_prompt
+from prompt_reliability.s0_base.logs import log_to
+from prompt_reliability.s3_analysis.per_prompt import write_per_prompt
 
 with log_to(snakemake.log[0]):
     write_per_prompt(

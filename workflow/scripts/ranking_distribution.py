@@ -1,6 +1,6 @@
 """Snakemake adapter: AUROC/AUPRC of the locked prompts and the mean against all single prompts."""
-from prompt_reliability.logs import log_to
-from prompt_reliability.reliability import write_ranking_distribution
+from prompt_reliability.s0_base.logs import log_to
+from prompt_reliability.s3_analysis.reliability import write_ranking_distribution
 
 with log_to(snakemake.log[0]):
     write_ranking_distribution(

@@ -1,6 +1,6 @@
 """Snakemake adapter: reliability of the locked single prompts and the mean ensembles on one pair."""
-from prompt_reliability.logs import log_to
-from prompt_reliability.reliability import write_reliability
+from prompt_reliability.s0_base.logs import log_to
+from prompt_reliability.s3_analysis.reliability import write_reliability
 
 with log_to(snakemake.log[0]):
     write_reliability(

@@ -1,7 +1,7 @@
 """Snakemake adapter: score one (model, dataset, prompt family) into the score cache."""
-from prompt_reliability.gpus import claim_gpus
-from prompt_reliability.logs import log_to
-from prompt_reliability.scoring import score_to_cache
+from prompt_reliability.s0_base.gpus import claim_gpus
+from prompt_reliability.s0_base.logs import log_to
+from prompt_reliability.s2_scoring.cache import score_to_cache
 
 with log_to(snakemake.log[0]) as log:
     # Before any backend loads CUDA: on a workstation, GPUs of this job's own (the `gpu`
@@ -17,5 +17,6 @@ with log_to(snakemake.log[0]) as log:
         families=snakemake.params.families,
         prompt_format=snakemake.params.prompt_format,
         output=snakemake.output.scores,
+        work_dir="results/scores/.chunks",
     )
     log.info("wrote %s: %d rows", snakemake.output.scores, len(cache))

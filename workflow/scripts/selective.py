@@ -1,6 +1,6 @@
 """Snakemake adapter: risk-coverage curves and AURC / point targets of one evaluation pair."""
-from prompt_reliability.logs import log_to
-from prompt_reliability.selective import write_selective
+from prompt_reliability.s0_base.logs import log_to
+from prompt_reliability.s3_analysis.selective import write_selective
 
 with log_to(snakemake.log[0]):
     write_selective(

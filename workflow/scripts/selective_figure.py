@@ -1,6 +1,6 @@
 """Snakemake adapter: risk-coverage figure of one evaluation pair (full range and zooms)."""
-from prompt_reliability.logs import log_to
-from prompt_reliability.plots.selective import write_risk_coverage_figure
+from prompt_reliability.s0_base.logs import log_to
+from prompt_reliability.s4_report.figures.selective import write_risk_coverage_figure
 
 with log_to(snakemake.log[0]):
     w = snakemake.wildcards

@@ -1,6 +1,6 @@
 """Snakemake adapter: top-k mean ensemble sweep (lock prompt order) on one evaluation pair."""
-from prompt_reliability.logs import log_to
-from prompt_reliability.topk import write_topk
+from prompt_reliability.s0_base.logs import log_to
+from prompt_reliability.s3_analysis.topk import write_topk
 
 with log_to(snakemake.log[0]):
     write_topk(

@@ -1,0 +1,165 @@
+"""How a Snakemake rule calls the library: one package function per rule, named arguments.
+
+A rule's named ``input``, ``output``, ``params`` and ``wildcards`` become the keyword arguments of
+one package function, so the rule is the whole contract and there is no script to read between
+them (docs/architecture.md, "Add an analysis")::
+
+    rule reliability:
+        input: matrix=..., lock=...
+        output: table=...
+        params: analysis=...
+        log: ...
+        run:
+            call(reliability.write_reliability, input, output, params, wildcards, log)
+
+Analysis, table and figure rules use ``run:``, so they execute inside the Snakemake process
+(threads, with the workflow profile's ``force-use-threads``) and share its imports; scoring rules,
+which need their own environment (``conda:``), torch and a GPU, go through the one adapter script
+``workflow/scripts/call.py`` with the function named in ``params.function``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("prompt_reliability")
+
+# Fields of the Snakemake job that are passed on, in this order; a name may appear in only one.
+FIELDS = ("input", "output", "params", "wildcards")
+
+
+class JobArgumentError(TypeError):
+    """A rule's named fields do not fit its function; the message names the rule field and the fix."""
+
+
+def _plain(value: Any) -> Any:
+    """Snakemake's path and list wrappers as plain ``str`` / ``list`` (other params unchanged)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list):  # a Namedlist of several files
+        return [_plain(v) for v in value]
+    return value
+
+
+def job_arguments(**fields: Any) -> dict[str, Any]:
+    """Keyword arguments from the named items of ``input``, ``output``, ``params`` and ``wildcards``."""
+    kwargs: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for field in FIELDS:
+        group = fields.get(field)
+        if group is None:
+            continue
+        for name, value in group.items():
+            if name in kwargs:
+                raise JobArgumentError(f"the name {name!r} is used by both {origin[name]} and {field}; rename one of them in the rule")
+            kwargs[name] = _plain(value)
+            origin[name] = field
+    return kwargs
+
+
+def resolve(function: str) -> Callable[..., Any]:
+    """``"package.module:function"`` as the function it names."""
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class _ThisThread(logging.Filter):
+    """Pass only records made by the thread that created the filter (jobs run side by side in threads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.thread
+
+
+@contextlib.contextmanager
+def job_log(path: str | Path | None, console_prefix: str = "", capture_stderr: bool = False) -> Iterator[logging.Logger]:
+    """Log this job's records to ``path``; warnings also to the console, prefixed with the job's name.
+
+    Thread-safe: only records of the calling thread reach this job's file, so jobs running side by
+    side in the Snakemake process keep separate logs. A failure's traceback goes to the file.
+    ``capture_stderr`` (a job in its own process only) sends stderr, progress bars included, there too.
+    """
+    handlers: list[logging.Handler] = []
+    stream = None
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(path, "w", buffering=1)
+        to_file = logging.StreamHandler(stream)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handlers.append(to_file)
+    to_console = logging.StreamHandler(sys.__stderr__)
+    to_console.setLevel(logging.WARNING)
+    to_console.setFormatter(logging.Formatter(f"%(levelname)s {console_prefix}%(message)s"))
+    handlers.append(to_console)
+    this_thread = _ThisThread()
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.addFilter(this_thread)
+        root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    saved_stderr = sys.stderr
+    if capture_stderr and stream is not None:
+        sys.stderr = stream
+    try:
+        yield log
+    except Exception:
+        log.exception("job failed")
+        raise
+    finally:
+        sys.stderr = saved_stderr
+        for handler in handlers:
+            root.removeHandler(handler)
+        if stream is not None:
+            stream.close()
+
+
+def call(function: Callable[..., Any], input: Any = None, output: Any = None, params: Any = None,
+         wildcards: Any = None, log: Any = None, capture_stderr: bool = False) -> Any:
+    """Run ``function`` with the job's named fields as keyword arguments, logging to the job's log file."""
+    kwargs = job_arguments(input=input, output=output, params=params, wildcards=wildcards)
+    log_file = log[0] if log else None
+    name = getattr(function, "__name__", str(function))
+    with job_log(log_file, console_prefix=f"[{name}] ", capture_stderr=capture_stderr):
+        try:
+            return function(**kwargs)
+        except TypeError as err:
+            if "argument" in str(err) and _signature_mismatch(function, kwargs):
+                raise JobArgumentError(f"{name}: {err}; the rule's named input/output/params/wildcards must match the "
+                                       f"function's keyword arguments (got {sorted(kwargs)})") from err
+            raise
+
+
+def _signature_mismatch(function: Callable[..., Any], kwargs: Mapping[str, Any]) -> bool:
+    import inspect
+
+    try:
+        inspect.signature(function).bind(**kwargs)
+    except TypeError:
+        return True
+    return False
+
+
+def call_from_script(snakemake: Any) -> Any:
+    """The body of ``workflow/scripts/call.py``: call ``params.function`` with the job's other fields.
+
+    The job is its own process here, so its stderr (progress bars) goes to the log file too, and a
+    job that asks for GPUs (the ``gpu`` resource) claims its own before anything loads CUDA.
+    """
+    from prompt_reliability.s0_base.gpus import claim_gpus
+
+    params = {name: value for name, value in snakemake.params.items() if name != "function"}
+    claim_gpus(int(snakemake.resources.get("gpu", 0) or 0))
+    return call(resolve(snakemake.params.function), snakemake.input, snakemake.output, params, snakemake.wildcards,
+                snakemake.log, capture_stderr=True)

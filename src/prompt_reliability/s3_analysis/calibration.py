@@ -1,0 +1,241 @@
+"""Labeled post-hoc calibrators, fit on the lock split only and stored as plain numbers.
+
+Three calibrators of a score ``s`` (an unsafe probability), with ``x = logit(clip(s, eps, 1 - eps))``:
+
+- temperature scaling ``sigmoid(x / T)``: T minimises the lock-split NLL, by bounded scalar
+  minimisation over ``log T`` within ``temperature_bounds``;
+- Platt ``sigmoid(a * x + b)``: unregularised logistic regression of the label on x (Newton's method);
+- isotonic: scikit-learn ``IsotonicRegression(out_of_bounds="clip")`` on s, stored as its threshold
+  arrays and applied by linear interpolation (``numpy.interp``, constant beyond the end points).
+
+Each is fit to the ``selected`` and the ``mean`` score of :func:`lockfile.locked_scores`; the lock file holds
+``calibrators: {score: {"temperature": {"T"}, "platt": {"a", "b"}, "isotonic": {"x": [..], "y": [..]}}}``.
+Evaluation applies them unchanged (no refit) and names the results ``ts_<score>``, ``platt_<score>``,
+``iso_<score>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logit
+from sklearn.isotonic import IsotonicRegression
+
+from prompt_reliability.s0_base import io
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s4_report import tables
+from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
+from prompt_reliability.s2_scoring.matrix import split_rows
+from prompt_reliability.s4_report.tables import to_markdown
+
+log = logging.getLogger("prompt_reliability")
+
+CALIBRATED_SCORES = ("selected", "mean")
+KINDS = ("temperature", "platt", "isotonic")
+PREFIX = {"temperature": "ts", "platt": "platt", "isotonic": "iso"}
+DEFAULT_TEMPERATURE_BOUNDS = (0.01, 100.0)
+METRICS = ("nll", "ece", "auroc", "auprc")
+PAIR = ("model", "dataset", "split")
+PANEL = {"selected": "A", "mean": "B"}
+
+
+class CalibrationError(ValueError):
+    """Calibrators cannot be fit or applied; the message names the data or lock field and the fix."""
+
+
+def method_name(kind: str, score: str) -> str:
+    return f"{PREFIX[kind]}_{score}"
+
+
+def score_logits(s: np.ndarray, eps: float = metrics.EPS) -> np.ndarray:
+    return logit(np.clip(np.asarray(s, dtype=np.float64), eps, 1.0 - eps))
+
+
+# fitting (lock split only)
+def fit_temperature(s: np.ndarray, y: np.ndarray, eps: float = metrics.EPS,
+                    bounds: Sequence[float] = DEFAULT_TEMPERATURE_BOUNDS) -> dict[str, float]:
+    """``{"T": T}`` minimising ``nll(y, sigmoid(logit(s) / T))`` over ``log T`` in ``log(bounds)``."""
+    low, high = (float(b) for b in bounds)
+    if not 0 < low < high:
+        raise CalibrationError(f"config key 'analysis.temperature_bounds' must be [low, high] with 0 < low < high, got {list(bounds)}")
+    x = score_logits(s, eps)
+    y = np.asarray(y, dtype=np.float64)
+    result = minimize_scalar(lambda log_t: metrics.nll(y, expit(x / np.exp(log_t)), eps), bounds=(np.log(low), np.log(high)),
+                             method="bounded", options={"xatol": 1e-10})
+    temperature = float(np.exp(result.x))
+    if min(abs(result.x - np.log(low)), abs(result.x - np.log(high))) < 1e-6:
+        log.warning("temperature scaling: T = %.4g lies at a bound of analysis.temperature_bounds %s; widen the bounds", temperature, list(bounds))
+    return {"T": temperature}
+
+
+def _logistic_loss(design: np.ndarray, y: np.ndarray, beta: np.ndarray) -> float:
+    t = design @ beta
+    return float(np.mean(np.logaddexp(0.0, t) - y * t))
+
+
+def fit_platt(s: np.ndarray, y: np.ndarray, eps: float = metrics.EPS, max_iter: int = 100) -> dict[str, float]:
+    """``{"a", "b"}`` of the unregularised logistic regression ``P(y=1) = sigmoid(a * logit(s) + b)``."""
+    y = np.asarray(y, dtype=np.float64)
+    x = score_logits(s, eps)
+    if len(np.unique(y)) == 2 and (x[y == 0].max() <= x[y == 1].min() or x[y == 1].max() <= x[y == 0].min()):
+        log.warning("Platt scaling: logit(s) separates the lock-split classes, so the maximum-likelihood (a, b) do not exist; "
+                    "the fit stops where the likelihood no longer changes in floating point")
+    design = np.column_stack([x, np.ones(len(y))])
+    beta = np.array([1.0, 0.0])
+    loss = _logistic_loss(design, y, beta)
+    for _ in range(max_iter):
+        q = expit(design @ beta)
+        grad = design.T @ (q - y) / len(y)
+        hess = (design * (q * (1.0 - q))[:, None]).T @ design / len(y)
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        scale = 1.0
+        while scale > 1e-10:  # backtracking: never increase the (convex) loss
+            candidate = beta - scale * step
+            new_loss = _logistic_loss(design, y, candidate)
+            if new_loss <= loss:
+                break
+            scale /= 2.0
+        else:
+            break
+        beta, loss = candidate, new_loss
+        if np.max(np.abs(scale * step)) <= 1e-12 * (1.0 + np.max(np.abs(beta))):
+            break
+    else:
+        log.warning("Platt scaling did not converge in %d Newton steps (a = %.4g, b = %.4g): the lock split is (nearly) "
+                    "separable by this score, so the maximum-likelihood parameters diverge", max_iter, beta[0], beta[1])
+    return {"a": float(beta[0]), "b": float(beta[1])}
+
+
+def fit_isotonic(s: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+    """Threshold arrays ``{"x", "y"}`` of scikit-learn's increasing isotonic fit of y on s."""
+    model = IsotonicRegression(out_of_bounds="clip", increasing=True).fit(np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()}
+
+
+def fit_calibrators(scores: Mapping[str, np.ndarray], y: np.ndarray, *, eps: float = metrics.EPS,
+                    temperature_bounds: Sequence[float] = DEFAULT_TEMPERATURE_BOUNDS,
+                    score_names: Sequence[str] = CALIBRATED_SCORES, source: str = "") -> dict[str, dict[str, Any]]:
+    """Every calibrator fit to every score in ``score_names`` (lock-split scores and labels)."""
+    y = np.asarray(y)
+    classes = set(np.unique(y).tolist())
+    if classes != {0, 1}:
+        raise CalibrationError(f"{source}: calibrators are fit on the lock split, which has labels {sorted(classes)}; they need both "
+                               "safe (0) and unsafe (1) samples. Choose a lock split with both classes (config key 'lock')")
+    return {
+        name: {
+            "temperature": fit_temperature(scores[name], y, eps, temperature_bounds),
+            "platt": fit_platt(scores[name], y, eps),
+            "isotonic": fit_isotonic(scores[name], y),
+        }
+        for name in score_names
+    }
+
+
+# applying (never refits)
+def apply_temperature(params: Mapping[str, float], s: np.ndarray, eps: float = metrics.EPS) -> np.ndarray:
+    return expit(score_logits(s, eps) / params["T"])
+
+
+def apply_platt(params: Mapping[str, float], s: np.ndarray, eps: float = metrics.EPS) -> np.ndarray:
+    return expit(params["a"] * score_logits(s, eps) + params["b"])
+
+
+def apply_isotonic(params: Mapping[str, Sequence[float]], s: np.ndarray, eps: float = metrics.EPS) -> np.ndarray:
+    return np.interp(np.asarray(s, dtype=np.float64), np.asarray(params["x"], dtype=np.float64), np.asarray(params["y"], dtype=np.float64))
+
+
+APPLY = {"temperature": apply_temperature, "platt": apply_platt, "isotonic": apply_isotonic}
+
+
+def check_calibrator(kind: str, params: Any, where: str) -> None:
+    """Fail with the lock field and the fix when stored parameters are missing or malformed."""
+    fix = "re-run the lock rule (snakemake --forcerun lock) to refit the calibrators"
+    if not isinstance(params, Mapping):
+        raise CalibrationError(f"{where}: missing; {fix}")
+    if kind == "temperature":
+        if not isinstance(params.get("T"), (int, float)) or not params["T"] > 0:
+            raise CalibrationError(f"{where}.T must be a positive number, got {params.get('T')!r}; {fix}")
+    elif kind == "platt":
+        for key in ("a", "b"):
+            if not isinstance(params.get(key), (int, float)):
+                raise CalibrationError(f"{where}.{key} must be a number, got {params.get(key)!r}; {fix}")
+    else:
+        x, y = params.get("x"), params.get("y")
+        if not isinstance(x, list) or not isinstance(y, list) or not x or len(x) != len(y):
+            raise CalibrationError(f"{where}: 'x' and 'y' must be non-empty lists of equal length; {fix}")
+        if np.any(np.diff(np.asarray(x, dtype=np.float64)) <= 0):
+            raise CalibrationError(f"{where}.x must be strictly increasing; {fix}")
+
+
+def calibrated_scores(scores: Mapping[str, np.ndarray], calibrators: Mapping[str, Any], eps: float = metrics.EPS,
+                      source: str = "") -> dict[str, np.ndarray]:
+    """Untreated and calibrated scores, in order ``selected, ts_selected, platt_selected, iso_selected, mean, ...``."""
+    out: dict[str, np.ndarray] = {}
+    for name in CALIBRATED_SCORES:
+        out[name] = scores[name]
+        for kind in KINDS:
+            params = (calibrators.get(name) or {}).get(kind)
+            check_calibrator(kind, params, f"{source}: calibrators.{name}.{kind}")
+            out[method_name(kind, name)] = APPLY[kind](params, scores[name], eps)
+    return out
+
+
+def calibration_table(rows: pl.DataFrame, lock: Mapping[str, Any], n_bins: int = 15, eps: float = metrics.EPS,
+                      source: str = "") -> pl.DataFrame:
+    """One row per method (untreated and calibrated): ``method, nll, ece, auroc, auprc`` on ``rows``."""
+    y = rows["label"].to_numpy()
+    scores = calibrated_scores(locked_scores(rows, lock), lock.get("calibrators") or {}, eps, source)
+    records = []
+    for method, score in scores.items():
+        values = metrics.reliability_metrics(y, score, n_bins=n_bins, eps=eps)
+        records.append({"method": method, **{m: values[m] for m in METRICS}})
+    return pl.DataFrame(records, schema={"method": pl.String, **{m: pl.Float64 for m in METRICS}})
+
+
+def write_calibration(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
+                      split: str, analysis: Mapping[str, Any]) -> pl.DataFrame:
+    """Calibration metrics of one evaluation pair as ``model, dataset, split, method, nll, ece, auroc, auprc``."""
+    rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
+    table = calibration_table(rows, io.read_json(lock_path), analysis["ece_bins"], analysis["eps"], str(lock_path))
+    table = tables.label_pair(table, model, dataset, split)
+    io.write_parquet(table, output)
+    return table
+
+
+def calibration_summary(table: pl.DataFrame, baseline: str = "mean") -> pl.DataFrame:
+    """Head-to-head of each calibrated method against the untreated ``baseline`` across pairs (Table 3).
+
+    Panel A: calibrated selected prompt; panel B: calibrated mean. ``*_wins`` / ``*_losses`` count pairs where
+    the method's metric is lower / higher than the baseline's (ties apart); ``avg_*_gain`` is the mean of
+    ``baseline - method`` (positive: the calibrator helps). The mean's wins over ``ts_selected`` are its losses.
+    """
+    base = table.filter(pl.col("method") == baseline).select(*PAIR, *(pl.col(m).alias(f"base_{m}") for m in ("nll", "ece")))
+    if not len(base):
+        raise CalibrationError(f"calibration table has no rows of the baseline method {baseline!r}")
+    records = []
+    for score in CALIBRATED_SCORES:
+        for kind in KINDS:
+            method = method_name(kind, score)
+            joined = table.filter(pl.col("method") == method).join(base, on=list(PAIR), how="inner")
+            if not len(joined):
+                continue
+            record = {"panel": PANEL[score], "method": method, "baseline": baseline, "n_pairs": len(joined)}
+            for m in ("nll", "ece"):
+                gain = joined[f"base_{m}"].to_numpy() - joined[m].to_numpy()
+                record.update({f"{m}_wins": int((gain > 0).sum()), f"{m}_ties": int((gain == 0).sum()),
+                               f"{m}_losses": int((gain < 0).sum()), f"avg_{m}_gain": float(gain.mean())})
+            records.append(record)
+    return pl.DataFrame(records)
+
+
+def write_calibration_summary(table_path: str | Path, csv_path: str | Path, md_path: str | Path) -> pl.DataFrame:
+    summary = calibration_summary(pl.read_csv(table_path))
+    io.write_csv(summary, csv_path)
+    io.write_text(to_markdown(summary, "calibration_summary"), md_path)
+    return summary

@@ -1,0 +1,143 @@
+"""Selective prediction: is cross-prompt variance a good abstention signal? (paper Appendix C)
+
+- Base predictor: the mean score ``pbar`` (fixed, so signals differ only in what they retain).
+- Uncertainty signals: ``std`` (cross-prompt standard deviation, ddof 0), ``entropy`` (binary
+  entropy of ``pbar``, natural log) and ``margin`` (``1 - |2 p_selected - 1|``, large near the boundary).
+- At coverage c keep the ``ceil(c * n)`` samples with the lowest uncertainty (stable sort, so ties
+  keep manifest order) and compute error, NLL and ECE of ``pbar`` on them.
+- Normalised AURC over ``[a, b]``: trapezoidal integral of the risk over the grid points in
+  ``[a, b]`` divided by ``b - a``; both ends must be grid points (no extrapolation).
+- Targets are named ``aurc_<risk>_<range>`` (a range from ``analysis.selective.aurc_ranges``) or
+  ``<risk>@<percent>`` (the risk at that coverage, e.g. ``error@95``); lower is better for all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.special import xlogy
+
+from prompt_reliability.s0_base import io
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s4_report import tables
+from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
+from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
+from prompt_reliability.s3_analysis.selective_targets import GRID_TOL, Target, coverage_grid, parse_targets
+
+SIGNALS = ("std", "entropy", "margin")
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """``-(p log p + (1 - p) log(1 - p))`` in nats, 0 at p = 0 and p = 1."""
+    p = np.asarray(p, dtype=np.float64)
+    return -(xlogy(p, p) + xlogy(1.0 - p, 1.0 - p))
+
+
+def uncertainty_signals(prompt_probabilities: np.ndarray, selected: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample uncertainty under each signal (larger = abstain first)."""
+    pbar = prompt_probabilities.mean(axis=1)
+    return {
+        "std": prompt_probabilities.std(axis=1),
+        "entropy": binary_entropy(pbar),
+        "margin": 1.0 - np.abs(2.0 * np.asarray(selected, dtype=np.float64) - 1.0),
+    }
+
+
+def n_retained(coverage: float, n: int) -> int:
+    """``ceil(coverage * n)``; the product is rounded to 9 decimals first so that representation noise
+    (``0.07 * 100 == 7.000000000000001``) does not keep an extra sample."""
+    return math.ceil(round(coverage * n, 9))
+
+
+def retained(uncertainty: np.ndarray, coverage: float) -> np.ndarray:
+    """Boolean mask of the ``ceil(coverage * n)`` least uncertain samples (stable: ties by position)."""
+    keep = np.zeros(len(uncertainty), dtype=bool)
+    keep[np.argsort(uncertainty, kind="stable")[:n_retained(coverage, len(uncertainty))]] = True
+    return keep
+
+
+def risk_coverage(y: np.ndarray, p: np.ndarray, uncertainty: np.ndarray, coverages: Sequence[float], *, n_bins: int = 15,
+                  eps: float = metrics.EPS, threshold: float = 0.5) -> pl.DataFrame:
+    """One row per coverage: ``coverage, n_retained, error, nll, ece`` of ``p`` on the retained samples."""
+    rows = []
+    for coverage in coverages:
+        keep = retained(uncertainty, coverage)
+        rows.append({"coverage": float(coverage), "n_retained": int(keep.sum()),
+                     "error": metrics.error_rate(y[keep], p[keep], threshold),
+                     "nll": metrics.nll(y[keep], p[keep], eps), "ece": metrics.ece(y[keep], p[keep], n_bins)})
+    return pl.DataFrame(rows)
+
+
+def normalised_aurc(coverage: np.ndarray, risk: np.ndarray, low: float, high: float) -> float:
+    """Trapezoidal area under ``risk(coverage)`` over the grid points in ``[low, high]``, divided by ``high - low``."""
+    coverage, risk = np.asarray(coverage, dtype=np.float64), np.asarray(risk, dtype=np.float64)
+    order = np.argsort(coverage, kind="stable")
+    coverage, risk = coverage[order], risk[order]
+    inside = (coverage >= low - GRID_TOL) & (coverage <= high + GRID_TOL)
+    return float(np.trapezoid(risk[inside], coverage[inside]) / (high - low))
+
+
+def selective_curves(y: np.ndarray, p: np.ndarray, signals: Mapping[str, np.ndarray], coverages: Sequence[float], *,
+                     n_bins: int = 15, eps: float = metrics.EPS, threshold: float = 0.5) -> pl.DataFrame:
+    """Risk-coverage curves of the base predictor ``p`` under every signal: ``signal, coverage, n_retained, error, nll, ece``."""
+    grid = coverage_grid(coverages)
+    return pl.concat([
+        risk_coverage(y, p, uncertainty, grid, n_bins=n_bins, eps=eps, threshold=threshold)
+        .select(pl.lit(signal).alias("signal"), pl.all())
+        for signal, uncertainty in signals.items()
+    ])
+
+
+def target_values(curves: pl.DataFrame, targets: Sequence[Target]) -> pl.DataFrame:
+    """``signal, target, value`` for every signal in ``curves`` and every target."""
+    rows = []
+    for (signal,), curve in curves.group_by("signal", maintain_order=True):
+        coverage = curve["coverage"].to_numpy()
+        for target in targets:
+            risk = curve[target.risk].to_numpy()
+            if target.is_point:
+                value = float(risk[np.argmin(np.abs(coverage - target.low))])
+            else:
+                value = normalised_aurc(coverage, risk, target.low, target.high)
+            rows.append({"signal": signal, "target": target.name, "value": value})
+    return pl.DataFrame(rows)
+
+
+def write_selective(matrix_path: str | Path, lock_path: str | Path, curves_path: str | Path, targets_path: str | Path, *,
+                    model: str, dataset: str, split: str, analysis: Mapping[str, Any]) -> pl.DataFrame:
+    """Risk-coverage curves and target values of one evaluation pair."""
+    settings = analysis["selective"]
+    targets = parse_targets(settings["targets"], settings["aurc_ranges"], settings["coverage"])
+    rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
+    lock = io.read_json(lock_path)
+    scores = locked_scores(rows, lock)
+    signals = uncertainty_signals(probabilities(rows, lock["prompt_ids"]), scores["selected"])
+    curves = selective_curves(rows["label"].to_numpy(), scores["mean"], signals, settings["coverage"],
+                              n_bins=analysis["ece_bins"], eps=analysis["eps"], threshold=analysis["threshold"])
+    values = tables.label_pair(target_values(curves, targets), model, dataset, split)
+    io.write_parquet(tables.label_pair(curves, model, dataset, split), curves_path)
+    io.write_parquet(values, targets_path)
+    return values
+
+
+def selective_summary(table: pl.DataFrame) -> pl.DataFrame:
+    """Per target: pairs and, per signal, in how many pairs it has the lowest value (ties credit every tied signal)."""
+    pair = ["model", "dataset", "split", "target"]
+    wins = table.with_columns((pl.col("value") == pl.col("value").min().over(pair)).alias("win"))
+    signals = [s for s in SIGNALS if s in set(table["signal"])]
+    return wins.group_by("target", maintain_order=True).agg(
+        pl.struct(pair[:3]).n_unique().alias("pairs"),
+        *[pl.col("win").filter(pl.col("signal") == s).sum().alias(s) for s in signals],
+    )
+
+
+def write_selective_tables(pieces: Sequence[str | Path], csv_path: str | Path, md_path: str | Path, summary_path: str | Path) -> pl.DataFrame:
+    """``selective.csv`` (+ Markdown) across pairs and ``selective_summary.csv``."""
+    table = tables.assemble_table(pieces, csv_path, md_path, title="selective")
+    io.write_csv(selective_summary(table), summary_path)
+    return table

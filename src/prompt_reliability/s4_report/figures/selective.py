@@ -1,0 +1,45 @@
+"""Risk-coverage figures of the selective-prediction analysis: one row per coverage range, one column per risk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import polars as pl
+
+from prompt_reliability.s3_analysis.selective import SIGNALS
+from prompt_reliability.s3_analysis.selective_targets import GRID_TOL, RISKS
+from prompt_reliability.s4_report.figures import save_figure, style
+
+RISK_LABELS = {"error": "error", "nll": "NLL", "ece": "ECE"}
+SIGNAL_LABELS = {"std": "std (cross-prompt)", "entropy": "entropy (mean)", "margin": "margin (selected)"}
+
+
+def risk_coverage_figure(curves: pl.DataFrame, ranges: Mapping[str, Sequence[float]], title: str = "") -> plt.Figure:
+    """Retained risk of the mean score against coverage, one line per uncertainty signal."""
+    style()
+    fig, axes = plt.subplots(len(ranges), len(RISKS), figsize=(3.4 * len(RISKS), 2.8 * len(ranges)), squeeze=False)
+    signals = [s for s in SIGNALS if s in set(curves["signal"])]
+    for row, (name, (low, high)) in enumerate(ranges.items()):
+        view = curves.filter(pl.col("coverage").is_between(low - GRID_TOL, high + GRID_TOL))
+        for col, risk in enumerate(RISKS):
+            ax = axes[row, col]
+            for signal in signals:
+                curve = view.filter(pl.col("signal") == signal)
+                ax.plot(curve["coverage"], curve[risk], marker="o", markersize=3, label=SIGNAL_LABELS.get(signal, signal))
+            ax.set_xlim(low, high)
+            ax.set_xlabel("coverage")
+            ax.set_ylabel(f"retained {RISK_LABELS[risk]}")
+            ax.set_title(f"{RISK_LABELS[risk]}, coverage [{low:g}, {high:g}] ({name})")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="abstain on", loc="lower center", ncol=len(signals), bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def write_risk_coverage_figure(curves_path: str | os.PathLike, output: str | os.PathLike, ranges: Mapping[str, Sequence[float]],
+                               title: str = "") -> None:
+    save_figure(risk_coverage_figure(pl.read_parquet(curves_path), ranges, title), output)
