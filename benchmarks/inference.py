@@ -27,11 +27,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from prompt_reliability.s2_scoring import hf_engines  # noqa: E402
-from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids  # noqa: E402
 from prompt_reliability.s1_data.prompts import load_registry, render_instruction  # noqa: E402
 from prompt_reliability.s1_data.synthetic import draw_image  # noqa: E402
-from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES, TinyShape, make_tiny_model  # noqa: E402
+from prompt_reliability.s2_scoring import hf_engines  # noqa: E402
+from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids  # noqa: E402
+from prompt_reliability.s2_scoring.tiny_models import (  # noqa: E402
+    ARCHITECTURES,
+    TinyShape,
+    make_tiny_model,
+)
 
 # ~29M parameters, 23% of them in the vision tower (Qwen2-VL-2B: 30%, Qwen2-VL-7B: 9%); 448 px images
 # -> 32 x 32 patches of 14 px -> 16 x 16 merged = 256 image tokens per image

@@ -113,7 +113,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """
     import torch
 
-    from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES, build_tiny_model
+    from prompt_reliability.s2_scoring.tiny_models import (
+        ARCHITECTURES,
+        build_tiny_model,
+    )
 
     torch.set_num_threads(1)
 

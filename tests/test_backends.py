@@ -1,18 +1,22 @@
 import json
-
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
+from conftest import REPO
 
-from prompt_reliability.s2_scoring.backends import simulate
-from prompt_reliability.s1_data.score_files import ScoreFileError, read_import_file
 from prompt_reliability.s0_base.io import read_parquet_metadata
 from prompt_reliability.s1_data.prompts import load_registry
-from prompt_reliability.s2_scoring.cache import ScoreCacheError, ScoringJob, finalize_cache, score_to_cache
-from conftest import REPO
+from prompt_reliability.s1_data.score_files import ScoreFileError, read_import_file
+from prompt_reliability.s2_scoring.backends import simulate
+from prompt_reliability.s2_scoring.cache import (
+    ScoreCacheError,
+    ScoringJob,
+    finalize_cache,
+    score_to_cache,
+)
 
 
 def manifest(n=40):

@@ -8,12 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from conftest import REPO, dry_run_jobs, run_snakemake
 from scipy.special import expit, logit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from prompt_reliability.s3_analysis import calibration, metrics
 from prompt_reliability.s0_base import io
+from prompt_reliability.s3_analysis import calibration, metrics
 from prompt_reliability.s3_analysis.calibration import (
     CalibrationError,
     apply_isotonic,
@@ -27,8 +28,6 @@ from prompt_reliability.s3_analysis.calibration import (
     write_calibration_summary,
 )
 from prompt_reliability.s3_analysis.lock import build_lock
-
-from conftest import REPO, dry_run_jobs, run_snakemake
 
 PROMPT_IDS = [f"{f}{i}" for f in "ABC" for i in range(1, 6)]
 ANALYSIS = {"seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5, "temperature_bounds": [0.01, 100.0]}

@@ -16,16 +16,21 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from conftest import REPO
 from polars.testing import assert_frame_equal
 
-from conftest import REPO
-from prompt_reliability.s2_scoring.backends import hf as hf_backend
 from prompt_reliability.s0_base import io
-from prompt_reliability.s2_scoring.chunks import KEY_FILE, ChunkStore
 from prompt_reliability.s1_data.datasets import build_manifest
-from prompt_reliability.s2_scoring.label_tokens import LabelTokenError
 from prompt_reliability.s1_data.prompts import load_registry
-from prompt_reliability.s2_scoring.cache import ScoreCacheError, ScoringJob, manifest_hash, score_to_cache
+from prompt_reliability.s2_scoring.backends import hf as hf_backend
+from prompt_reliability.s2_scoring.cache import (
+    ScoreCacheError,
+    ScoringJob,
+    manifest_hash,
+    score_to_cache,
+)
+from prompt_reliability.s2_scoring.chunks import KEY_FILE, ChunkStore
+from prompt_reliability.s2_scoring.label_tokens import LabelTokenError
 
 pytest.importorskip("transformers")
 

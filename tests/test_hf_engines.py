@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prompt_reliability.s2_scoring import hf_engines
 from prompt_reliability.s1_data.prompts import load_registry, render_instruction
 from prompt_reliability.s1_data.synthetic import draw_image
+from prompt_reliability.s2_scoring import hf_engines
 from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES
 
 torch = pytest.importorskip("torch")

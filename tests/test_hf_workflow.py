@@ -10,9 +10,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, write_config
 from polars.testing import assert_frame_equal
 
-from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, write_config
 from prompt_reliability.s0_base import io
 from prompt_reliability.s2_scoring.cache import score_to_cache
 

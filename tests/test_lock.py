@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from prompt_reliability.s3_analysis import lock, metrics
 from prompt_reliability.s2_scoring.matrix import MatrixError
+from prompt_reliability.s3_analysis import lock, metrics
 
 ANALYSIS = {"seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}
 

@@ -3,11 +3,20 @@ import copy
 import polars as pl
 import pytest
 import yaml
+from conftest import IMPORT_CONFIG, REPO
 from snakemake.utils import validate
 
-from prompt_reliability.s0_base.config import ConfigError, check_config, evaluation_pairs, needed_datasets
-from prompt_reliability.s2_scoring.matrix import MatrixError, assemble_matrix, split_rows
-from conftest import IMPORT_CONFIG, REPO
+from prompt_reliability.s0_base.config import (
+    ConfigError,
+    check_config,
+    evaluation_pairs,
+    needed_datasets,
+)
+from prompt_reliability.s2_scoring.matrix import (
+    MatrixError,
+    assemble_matrix,
+    split_rows,
+)
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 

@@ -1,9 +1,13 @@
 from pathlib import Path
 
 import pytest
-
-from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry, render_instruction
 from conftest import PROMPT_IDS, REPO
+
+from prompt_reliability.s1_data.prompts import (
+    PromptRegistryError,
+    load_registry,
+    render_instruction,
+)
 
 
 def test_registry_has_the_15_paper_templates_in_order():

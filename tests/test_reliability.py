@@ -7,9 +7,9 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from conftest import PROMPT_IDS
 from sklearn.metrics import log_loss
 
-from conftest import PROMPT_IDS
 from prompt_reliability.s3_analysis import metrics, reliability
 from prompt_reliability.s3_analysis.lock import build_lock
 

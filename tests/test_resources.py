@@ -10,12 +10,17 @@ import sys
 
 import pytest
 import yaml
+from conftest import REPO, run_snakemake, write_config
 from snakemake.utils import validate
 
-from conftest import REPO, run_snakemake, write_config
 from prompt_reliability.s0_base.config import ConfigError, check_config
 from prompt_reliability.s0_base.gpus import claim_gpus
-from prompt_reliability.s0_base.resources import SCORING_DEFAULTS, check_resources, optional_keys_in_use, scoring_resources
+from prompt_reliability.s0_base.resources import (
+    SCORING_DEFAULTS,
+    check_resources,
+    optional_keys_in_use,
+    scoring_resources,
+)
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 SLURM_PROFILE = REPO / "config/profiles/slurm"

@@ -16,9 +16,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from polars.testing import assert_frame_equal
-
 from conftest import BIN, IMPORT_CONFIG, REPO, dry_run_jobs, snakemake_env, write_config
+from polars.testing import assert_frame_equal
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES, TINY_MANIFEST, TinyModelError, build_tiny_model, tiny_spec
+from prompt_reliability.s2_scoring.tiny_models import (
+    ARCHITECTURES,
+    TINY_MANIFEST,
+    TinyModelError,
+    build_tiny_model,
+    tiny_spec,
+)
 
 pytest.importorskip("transformers")
 

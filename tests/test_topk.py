@@ -6,15 +6,23 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from conftest import REPO, run_snakemake
 from matplotlib.image import imread
 from scipy.special import expit
 
 from prompt_reliability.s0_base import io
 from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report.figures.topk import write_topk_pair_figure, write_topk_pairs_figure
-from prompt_reliability.s3_analysis.topk import topk_scores, topk_summary, topk_sweep, write_topk, write_topk_summary
-
-from conftest import REPO, run_snakemake
+from prompt_reliability.s3_analysis.topk import (
+    topk_scores,
+    topk_summary,
+    topk_sweep,
+    write_topk,
+    write_topk_summary,
+)
+from prompt_reliability.s4_report.figures.topk import (
+    write_topk_pair_figure,
+    write_topk_pairs_figure,
+)
 
 PROMPT_IDS = [f"{f}{i}" for f in "ABC" for i in range(1, 6)]
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import yaml
-
-from conftest import IMPORT_CONFIG, PROMPT_IDS, dry_run_jobs, run_snakemake, write_config
+from conftest import (
+    IMPORT_CONFIG,
+    PROMPT_IDS,
+    dry_run_jobs,
+    run_snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 

@@ -1,12 +1,6 @@
-# Bootstrap CIs of the mean-vs-selected NLL / ECE deltas under prevalence reweighting (issue 6).
-
-FINAL_TARGETS.extend(
-    [
-        "results/tables/bootstrap.csv",
-        "results/tables/bootstrap.md",
-        "results/tables/bootstrap_summary.csv",
-    ]
-)
+# Bootstrap CIs of the mean-vs-selected NLL / ECE deltas under prevalence reweighting
+# (tables bootstrap, bootstrap_summary: tables.smk).
+from prompt_reliability.s3_analysis import bootstrap
 
 
 rule bootstrap:
@@ -14,43 +8,14 @@ rule bootstrap:
         matrix="results/matrix/{model}/{dataset}.parquet",
         lock="results/lock/{model}.json",
     output:
-        table="results/analysis/{model}/{dataset}/{split}/bootstrap.parquet",
+        table=per_pair_piece("bootstrap"),
     log:
         log_path("bootstrap", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("bootstrap", "{model}", "{dataset}", "{split}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
     params:
         analysis=analysis_params("ece_bins", "eps", "bootstrap"),
-    script:
-        "../scripts/bootstrap.py"
-
-
-rule bootstrap_table:
-    input:
-        pieces=per_pair("results/analysis/{model}/{dataset}/{split}/bootstrap.parquet"),
-    output:
-        csv=report(
-            "results/tables/bootstrap.csv",
-            caption="../report/bootstrap.rst",
-            category="Tables",
-        ),
-        md="results/tables/bootstrap.md",
-        summary=report(
-            "results/tables/bootstrap_summary.csv",
-            caption="../report/bootstrap_summary.rst",
-            category="Tables",
-        ),
-    log:
-        log_path("tables", "bootstrap"),
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/bootstrap_table.py"
-
-
-localrules:
-    bootstrap_table,
+    run:
+        call(bootstrap.write_bootstrap, input, output, params, wildcards, log)

@@ -8,11 +8,11 @@ from prompt_reliability.s0_base.config import (
     ConfigError,
     check_config,
     evaluation_pairs,
-    hf_model_path,
     import_files,
     models_with_backend,
     needed_datasets,
 )
+from prompt_reliability.s0_base.jobs import call
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources
 
@@ -34,6 +34,9 @@ MODELS = list(config["models"])
 TINY_MODELS = [
     m for m in models_with_backend(config, "hf") if config["models"][m].get("tiny")
 ]
+
+# Scoring backends may checkpoint partial work here; removed once a family's cache is written.
+CHUNK_DIR = "results/scores/.chunks"
 
 # Each rule module appends the files it contributes to `rule all`.
 FINAL_TARGETS = [f"results/lock/{model}.json" for model in MODELS]
@@ -73,11 +76,17 @@ def model_config(model):
     return {k: v for k, v in config["models"][model].items() if k != "resources"}
 
 
+def tiny_model_folder(model):
+    """Where rule tiny_model builds the model of config entry ``models.<model>.tiny``."""
+    return f"results/models/{model}"
+
+
 def hf_model_config(model):
     """An hf model's config with ``path`` resolved (a tiny model's is the folder the workflow builds)."""
+    cfg = config["models"][model]
     return {
         **model_config(model),
-        "path": hf_model_path(model, config["models"][model]),
+        "path": tiny_model_folder(model) if cfg.get("tiny") else cfg.get("path"),
     }
 
 
@@ -125,6 +134,11 @@ def manifest_inputs(wildcards):
     return {}
 
 
+def per_pair_piece(analysis):
+    """The per-pair piece of ``analysis`` (wildcards model, dataset, split)."""
+    return f"results/analysis/{{model}}/{{dataset}}/{{split}}/{analysis}.parquet"
+
+
 def scoring_inputs(wildcards):
     inputs = {
         "manifest": f"results/data/{wildcards.dataset}.parquet",
@@ -134,5 +148,20 @@ def scoring_inputs(wildcards):
     if cfg["backend"] == "import":
         inputs["score_file"] = cfg["scores"][wildcards.dataset]
     if wildcards.model in TINY_MODELS:
-        inputs["model"] = hf_model_path(wildcards.model, cfg)
+        inputs["model_folder"] = tiny_model_folder(wildcards.model)
     return inputs
+
+
+def table_paths(name):
+    """The typed table (read by the pipeline) and its CSV / Markdown renderings (for people)."""
+    return [f"results/tables/{name}.{ext}" for ext in ("parquet", "csv", "md")]
+
+
+def table_outputs(name, category="Tables"):
+    """Named outputs ``table``, ``csv`` (in the HTML report) and ``md`` of table ``name``."""
+    parquet, csv, md = table_paths(name)
+    return {
+        "table": parquet,
+        "csv": report(csv, caption=f"../report/{name}.rst", category=category),
+        "md": md,
+    }

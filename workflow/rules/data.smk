@@ -1,4 +1,5 @@
-# Dataset manifests: every adapter writes the same contract (DESIGN.md).
+# Dataset manifests: every adapter writes the same contract (docs/architecture.md, "Manifest").
+from prompt_reliability.s1_data import datasets
 
 
 rule dataset_manifest:
@@ -10,12 +11,10 @@ rule dataset_manifest:
         log_path("data", "{dataset}"),
     benchmark:
         benchmark_path("data", "{dataset}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
     params:
         dataset_config=lambda w: config["datasets"][w.dataset],
         image_dir=lambda w: f"results/data/{w.dataset}/images",
-    script:
-        "../scripts/build_manifest.py"
+    run:
+        call(datasets.write_manifest, input, output, params, wildcards, log)

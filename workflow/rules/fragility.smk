@@ -1,11 +1,10 @@
-# Prompt fragility: cross-prompt spread deciles against mistake and disagreement rates (issue 4).
+# Prompt fragility: cross-prompt spread deciles against mistake and disagreement rates
+# (tables fragility, fragility_summary: tables.smk).
+from prompt_reliability.s3_analysis import fragility
+from prompt_reliability.s4_report.figures import fragility as fragility_figures
 
 FINAL_TARGETS.extend(
     [
-        "results/tables/fragility.csv",
-        "results/tables/fragility.md",
-        "results/tables/fragility_summary.csv",
-        "results/tables/fragility_summary.md",
         "results/figures/fragility/gaps.png",
         *per_pair("results/figures/fragility/{model}/{dataset}/{split}.png"),
     ]
@@ -16,83 +15,44 @@ rule fragility:
     input:
         matrix="results/matrix/{model}/{dataset}.parquet",
     output:
-        table="results/analysis/{model}/{dataset}/{split}/fragility.parquet",
+        table=per_pair_piece("fragility"),
     log:
         log_path("fragility", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("fragility", "{model}", "{dataset}", "{split}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
     params:
         family_of=FAMILY_OF,
         analysis=analysis_params("deciles", "threshold"),
-    script:
-        "../scripts/fragility.py"
-
-
-rule fragility_table:
-    input:
-        pieces=per_pair("results/analysis/{model}/{dataset}/{split}/fragility.parquet"),
-    output:
-        csv=report(
-            "results/tables/fragility.csv",
-            caption="../report/fragility.rst",
-            category="Tables",
-        ),
-        md="results/tables/fragility.md",
-    log:
-        log_path("tables", "fragility"),
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/assemble_table.py"
-
-
-rule fragility_summary:
-    input:
-        table="results/tables/fragility.csv",
-    output:
-        csv=report(
-            "results/tables/fragility_summary.csv",
-            caption="../report/fragility_summary.rst",
-            category="Tables",
-        ),
-        md="results/tables/fragility_summary.md",
-    log:
-        log_path("tables", "fragility_summary"),
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/fragility_summary.py"
+    run:
+        call(fragility.write_fragility, input, output, params, wildcards, log)
 
 
 rule fragility_figure:
     input:
-        table="results/analysis/{model}/{dataset}/{split}/fragility.parquet",
+        table=per_pair_piece("fragility"),
     output:
         figure=report(
             "results/figures/fragility/{model}/{dataset}/{split}.png",
             caption="../report/fragility_figure.rst",
             category="Fragility",
             subcategory="{model}",
+            labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
         ),
     log:
         log_path("figures", "fragility", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("figures", "fragility", "{model}", "{dataset}", "{split}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
-    script:
-        "../scripts/fragility_figure.py"
+    run:
+        call(fragility_figures.write_decile_figure, input, output, None, wildcards, log)
 
 
 rule fragility_gaps_figure:
     input:
-        table="results/tables/fragility.csv",
+        table=table_paths("fragility")[0],
     output:
         figure=report(
             "results/figures/fragility/gaps.png",
@@ -102,13 +62,8 @@ rule fragility_gaps_figure:
         ),
     log:
         log_path("figures", "fragility_gaps"),
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/fragility_gaps_figure.py"
-
-
-localrules:
-    fragility_table,
-    fragility_summary,
-    fragility_gaps_figure,
+    benchmark:
+        benchmark_path("figures", "fragility_gaps")
+    localrule: True
+    run:
+        call(fragility_figures.write_gaps_figure, input, output, None, wildcards, log)

@@ -1,4 +1,5 @@
 # Everything chosen or fit on the lock split, once per model; evaluation never refits.
+from prompt_reliability.s3_analysis import lock as locking
 
 
 rule lock:
@@ -10,8 +11,6 @@ rule lock:
         log_path("lock", "{model}"),
     benchmark:
         benchmark_path("lock", "{model}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
     params:
@@ -21,5 +20,5 @@ rule lock:
         analysis=analysis_params(
             "seed", "ece_bins", "eps", "threshold", "temperature_bounds"
         ),
-    script:
-        "../scripts/lock.py"
+    run:
+        call(locking.write_lock, input, output, params, wildcards, log)

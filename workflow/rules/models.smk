@@ -3,7 +3,7 @@
 
 rule tiny_model:
     output:
-        model=directory("results/models/{model}"),
+        folder=directory(tiny_model_folder("{model}")),
     log:
         log_path("models", "{model}"),
     benchmark:
@@ -15,6 +15,7 @@ rule tiny_model:
     resources:
         **analysis_resources(),
     params:
+        function="prompt_reliability.s2_scoring.tiny_models:write_tiny_model",
         tiny=lambda w: config["models"][w.model]["tiny"],
     script:
-        "../scripts/build_tiny_model.py"
+        "../scripts/call.py"

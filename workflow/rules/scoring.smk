@@ -1,5 +1,7 @@
 # Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
-# score_family: simulate and import backends (no torch); score_family_hf: Hugging Face VLMs.
+# score_family: simulate and import backends (numpy only, in the Snakemake process);
+# score_family_hf: Hugging Face VLMs (own process and environment: torch, GPUs).
+from prompt_reliability.s2_scoring import cache, matrix
 
 
 rule score_family:
@@ -13,17 +15,15 @@ rule score_family:
         benchmark_path("scores", "{model}", "{dataset}", "{family}")
     wildcard_constraints:
         model=one_of(models_with_backend(config, "simulate", "import")),
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **scoring_resources(),
     params:
         model_config=lambda w: model_config(w.model),
-        prompt_dir=PROMPT_DIR,
         families=config["prompts"],
         prompt_format=config["prompt_format"],
-    script:
-        "../scripts/score_family.py"
+        work_dir=CHUNK_DIR,
+    run:
+        call(cache.score_family, input, output, params, wildcards, log)
 
 
 rule score_family_hf:
@@ -42,12 +42,13 @@ rule score_family_hf:
     resources:
         **scoring_resources(),
     params:
+        function="prompt_reliability.s2_scoring.cache:score_family",
         model_config=lambda w: hf_model_config(w.model),
-        prompt_dir=PROMPT_DIR,
         families=config["prompts"],
         prompt_format=config["prompt_format"],
+        work_dir=CHUNK_DIR,
     script:
-        "../scripts/score_family.py"
+        "../scripts/call.py"
 
 
 rule score_matrix:
@@ -62,12 +63,11 @@ rule score_matrix:
         log_path("matrix", "{model}", "{dataset}"),
     benchmark:
         benchmark_path("matrix", "{model}", "{dataset}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
-    script:
-        "../scripts/score_matrix.py"
+    localrule: True
+    run:
+        call(matrix.write_matrix, input, output, None, wildcards, log)
 
 
 # Target for "inference only" (e.g. on the cluster; the analyses can then run elsewhere):
@@ -80,9 +80,4 @@ rule scores:
             dataset=DATASETS,
             family=FAMILIES,
         ),
-
-
-# Pure reshaping of the caches: not worth a cluster job (queue wait and Snakemake start-up).
-localrules:
-    scores,
-    score_matrix,
+    localrule: True

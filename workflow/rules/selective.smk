@@ -1,5 +1,8 @@
-# Selective prediction: risk-coverage of the mean score under three abstention signals (issue 6).
+# Selective prediction: risk-coverage of the mean score under three abstention signals
+# (tables selective, selective_summary: tables.smk).
+from prompt_reliability.s3_analysis import selective
 from prompt_reliability.s3_analysis.selective_targets import check_selective_config
+from prompt_reliability.s4_report.figures import selective as selective_figures
 
 try:
     check_selective_config(config["analysis"]["selective"])
@@ -7,14 +10,7 @@ except ConfigError as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 
 FINAL_TARGETS.extend(
-    [
-        "results/tables/selective.csv",
-        "results/tables/selective.md",
-        "results/tables/selective_summary.csv",
-        *per_pair(
-            "results/figures/selective/{model}/{dataset}/{split}/risk_coverage.png"
-        ),
-    ]
+    per_pair("results/figures/selective/{model}/{dataset}/{split}/risk_coverage.png")
 )
 
 
@@ -23,69 +19,38 @@ rule selective:
         matrix="results/matrix/{model}/{dataset}.parquet",
         lock="results/lock/{model}.json",
     output:
-        curves="results/analysis/{model}/{dataset}/{split}/selective_curves.parquet",
-        table="results/analysis/{model}/{dataset}/{split}/selective.parquet",
+        curves=per_pair_piece("selective_curves"),
+        table=per_pair_piece("selective"),
     log:
         log_path("selective", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("selective", "{model}", "{dataset}", "{split}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
     params:
         analysis=analysis_params("ece_bins", "eps", "threshold", "selective"),
-    script:
-        "../scripts/selective.py"
+    run:
+        call(selective.write_selective, input, output, params, wildcards, log)
 
 
 rule selective_figure:
     input:
-        curves="results/analysis/{model}/{dataset}/{split}/selective_curves.parquet",
+        curves=per_pair_piece("selective_curves"),
     output:
         figure=report(
             "results/figures/selective/{model}/{dataset}/{split}/risk_coverage.png",
             caption="../report/selective_figure.rst",
             category="Selective prediction",
             subcategory="{model}",
-            labels={"dataset": "{dataset}", "split": "{split}"},
+            labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
         ),
     log:
         log_path("selective_figure", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("selective_figure", "{model}", "{dataset}", "{split}")
-    conda:
-        "../../envs/analysis.yaml"
     resources:
         **analysis_resources(),
     params:
-        analysis=analysis_params("selective"),
-    script:
-        "../scripts/selective_figure.py"
-
-
-rule selective_table:
-    input:
-        pieces=per_pair("results/analysis/{model}/{dataset}/{split}/selective.parquet"),
-    output:
-        csv=report(
-            "results/tables/selective.csv",
-            caption="../report/selective.rst",
-            category="Tables",
-        ),
-        md="results/tables/selective.md",
-        summary=report(
-            "results/tables/selective_summary.csv",
-            caption="../report/selective_summary.rst",
-            category="Tables",
-        ),
-    log:
-        log_path("tables", "selective"),
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/selective_table.py"
-
-
-localrules:
-    selective_table,
+        aurc_ranges=config["analysis"]["selective"]["aurc_ranges"],
+    run:
+        call(selective_figures.write_risk_coverage_figure, input, output, params, wildcards, log)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
 # Name of the all-prompts view next to the per-family views in the analyses' tables.
 ALL_PROMPTS = "all"
 
@@ -32,13 +31,6 @@ def evaluation_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def models_with_backend(config: Mapping[str, Any], *backends: str) -> list[str]:
     return [name for name, cfg in config["models"].items() if cfg["backend"] in backends]
-
-
-def hf_model_path(name: str, cfg: Mapping[str, Any]) -> str | None:
-    """Where an hf model is loaded from: ``path``, or for a tiny model the folder the workflow builds."""
-    if cfg.get("tiny"):
-        return f"results/models/{name}"
-    return cfg.get("path")
 
 
 def import_files(config: Mapping[str, Any], dataset: str) -> list[str]:
@@ -70,8 +62,8 @@ def check_config(config: Mapping[str, Any]) -> None:
                                   f"an import model needs one per dataset in 'lock' and 'evaluate'")
         elif backend == "hf" and cfg.get("tiny") and cfg.get("path"):
             raise ConfigError(f"config keys 'models.{name}.path' and 'models.{name}.tiny' are both set: a tiny model is "
-                              f"built into {hf_model_path(name, cfg)}; drop one of them")
-        elif backend == "hf" and not hf_model_path(name, cfg):
+                              "built by the workflow; drop one of them")
+        elif backend == "hf" and not cfg.get("tiny") and not cfg.get("path"):
             raise ConfigError(f"config key 'models.{name}.path' is missing: backend 'hf' needs a Hub id or a local model "
                               f"folder (or 'tiny: {{arch: ...}}' for a tiny offline model)")
     for name in needed:

@@ -48,8 +48,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def job_arguments(**fields: Any) -> dict[str, Any]:
-    """Keyword arguments from the named items of ``input``, ``output``, ``params`` and ``wildcards``."""
+def job_arguments(accepts: Callable[[str], bool] = lambda name: True, **fields: Any) -> dict[str, Any]:
+    """Keyword arguments from the named items of ``input``, ``output``, ``params`` and ``wildcards``.
+
+    Every named input, output and param is passed; a wildcard only when ``accepts(name)`` (wildcards
+    often only place files, and a function need not take them).
+    """
     kwargs: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for field in FIELDS:
@@ -57,6 +61,8 @@ def job_arguments(**fields: Any) -> dict[str, Any]:
         if group is None:
             continue
         for name, value in group.items():
+            if field == "wildcards" and not accepts(name):
+                continue
             if name in kwargs:
                 raise JobArgumentError(f"the name {name!r} is used by both {origin[name]} and {field}; rename one of them in the rule")
             kwargs[name] = _plain(value)
@@ -128,7 +134,7 @@ def job_log(path: str | Path | None, console_prefix: str = "", capture_stderr: b
 def call(function: Callable[..., Any], input: Any = None, output: Any = None, params: Any = None,
          wildcards: Any = None, log: Any = None, capture_stderr: bool = False) -> Any:
     """Run ``function`` with the job's named fields as keyword arguments, logging to the job's log file."""
-    kwargs = job_arguments(input=input, output=output, params=params, wildcards=wildcards)
+    kwargs = job_arguments(_accepts(function), input=input, output=output, params=params, wildcards=wildcards)
     log_file = log[0] if log else None
     name = getattr(function, "__name__", str(function))
     with job_log(log_file, console_prefix=f"[{name}] ", capture_stderr=capture_stderr):
@@ -139,6 +145,15 @@ def call(function: Callable[..., Any], input: Any = None, output: Any = None, pa
                 raise JobArgumentError(f"{name}: {err}; the rule's named input/output/params/wildcards must match the "
                                        f"function's keyword arguments (got {sorted(kwargs)})") from err
             raise
+
+
+def _accepts(function: Callable[..., Any]) -> Callable[[str], bool]:
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return lambda name: True
+    return lambda name: name in parameters
 
 
 def _signature_mismatch(function: Callable[..., Any], kwargs: Mapping[str, Any]) -> bool:

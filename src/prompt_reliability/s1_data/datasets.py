@@ -7,6 +7,7 @@ Manifest ``results/data/{dataset}.parquet``, one row per sample:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from prompt_reliability.s0_base import io
 from prompt_reliability.s1_data import synthetic
 
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {
@@ -26,6 +28,9 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
 }
 _DEFAULT_UNSAFE = {"1", "true", "unsafe", "u", "yes"}
 _DEFAULT_SAFE = {"0", "false", "safe", "s", "no"}
+
+
+log = logging.getLogger("prompt_reliability")
 
 
 class DatasetError(ValueError):
@@ -46,6 +51,15 @@ def build_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path, import_fi
     else:  # the config schema already rejects this; keep the message for library users
         raise DatasetError(f"dataset {name!r}: unknown adapter {adapter!r}")
     return validate_manifest(manifest, f"dataset {name!r}")
+
+
+def write_manifest(*, manifest: str, dataset: str, dataset_config: Mapping[str, Any], image_dir: str,
+                   score_files: Iterable[str] = (), source: str | None = None) -> pl.DataFrame:
+    """Build dataset ``dataset``'s manifest and write it (``source``: the local file, an input only for re-runs)."""
+    built = build_manifest(dataset, dataset_config, Path(image_dir), score_files)
+    io.write_parquet(built, manifest)
+    log.info("wrote %s: %s", manifest, split_counts(built))
+    return built
 
 
 def validate_manifest(df: pl.DataFrame, source: str) -> pl.DataFrame:

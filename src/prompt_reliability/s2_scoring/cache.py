@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import platform
 import shutil
 from collections.abc import Callable, Mapping
@@ -27,6 +28,8 @@ import polars as pl
 
 from prompt_reliability.s0_base import io
 from prompt_reliability.s1_data.prompts import PromptRegistry, load_registry
+
+log = logging.getLogger("prompt_reliability")
 
 CACHE_SCHEMA: dict[str, pl.DataType] = {
     "sample_id": pl.Utf8,
@@ -176,4 +179,20 @@ def score_to_cache(
     }
     io.write_parquet(cache, output, metadata)
     shutil.rmtree(job.chunk_dir, ignore_errors=True)
+    return cache
+
+
+def score_family(*, manifest: str, prompts: str, scores: str, model: str, dataset: str, family: str,
+                 model_config: Mapping[str, Any], families: list[str], prompt_format: Mapping[str, str], work_dir: str,
+                 model_folder: str | None = None, score_file: str | None = None) -> pl.DataFrame:
+    """Rule entry: score one (model, dataset, family) into ``scores``.
+
+    ``prompts`` is the family's file (its folder holds the registry); ``model_folder`` (a tiny model
+    the workflow builds) and ``score_file`` (import backend) are already in ``model_config``: they are
+    inputs so that Snakemake re-runs the job when they change.
+    """
+    cache = score_to_cache(model=model, model_cfg=model_config, dataset=dataset, family=family, manifest_path=manifest,
+                           prompt_dir=Path(prompts).parent, families=families, prompt_format=prompt_format, output=scores,
+                           work_dir=work_dir)
+    log.info("wrote %s: %d rows", scores, len(cache))
     return cache

@@ -6,8 +6,8 @@ column per prompt. Samples keep manifest order, which later analyses use to brea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -15,6 +15,9 @@ import polars as pl
 from prompt_reliability.s0_base import io
 
 ID_COLUMNS = ("sample_id", "split", "label")
+
+
+log = logging.getLogger("prompt_reliability")
 
 
 class MatrixError(ValueError):
@@ -64,12 +67,13 @@ def prompt_columns(matrix: pl.DataFrame) -> list[str]:
     return [c for c in matrix.columns if c not in ID_COLUMNS]
 
 
-def write_matrix(manifest_path: str | Path, cache_paths: Sequence[str | Path], output: str | Path) -> pl.DataFrame:
+def write_matrix(*, manifest: str, caches: Sequence[str], matrix: str) -> pl.DataFrame:
     """Read the family caches of one (model, dataset) and write the validated matrix."""
-    caches = [pl.read_parquet(p) for p in cache_paths]
+    frames = [pl.read_parquet(p) for p in caches]
     prompt_ids: list[str] = []
-    for path in cache_paths:
+    for path in caches:
         prompt_ids.extend(io.read_parquet_metadata(path).get("prompt_ids") or pl.read_parquet(path)["prompt_id"].unique(maintain_order=True).to_list())
-    matrix = assemble_matrix(pl.read_parquet(manifest_path), caches, prompt_ids, source=str(output))
-    io.write_parquet(matrix, output, {"prompt_ids": prompt_ids, "caches": [str(p) for p in cache_paths]})
-    return matrix
+    wide = assemble_matrix(pl.read_parquet(manifest), frames, prompt_ids, source=matrix)
+    io.write_parquet(wide, matrix, {"prompt_ids": prompt_ids, "caches": [str(p) for p in caches]})
+    log.info("wrote %s: %d samples x %d prompts", matrix, wide.height, len(prompt_ids))
+    return wide

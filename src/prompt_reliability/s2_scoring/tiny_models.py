@@ -13,6 +13,7 @@ pass by accident. The same (architecture, shape, seed) always gives the same fil
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from prompt_reliability.s0_base import io
+
+log = logging.getLogger("prompt_reliability")
 
 TINY_MANIFEST = "tiny_model.json"
 
@@ -190,7 +193,12 @@ def _qwen_patch(shape: TinyShape) -> int:
 
 
 def _qwen2_vl(shape: TinyShape, tokenizer) -> _Built:
-    from transformers import Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     patch = _qwen_patch(shape)
     config = Qwen2VLConfig(
@@ -205,7 +213,12 @@ def _qwen2_vl(shape: TinyShape, tokenizer) -> _Built:
 
 
 def _qwen2_5_vl(shape: TinyShape, tokenizer) -> _Built:
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     patch = _qwen_patch(shape)
     config = Qwen2_5_VLConfig(
@@ -221,7 +234,12 @@ def _qwen2_5_vl(shape: TinyShape, tokenizer) -> _Built:
 
 
 def _qwen3_vl(shape: TinyShape, tokenizer) -> _Built:
-    from transformers import Qwen3VLConfig, Qwen3VLProcessor, Qwen3VLVideoProcessor, Qwen2VLImageProcessor
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     patch = 16 if shape.image_side % 32 == 0 and shape.image_side >= 128 else 8
     grid = shape.image_side // patch
@@ -371,7 +389,12 @@ _INTERNVL_TEMPLATE = _template("{{ '<|im_start|>system\\nYou are a helpful assis
 
 
 def _internvl(shape: TinyShape, tokenizer) -> _Built:
-    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLProcessor, InternVLVideoProcessor
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
 
     patch = 14 if shape.image_side % 28 == 0 else 8
     tokens = (shape.image_side // patch) ** 2 // 4
@@ -492,3 +515,10 @@ def reinitialise(model, seed: int) -> None:
             generator = generators.setdefault(param.device, torch.Generator(device=param.device).manual_seed(seed))
             values = torch.randn(param.shape, generator=generator, device=param.device, dtype=torch.float32)
             param.copy_(values / math.sqrt(fan_in))
+
+
+def write_tiny_model(*, folder: str, model: str, tiny: Mapping[str, Any]) -> dict[str, Any]:
+    """Rule entry: build config entry ``models.<model>.tiny`` into ``folder``."""
+    spec = build_tiny_model(folder, **tiny)
+    log.info("built %s for model %s: %s", folder, model, spec)
+    return spec

@@ -18,20 +18,18 @@ weights; :func:`aggregation_sweep` checks that both give identical scores (:data
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.special import entr, expit, logit
 from scipy.stats import rankdata
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
+from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
-from prompt_reliability.s4_report.tables import to_markdown
+from prompt_reliability.s3_analysis import metrics
 
 Rule = Callable[[np.ndarray, np.ndarray], np.ndarray]
 RULES: dict[str, Rule] = {}
@@ -179,14 +177,14 @@ def aggregation_sweep(y: np.ndarray, p: np.ndarray, n_bins: int = 15, eps: float
     return pl.DataFrame(records, schema={"rule": pl.String, **{m: pl.Float64 for m in METRICS}})
 
 
-def write_aggregation(matrix_path: str | Path, output: str | Path, *, model: str, dataset: str, split: str,
-                      prompt_ids: Sequence[str], analysis) -> pl.DataFrame:
+def write_aggregation(*, matrix: str, table: str, model: str, dataset: str, split: str, prompt_ids: Sequence[str],
+                      analysis: Mapping[str, Any]) -> pl.DataFrame:
     """The sweep of one evaluation pair as ``model, dataset, split, rule, nll, ece, auroc, auprc``."""
-    rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
-    table = aggregation_sweep(rows["label"].to_numpy(), probabilities(rows, prompt_ids), analysis["ece_bins"], analysis["eps"])
-    table = tables.label_pair(table, model, dataset, split)
-    io.write_parquet(table, output)
-    return table
+    rows = split_rows(pl.read_parquet(matrix), split, matrix)
+    sweep = aggregation_sweep(rows["label"].to_numpy(), probabilities(rows, prompt_ids), analysis["ece_bins"], analysis["eps"])
+    sweep = tables.label_pair(sweep, model, dataset, split)
+    io.write_parquet(sweep, table)
+    return sweep
 
 
 def aggregation_summary(table: pl.DataFrame) -> pl.DataFrame:
@@ -213,8 +211,5 @@ def aggregation_summary(table: pl.DataFrame) -> pl.DataFrame:
     return summary.sort(["nll_wins", "avg_nll_rank", "_order"], descending=[True, False, False]).drop("_order")
 
 
-def write_aggregation_summary(table_path: str | Path, csv_path: str | Path, md_path: str | Path) -> pl.DataFrame:
-    summary = aggregation_summary(pl.read_csv(table_path))
-    io.write_csv(summary, csv_path)
-    io.write_text(to_markdown(summary, "aggregation_summary"), md_path)
-    return summary
+def write_aggregation_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(aggregation_summary(pl.read_parquet(table)), summary, csv, md, "aggregation_summary")

@@ -31,17 +31,15 @@ move only by floating-point noise) and memory stays at about 28 bytes x chunk_si
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
-from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
+from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import split_rows
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
 
 METRICS = ("nll", "ece")
 NATIVE = "native"
@@ -179,20 +177,21 @@ def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prev
     ])
 
 
-def write_bootstrap(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
-                    split: str, analysis: Mapping[str, Any]) -> pl.DataFrame:
+def write_bootstrap(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
+                    analysis: Mapping[str, Any]) -> pl.DataFrame:
     """Bootstrap one evaluation pair with the locked selected prompt and the mean ensemble."""
-    rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
-    scores = locked_scores(rows, io.read_json(lock_path))
+    full = pl.read_parquet(matrix)
+    rows = split_rows(full, split, matrix)
+    scores = locked_scores(rows, read_lock(lock, full))
     settings = analysis["bootstrap"]
-    table = bootstrap_deltas(
+    deltas = bootstrap_deltas(
         rows["label"].to_numpy(), scores["selected"], scores["mean"], settings["prevalences"],
         n_resamples=settings["resamples"], seed=settings["seed"], chunk_size=settings["chunk_size"],
         confidence=settings["confidence"], n_bins=analysis["ece_bins"], eps=analysis["eps"],
     )
-    table = tables.label_pair(table, model, dataset, split)
-    io.write_parquet(table, output)
-    return table
+    deltas = tables.label_pair(deltas, model, dataset, split)
+    io.write_parquet(deltas, table)
+    return deltas
 
 
 def bootstrap_summary(table: pl.DataFrame) -> pl.DataFrame:
@@ -204,8 +203,5 @@ def bootstrap_summary(table: pl.DataFrame) -> pl.DataFrame:
     ).sort(pl.col("metric").replace_strict({m: k for k, m in enumerate(METRICS)}, return_dtype=pl.Int64), maintain_order=True)
 
 
-def write_bootstrap_tables(pieces: Sequence[str | Path], csv_path: str | Path, md_path: str | Path, summary_path: str | Path) -> pl.DataFrame:
-    """``bootstrap.csv`` (+ Markdown) across pairs and ``bootstrap_summary.csv``."""
-    table = tables.assemble_table(pieces, csv_path, md_path, title="bootstrap")
-    io.write_csv(bootstrap_summary(table), summary_path)
-    return table
+def write_bootstrap_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(bootstrap_summary(pl.read_parquet(table)), summary, csv, md, "bootstrap_summary")

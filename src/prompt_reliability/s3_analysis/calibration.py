@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,12 +26,10 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 from sklearn.isotonic import IsotonicRegression
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
-from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
+from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import split_rows
-from prompt_reliability.s4_report.tables import to_markdown
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
 
 log = logging.getLogger("prompt_reliability")
 
@@ -198,14 +195,15 @@ def calibration_table(rows: pl.DataFrame, lock: Mapping[str, Any], n_bins: int =
     return pl.DataFrame(records, schema={"method": pl.String, **{m: pl.Float64 for m in METRICS}})
 
 
-def write_calibration(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
-                      split: str, analysis: Mapping[str, Any]) -> pl.DataFrame:
+def write_calibration(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
+                      analysis: Mapping[str, Any]) -> pl.DataFrame:
     """Calibration metrics of one evaluation pair as ``model, dataset, split, method, nll, ece, auroc, auprc``."""
-    rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
-    table = calibration_table(rows, io.read_json(lock_path), analysis["ece_bins"], analysis["eps"], str(lock_path))
-    table = tables.label_pair(table, model, dataset, split)
-    io.write_parquet(table, output)
-    return table
+    full = pl.read_parquet(matrix)
+    rows = split_rows(full, split, matrix)
+    result = calibration_table(rows, read_lock(lock, full), analysis["ece_bins"], analysis["eps"], lock)
+    result = tables.label_pair(result, model, dataset, split)
+    io.write_parquet(result, table)
+    return result
 
 
 def calibration_summary(table: pl.DataFrame, baseline: str = "mean") -> pl.DataFrame:
@@ -234,8 +232,5 @@ def calibration_summary(table: pl.DataFrame, baseline: str = "mean") -> pl.DataF
     return pl.DataFrame(records)
 
 
-def write_calibration_summary(table_path: str | Path, csv_path: str | Path, md_path: str | Path) -> pl.DataFrame:
-    summary = calibration_summary(pl.read_csv(table_path))
-    io.write_csv(summary, csv_path)
-    io.write_text(to_markdown(summary, "calibration_summary"), md_path)
-    return summary
+def write_calibration_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(calibration_summary(pl.read_parquet(table)), summary, csv, md, "calibration_summary")

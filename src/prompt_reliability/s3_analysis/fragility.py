@@ -15,17 +15,18 @@ computed for every prompt family alone and for all prompts together (family ``al
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
-from prompt_reliability.s0_base.config import ALL_PROMPTS as ALL  # the view of every prompt together
-from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
+from prompt_reliability.s0_base import io, tables
+from prompt_reliability.s0_base.config import (
+    ALL_PROMPTS as ALL,  # the view of every prompt together
+)
 from prompt_reliability.s1_data.prompts import prompts_by_family
+from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
+from prompt_reliability.s3_analysis import metrics
 
 RATES = ("mistake_rate", "disagreement_rate")
 
@@ -82,13 +83,12 @@ def fragility_table(matrix: pl.DataFrame, split: str, family_of: Mapping[str, st
     return pl.concat(frames)
 
 
-def write_fragility(matrix_path: str | Path, output: str | Path, *, model: str, dataset: str, split: str,
-                    family_of: Mapping[str, str], analysis: Mapping) -> pl.DataFrame:
-    table = fragility_table(pl.read_parquet(matrix_path), split, family_of, analysis["deciles"], analysis["threshold"],
-                            source=str(matrix_path))
-    table = tables.label_pair(table, model, dataset)
-    io.write_parquet(table, output)
-    return table
+def write_fragility(*, matrix: str, table: str, model: str, dataset: str, split: str, family_of: Mapping[str, str],
+                    analysis: Mapping[str, Any]) -> pl.DataFrame:
+    deciles = fragility_table(pl.read_parquet(matrix), split, family_of, analysis["deciles"], analysis["threshold"], source=matrix)
+    deciles = tables.label_pair(deciles, model, dataset)
+    io.write_parquet(deciles, table)
+    return deciles
 
 
 def decile_gaps(table: pl.DataFrame) -> pl.DataFrame:
@@ -115,7 +115,5 @@ def fragility_summary(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_fragility_summary(table_path: str | Path, csv_path: str | Path, md_path: str | Path) -> pl.DataFrame:
-    summary = fragility_summary(pl.read_csv(table_path))
-    tables.write_table(summary, csv_path, md_path, title="D10 vs D1 across pairs")
-    return summary
+def write_fragility_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(fragility_summary(pl.read_parquet(table)), summary, csv, md, "D10 vs D1 across pairs")

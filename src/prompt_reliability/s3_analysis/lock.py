@@ -7,8 +7,8 @@ Builds the lock file whose contract and reader live in :mod:`lockfile`: the sele
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,8 @@ import polars as pl
 
 from prompt_reliability.s3_analysis import calibration, metrics
 from prompt_reliability.s3_analysis.lockfile import locked_scores
+
+log = logging.getLogger("prompt_reliability")
 from prompt_reliability.s0_base import io
 from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
 
@@ -60,7 +62,10 @@ def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, pr
     return lock
 
 
-def write_lock(matrix_path: str | Path, output: str | Path, **kwargs) -> dict[str, Any]:
-    lock = build_lock(pl.read_parquet(matrix_path), source=str(matrix_path), **kwargs)
-    io.write_json(lock, output)
-    return lock
+def write_lock(*, matrix: str, lock: str, model: str, dataset: str, split: str, prompt_ids: Sequence[str],
+               analysis: Mapping[str, Any]) -> dict[str, Any]:
+    built = build_lock(pl.read_parquet(matrix), model=model, dataset=dataset, split=split, prompt_ids=prompt_ids,
+                       analysis=analysis, source=matrix)
+    io.write_json(built, lock)
+    log.info("selected %s, random %s", built["selected_prompt"], built["random_prompt"])
+    return built

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
+from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
+from prompt_reliability.s3_analysis import metrics
 
 
 def per_prompt_table(
@@ -35,10 +34,10 @@ def per_prompt_table(
     return pl.DataFrame(records)
 
 
-def write_per_prompt(matrix_path: str | Path, output: str | Path, *, model: str, dataset: str, split: str,
-                     family_of: Mapping[str, str], analysis: Mapping) -> pl.DataFrame:
-    table = per_prompt_table(pl.read_parquet(matrix_path), split, family_of, analysis["ece_bins"], analysis["eps"],
-                             analysis["threshold"], source=str(matrix_path))
-    table = tables.label_pair(table, model, dataset)
-    io.write_parquet(table, output)
-    return table
+def write_per_prompt(*, matrix: str, table: str, model: str, dataset: str, split: str, family_of: Mapping[str, str],
+                     analysis: Mapping[str, Any]) -> pl.DataFrame:
+    result = per_prompt_table(pl.read_parquet(matrix), split, family_of, analysis["ece_bins"], analysis["eps"],
+                              analysis["threshold"], source=matrix)
+    result = tables.label_pair(result, model, dataset)
+    io.write_parquet(result, table)
+    return result

@@ -9,18 +9,21 @@ a pair when it is strictly better (lower ECE / NLL / error, higher AUROC / AUPRC
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
-from prompt_reliability.s3_analysis.lockfile import LockMismatchError, check_lock, locked_scores, read_lock
-from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
+from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s1_data.prompts import prompts_by_family
+from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s3_analysis.lockfile import (
+    LockMismatchError,
+    check_lock,
+    locked_scores,
+    read_lock,
+)
 
 LOWER_IS_BETTER = {"ece": True, "nll": True, "error": True, "auroc": False, "auprc": False}
 RANKING_METRICS = ("auroc", "auprc")
@@ -49,11 +52,12 @@ def reliability_table(matrix: pl.DataFrame, split: str, lock: Mapping[str, Any],
     ])
 
 
-def write_reliability(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
-                      split: str, family_of: Mapping[str, str], analysis: Mapping) -> pl.DataFrame:
-    table = reliability_table(pl.read_parquet(matrix_path), split, io.read_json(lock_path), family_of, analysis["ece_bins"],
-                              analysis["eps"], analysis["threshold"], source=f"{matrix_path} with {lock_path}")
-    return _write_piece(table, output, model, dataset)
+def write_reliability(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
+                      family_of: Mapping[str, str], analysis: Mapping[str, Any]) -> pl.DataFrame:
+    full = pl.read_parquet(matrix)
+    result = reliability_table(full, split, read_lock(lock, full), family_of, analysis["ece_bins"], analysis["eps"],
+                               analysis["threshold"], source=f"{matrix} with {lock}")
+    return _write_piece(result, table, model, dataset)
 
 
 # --- ranking metrics against the distribution of single prompts (paper Table 6) ----------------
@@ -92,10 +96,10 @@ def ranking_distribution(per_prompt: pl.DataFrame, reliability: pl.DataFrame, lo
     return pl.DataFrame(records)
 
 
-def write_ranking_distribution(per_prompt_path: str | Path, reliability_path: str | Path, lock_path: str | Path,
-                               output: str | Path, *, model: str, dataset: str, split: str) -> pl.DataFrame:
-    table = ranking_distribution(pl.read_parquet(per_prompt_path), pl.read_parquet(reliability_path), io.read_json(lock_path))
-    return _write_piece(table.select(pl.lit(split).alias("split"), pl.all()), output, model, dataset)
+def write_ranking_distribution(*, per_prompt: str, reliability: str, lock: str, table: str, model: str, dataset: str,
+                               split: str) -> pl.DataFrame:
+    result = ranking_distribution(pl.read_parquet(per_prompt), pl.read_parquet(reliability), read_lock(lock))
+    return _write_piece(result.select(pl.lit(split).alias("split"), pl.all()), table, model, dataset)
 
 
 # --- ECE under other binning schemes (paper Table 8) ------------------------------------------
@@ -120,11 +124,11 @@ def ece_variants_table(matrix: pl.DataFrame, split: str, lock: Mapping[str, Any]
     return pl.DataFrame(records)
 
 
-def write_ece_variants(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
-                       split: str, analysis: Mapping) -> pl.DataFrame:
-    table = ece_variants_table(pl.read_parquet(matrix_path), split, io.read_json(lock_path), analysis["ece_variants"],
-                               source=f"{matrix_path} with {lock_path}")
-    return _write_piece(table, output, model, dataset)
+def write_ece_variants(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
+                       analysis: Mapping[str, Any]) -> pl.DataFrame:
+    full = pl.read_parquet(matrix)
+    result = ece_variants_table(full, split, read_lock(lock, full), analysis["ece_variants"], source=f"{matrix} with {lock}")
+    return _write_piece(result, table, model, dataset)
 
 
 def ece_variants_summary(table: pl.DataFrame) -> pl.DataFrame:
@@ -136,10 +140,9 @@ def ece_variants_summary(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_ece_variants_summary(table_path: str | Path, csv_path: str | Path, md_path: str | Path) -> pl.DataFrame:
-    summary = ece_variants_summary(pl.read_csv(table_path))
-    tables.write_table(summary, csv_path, md_path, title="Mean vs selected ECE under each binning variant")
-    return summary
+def write_ece_variants_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(ece_variants_summary(pl.read_parquet(table)), summary, csv, md,
+                              "Mean vs selected ECE under each binning variant")
 
 
 # --- win counts across pairs (paper Tables 1, 6, 7) -------------------------------------------
@@ -181,10 +184,9 @@ def win_counts(reliability: pl.DataFrame, ranking: pl.DataFrame) -> pl.DataFrame
     return pl.DataFrame(records)
 
 
-def write_wins(reliability_path: str | Path, ranking_path: str | Path, csv_path: str | Path, md_path: str | Path) -> pl.DataFrame:
-    wins = win_counts(pl.read_csv(reliability_path), pl.read_csv(ranking_path))
-    tables.write_table(wins, csv_path, md_path, title="Win counts across evaluation pairs")
-    return wins
+def write_wins(*, reliability: str, ranking: str, wins: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(win_counts(pl.read_parquet(reliability), pl.read_parquet(ranking)), wins, csv, md,
+                              "Win counts across evaluation pairs")
 
 
 def method_deltas(reliability: pl.DataFrame, challenger: str = "mean", baseline: str = "selected",
@@ -226,7 +228,7 @@ def calibration_curves(matrix: pl.DataFrame, split: str, lock: Mapping[str, Any]
     return pl.concat([calibration_curve(y, scores[m], n_bins).select(pl.lit(m).alias("method"), pl.all()) for m in methods])
 
 
-def _write_piece(table: pl.DataFrame, output: str | Path, model: str, dataset: str) -> pl.DataFrame:
-    table = tables.label_pair(table, model, dataset)
-    io.write_parquet(table, output)
-    return table
+def _write_piece(piece: pl.DataFrame, table: str, model: str, dataset: str) -> pl.DataFrame:
+    piece = tables.label_pair(piece, model, dataset)
+    io.write_parquet(piece, table)
+    return piece

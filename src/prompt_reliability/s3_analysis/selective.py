@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.special import xlogy
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
-from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
+from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
-from prompt_reliability.s3_analysis.selective_targets import GRID_TOL, Target, coverage_grid, parse_targets
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
+from prompt_reliability.s3_analysis.selective_targets import (
+    GRID_TOL,
+    Target,
+    coverage_grid,
+    parse_targets,
+)
 
 SIGNALS = ("std", "entropy", "margin")
 
@@ -108,20 +111,21 @@ def target_values(curves: pl.DataFrame, targets: Sequence[Target]) -> pl.DataFra
     return pl.DataFrame(rows)
 
 
-def write_selective(matrix_path: str | Path, lock_path: str | Path, curves_path: str | Path, targets_path: str | Path, *,
-                    model: str, dataset: str, split: str, analysis: Mapping[str, Any]) -> pl.DataFrame:
+def write_selective(*, matrix: str, lock: str, curves: str, table: str, model: str, dataset: str, split: str,
+                    analysis: Mapping[str, Any]) -> pl.DataFrame:
     """Risk-coverage curves and target values of one evaluation pair."""
     settings = analysis["selective"]
     targets = parse_targets(settings["targets"], settings["aurc_ranges"], settings["coverage"])
-    rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
-    lock = io.read_json(lock_path)
-    scores = locked_scores(rows, lock)
-    signals = uncertainty_signals(probabilities(rows, lock["prompt_ids"]), scores["selected"])
-    curves = selective_curves(rows["label"].to_numpy(), scores["mean"], signals, settings["coverage"],
-                              n_bins=analysis["ece_bins"], eps=analysis["eps"], threshold=analysis["threshold"])
-    values = tables.label_pair(target_values(curves, targets), model, dataset, split)
-    io.write_parquet(tables.label_pair(curves, model, dataset, split), curves_path)
-    io.write_parquet(values, targets_path)
+    full = pl.read_parquet(matrix)
+    rows = split_rows(full, split, matrix)
+    locked = read_lock(lock, full)
+    scores = locked_scores(rows, locked)
+    signals = uncertainty_signals(probabilities(rows, locked["prompt_ids"]), scores["selected"])
+    risk_coverage = selective_curves(rows["label"].to_numpy(), scores["mean"], signals, settings["coverage"],
+                                     n_bins=analysis["ece_bins"], eps=analysis["eps"], threshold=analysis["threshold"])
+    values = tables.label_pair(target_values(risk_coverage, targets), model, dataset, split)
+    io.write_parquet(tables.label_pair(risk_coverage, model, dataset, split), curves)
+    io.write_parquet(values, table)
     return values
 
 
@@ -136,8 +140,5 @@ def selective_summary(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_selective_tables(pieces: Sequence[str | Path], csv_path: str | Path, md_path: str | Path, summary_path: str | Path) -> pl.DataFrame:
-    """``selective.csv`` (+ Markdown) across pairs and ``selective_summary.csv``."""
-    table = tables.assemble_table(pieces, csv_path, md_path, title="selective")
-    io.write_csv(selective_summary(table), summary_path)
-    return table
+def write_selective_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(selective_summary(pl.read_parquet(table)), summary, csv, md, "selective_summary")

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s4_report import tables
+from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
-from prompt_reliability.s4_report.tables import to_markdown
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s3_analysis.lockfile import read_lock
 
 PAIR = ("model", "dataset", "split")
 
@@ -36,15 +34,16 @@ def topk_sweep(y: np.ndarray, p: np.ndarray, prompt_order: Sequence[str], n_bins
     })
 
 
-def write_topk(matrix_path: str | Path, lock_path: str | Path, output: str | Path, *, model: str, dataset: str,
-               split: str, analysis: Mapping[str, Any]) -> pl.DataFrame:
+def write_topk(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
+               analysis: Mapping[str, Any]) -> pl.DataFrame:
     """The sweep of one evaluation pair as ``model, dataset, split, k, prompt_id, nll, ece``."""
-    rows = split_rows(pl.read_parquet(matrix_path), split, str(matrix_path))
-    order = io.read_json(lock_path)["prompt_order"]
-    table = topk_sweep(rows["label"].to_numpy(), probabilities(rows, order), order, analysis["ece_bins"], analysis["eps"])
-    table = tables.label_pair(table, model, dataset, split)
-    io.write_parquet(table, output)
-    return table
+    full = pl.read_parquet(matrix)
+    rows = split_rows(full, split, matrix)
+    order = read_lock(lock, full)["prompt_order"]
+    sweep = topk_sweep(rows["label"].to_numpy(), probabilities(rows, order), order, analysis["ece_bins"], analysis["eps"])
+    sweep = tables.label_pair(sweep, model, dataset, split)
+    io.write_parquet(sweep, table)
+    return sweep
 
 
 def topk_summary(table: pl.DataFrame) -> pl.DataFrame:
@@ -59,8 +58,5 @@ def topk_summary(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_topk_summary(table_path: str | Path, csv_path: str | Path, md_path: str | Path) -> pl.DataFrame:
-    summary = topk_summary(pl.read_csv(table_path))
-    io.write_csv(summary, csv_path)
-    io.write_text(to_markdown(summary, "topk_summary"), md_path)
-    return summary
+def write_topk_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:
+    return tables.write_table(topk_summary(pl.read_parquet(table)), summary, csv, md, "topk_summary")

@@ -21,13 +21,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from prompt_reliability.s2_scoring.chunks import ChunkStore
-from prompt_reliability.s0_base.config import hf_model_path
-from prompt_reliability.s2_scoring.hf_engines import ENGINES, SCORERS, VLM, FirstTokenScores, adds_special_tokens, render_chat
-from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids
 from prompt_reliability.s0_base.logs import progress
 from prompt_reliability.s1_data.prompts import render_instruction
-from prompt_reliability.s2_scoring.cache import ScoreCacheError, ScoringJob, package_versions
+from prompt_reliability.s2_scoring.cache import (
+    ScoreCacheError,
+    ScoringJob,
+    package_versions,
+)
+from prompt_reliability.s2_scoring.chunks import ChunkStore
+from prompt_reliability.s2_scoring.hf_engines import (
+    ENGINES,
+    SCORERS,
+    VLM,
+    FirstTokenScores,
+    adds_special_tokens,
+    render_chat,
+)
+from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,7 @@ _HASH_CONTENT_BELOW = 64 * 2**20
 
 def hf_settings(model: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The model's hf settings with defaults filled and checked (names the config key on error)."""
-    settings = {**HF_DEFAULTS, **cfg, "path": hf_model_path(model, cfg)}
+    settings = {**HF_DEFAULTS, **cfg}
     if not settings["path"]:
         raise ScoreCacheError(f"config key 'models.{model}.path' is missing: backend 'hf' needs a Hub id or a local model folder")
     if settings["engine"] not in ENGINES:

@@ -22,6 +22,8 @@ import numpy as np
 import polars as pl
 from scipy.special import expit, logit
 
+from prompt_reliability.s2_scoring.cache import ScoringJob
+
 DEFAULTS: dict[str, float] = {
     "seed": 0,
     "separation": 3.0,
@@ -92,7 +94,7 @@ def simulate_scores(manifest: pl.DataFrame, prompt_ids: Sequence[str], families:
     )
 
 
-def score(job: "ScoringJob") -> tuple[pl.DataFrame, dict]:
+def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
     params = job.model_cfg.get("simulate") or {}
     rows = simulate_scores(job.manifest, job.prompt_ids, [job.family] * len(job.prompt_ids), job.dataset, params,
                           (job.registry.labels.unsafe, job.registry.labels.safe))

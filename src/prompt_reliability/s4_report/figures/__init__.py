@@ -1,27 +1,32 @@
-"""Figures (matplotlib/seaborn, PNG). One module per analysis; shared style and saving here."""
+"""Figures (PNG), one module per analysis; shared style, figure creation and saving here.
+
+Figures are built with matplotlib's object API (``Figure``, never ``pyplot``): analysis jobs run as
+threads of the Snakemake process, and pyplot's global figure registry is not thread-safe.
+The style is set once, when this package is imported.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import matplotlib
+import seaborn as sns
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: jobs run without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from prompt_reliability.s0_base.io import atomic_path  # noqa: E402
+from prompt_reliability.s0_base.io import atomic_path
 
 DPI = 150
 
-
-def style() -> None:
-    sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
+sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
-    """Write ``fig`` as PNG atomically and close it."""
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, object]:
+    """A new figure (not registered with pyplot) and its axes, like ``pyplot.subplots``."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Write ``fig`` as PNG atomically."""
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)

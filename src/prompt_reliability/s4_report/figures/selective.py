@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import polars as pl
+from matplotlib.figure import Figure
 
 from prompt_reliability.s3_analysis.selective import SIGNALS
 from prompt_reliability.s3_analysis.selective_targets import GRID_TOL, RISKS
-from prompt_reliability.s4_report.figures import save_figure, style
+from prompt_reliability.s4_report.figures import save_figure, subplots
 
 RISK_LABELS = {"error": "error", "nll": "NLL", "ece": "ECE"}
 SIGNAL_LABELS = {"std": "std (cross-prompt)", "entropy": "entropy (mean)", "margin": "margin (selected)"}
 
 
-def risk_coverage_figure(curves: pl.DataFrame, ranges: Mapping[str, Sequence[float]], title: str = "") -> plt.Figure:
+def risk_coverage_figure(curves: pl.DataFrame, ranges: Mapping[str, Sequence[float]], title: str = "") -> Figure:
     """Retained risk of the mean score against coverage, one line per uncertainty signal."""
-    style()
-    fig, axes = plt.subplots(len(ranges), len(RISKS), figsize=(3.4 * len(RISKS), 2.8 * len(ranges)), squeeze=False)
+    fig, axes = subplots(len(ranges), len(RISKS), figsize=(3.4 * len(RISKS), 2.8 * len(ranges)), squeeze=False)
     signals = [s for s in SIGNALS if s in set(curves["signal"])]
     for row, (name, (low, high)) in enumerate(ranges.items()):
         view = curves.filter(pl.col("coverage").is_between(low - GRID_TOL, high + GRID_TOL))
@@ -40,6 +38,6 @@ def risk_coverage_figure(curves: pl.DataFrame, ranges: Mapping[str, Sequence[flo
     return fig
 
 
-def write_risk_coverage_figure(curves_path: str | os.PathLike, output: str | os.PathLike, ranges: Mapping[str, Sequence[float]],
-                               title: str = "") -> None:
-    save_figure(risk_coverage_figure(pl.read_parquet(curves_path), ranges, title), output)
+def write_risk_coverage_figure(*, curves: str, figure: str, model: str, dataset: str, split: str,
+                               aurc_ranges: Mapping[str, Sequence[float]]) -> None:
+    save_figure(risk_coverage_figure(pl.read_parquet(curves), aurc_ranges, f"{model} / {dataset} / {split}"), figure)

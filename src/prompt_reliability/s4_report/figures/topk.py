@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import os
 
-import matplotlib.pyplot as plt
 import polars as pl
 import seaborn as sns
 
-from prompt_reliability.s4_report.figures import save_figure, style
 from prompt_reliability.s3_analysis.topk import PAIR, topk_summary
+from prompt_reliability.s4_report.figures import save_figure, subplots
 
 METRIC_LABELS = {"nll": "NLL", "ece": "ECE"}
 
 
 def _axes(n_prompts: int):
-    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), sharex=True)
+    fig, axes = subplots(1, 2, figsize=(8.0, 3.2), sharex=True)
     for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
         ax.set_xlabel("k (top-k prompts by lock-split NLL)")
         ax.set_ylabel(label)
@@ -25,7 +24,6 @@ def _axes(n_prompts: int):
 
 def plot_topk_pair(table: pl.DataFrame, path: str | os.PathLike, title: str = "") -> None:
     """One pair's sweep: NLL and ECE against k; the best k by NLL is marked."""
-    style()
     table = table.sort("k")
     fig, axes = _axes(table.height)
     best = table.row(int(table["nll"].arg_min()), named=True)
@@ -40,7 +38,6 @@ def plot_topk_pair(table: pl.DataFrame, path: str | os.PathLike, title: str = ""
 
 def plot_topk_pairs(table: pl.DataFrame, path: str | os.PathLike) -> None:
     """Every pair's sweep (thin coloured lines) and the mean across pairs (thick black line)."""
-    style()
     pairs = table.select(PAIR).unique(maintain_order=True).rows()
     mean = topk_summary(table)
     fig, axes = _axes(int(table["k"].max()))
@@ -57,12 +54,12 @@ def plot_topk_pairs(table: pl.DataFrame, path: str | os.PathLike) -> None:
     save_figure(fig, path)
 
 
-def write_topk_pair_figure(table_path: str | os.PathLike, output: str | os.PathLike) -> None:
-    """Figure of one pair from its ``topk.parquet``."""
-    table = pl.read_parquet(table_path)
-    plot_topk_pair(table, output, title="Top-k mean ensemble: " + " / ".join(str(table[c][0]) for c in PAIR))
+def write_topk_pair_figure(*, table: str, figure: str) -> None:
+    """Figure of one pair from its ``topk.parquet`` piece."""
+    sweep = pl.read_parquet(table)
+    plot_topk_pair(sweep, figure, title="Top-k mean ensemble: " + " / ".join(str(sweep[c][0]) for c in PAIR))
 
 
-def write_topk_pairs_figure(table_path: str | os.PathLike, output: str | os.PathLike) -> None:
-    """Figure of every pair and their mean from ``results/tables/topk.csv``."""
-    plot_topk_pairs(pl.read_csv(table_path), output)
+def write_topk_pairs_figure(*, table: str, figure: str) -> None:
+    """Figure of every pair and their mean from the assembled top-k table."""
+    plot_topk_pairs(pl.read_parquet(table), figure)
