@@ -228,9 +228,10 @@ def test_summary_counts_exact_ties_as_wins_and_averages_ranks(tmp_path):
     assert summary["nll_wins"].to_list() == [2, 2, 0]
     assert summary["n_pairs"].to_list() == [3, 3, 3]
     np.testing.assert_allclose(summary["avg_nll_rank"], [(1.5 + 2 + 1) / 3, (1.5 + 1 + 2.5) / 3, (3 + 3 + 2.5) / 3])
-    io.write_csv(table, tmp_path / "aggregation.csv")
-    from_file = write_aggregation_summary(tmp_path / "aggregation.csv", tmp_path / "s.csv", tmp_path / "s.md")
-    assert from_file.equals(summary)
+    io.write_parquet(table, tmp_path / "aggregation.parquet")
+    from_file = write_aggregation_summary(table=str(tmp_path / "aggregation.parquet"), summary=str(tmp_path / "s.parquet"),
+                                          csv=str(tmp_path / "s.csv"), md=str(tmp_path / "s.md"))
+    assert from_file.equals(summary) and pl.read_parquet(tmp_path / "s.parquet").equals(summary)
     assert pl.read_csv(tmp_path / "s.csv")["nll_wins"].to_list() == [2, 2, 0]
     assert "| r1 | 3 | 2 | 1.5000 |" in (tmp_path / "s.md").read_text()
 
@@ -249,7 +250,7 @@ def test_write_aggregation_uses_the_split_and_labels_the_pair(tmp_path):
     matrix = pl.DataFrame({"sample_id": [f"s{i}" for i in range(2 * n)], "split": ["train"] * n + ["test"] * n,
                            "label": (np.arange(2 * n) % 2).astype(np.int8), **{pid: p[:, k] for k, pid in enumerate(prompt_ids)}})
     io.write_parquet(matrix, tmp_path / "m.parquet")
-    table = write_aggregation(tmp_path / "m.parquet", tmp_path / "out.parquet", model="m", dataset="d", split="test",
+    table = write_aggregation(matrix=str(tmp_path / "m.parquet"), table=str(tmp_path / "out.parquet"), model="m", dataset="d", split="test",
                               prompt_ids=prompt_ids, analysis={"ece_bins": 10, "eps": 1e-12})
     assert pl.read_parquet(tmp_path / "out.parquet").equals(table)
     assert table.columns == ["model", "dataset", "split", "rule", "nll", "ece", "auroc", "auprc"]

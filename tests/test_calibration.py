@@ -177,7 +177,7 @@ def test_write_calibration_applies_the_lock_to_the_evaluation_split(tmp_path):
     lock = _lock(matrix)
     io.write_parquet(matrix, tmp_path / "m.parquet")
     io.write_json(lock, tmp_path / "lock.json")
-    table = write_calibration(tmp_path / "m.parquet", tmp_path / "lock.json", tmp_path / "out.parquet", model="m", dataset="d",
+    table = write_calibration(matrix=str(tmp_path / "m.parquet"), lock=str(tmp_path / "lock.json"), table=str(tmp_path / "out.parquet"), model="m", dataset="d",
                               split="test", analysis={"ece_bins": 15, "eps": 1e-12})
     assert table.columns == ["model", "dataset", "split", "method", "nll", "ece", "auroc", "auprc"]
     assert table["method"].to_list() == METHODS
@@ -220,8 +220,9 @@ def test_summary_is_table_3_head_to_head_against_the_untreated_mean(tmp_path):
     assert ts_mean["avg_nll_gain"] == pytest.approx((0.05 + 0.05 - 0.1) / 3, abs=1e-15)
     platt_sel = summary.row(1, named=True)
     assert (platt_sel["nll_ties"], platt_sel["avg_nll_gain"]) == (3, 0.0)
-    io.write_csv(table, tmp_path / "calibration.csv")
-    assert write_calibration_summary(tmp_path / "calibration.csv", tmp_path / "s.csv", tmp_path / "s.md").equals(summary)
+    io.write_parquet(table, tmp_path / "calibration.parquet")
+    assert write_calibration_summary(table=str(tmp_path / "calibration.parquet"), summary=str(tmp_path / "s.parquet"),
+                                     csv=str(tmp_path / "s.csv"), md=str(tmp_path / "s.md")).equals(summary)
 
 
 def test_schema_default_bounds_match_the_library_default():

@@ -199,7 +199,6 @@ def test_settings_are_checked_and_match_the_schema_defaults(repo):
     properties = schema["definitions"]["hf_model"]["properties"]
     assert {key: properties[key]["default"] for key in hf_backend.HF_DEFAULTS} == hf_backend.HF_DEFAULTS
     assert hf_backend.hf_settings("m", {"path": "x"})["engine"] == "shared_prefix"
-    assert hf_backend.hf_settings("m", {"tiny": {"arch": "llava"}})["path"] == "results/models/m"
     for bad, message in (({}, "'models.m.path' is missing"), ({"path": "x", "engine": "fast"}, "'models.m.engine' is 'fast'"),
                          ({"path": "x", "dtype": "int8"}, "'models.m.dtype'"),
                          ({"path": "x", "batch_size": 0}, "'models.m.batch_size' must be a positive integer")):

@@ -98,7 +98,7 @@ def test_write_lock_is_plain_json_with_the_documented_keys(tmp_path):
     matrix = make_matrix({"P1": [0.2, 0.7], "P2": [0.4, 0.6]}, [0, 1])
     path = tmp_path / "matrix.parquet"
     matrix.write_parquet(path)
-    written = lock.write_lock(path, tmp_path / "lock" / "m.json", model="m", dataset="d", split="train",
+    written = lock.write_lock(matrix=str(path), lock=str(tmp_path / "lock" / "m.json"), model="m", dataset="d", split="train",
                               prompt_ids=["P1", "P2"], analysis=ANALYSIS)
     on_disk = json.loads((tmp_path / "lock" / "m.json").read_text())
     assert on_disk == written

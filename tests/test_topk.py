@@ -49,9 +49,10 @@ def test_sweep_follows_the_lock_prompt_order(tmp_path):
     matrix, p = _matrix(rng)
     io.write_parquet(matrix, tmp_path / "m.parquet")
     order = [PROMPT_IDS[k] for k in rng.permutation(15)]
-    lock = {"prompt_order": order, "prompt_ids": PROMPT_IDS}
+    lock = {"model": "m", "lock": {"dataset": "d", "split": "train"}, "prompt_order": order, "prompt_ids": PROMPT_IDS,
+            "selected_prompt": order[0], "random_prompt": order[-1], "per_prompt": {}, "calibrators": {}}
     io.write_json(lock, tmp_path / "lock.json")
-    table = write_topk(tmp_path / "m.parquet", tmp_path / "lock.json", tmp_path / "out.parquet", model="m", dataset="d", split="test",
+    table = write_topk(matrix=str(tmp_path / "m.parquet"), lock=str(tmp_path / "lock.json"), table=str(tmp_path / "out.parquet"), model="m", dataset="d", split="test",
                        analysis={"ece_bins": 15, "eps": 1e-12})
     assert table.columns == ["model", "dataset", "split", "k", "prompt_id", "nll", "ece"]
     assert table["k"].to_list() == list(range(1, 16))
@@ -91,17 +92,18 @@ def test_summary_averages_across_pairs_and_counts_best_k(tmp_path):
     np.testing.assert_allclose(summary["mean_nll"], [0.95, 0.6, 0.45])
     np.testing.assert_allclose(summary["mean_ece"], [0.095, 0.06, 0.045])
     assert summary["best_nll_pairs"].to_list() == [0, 1, 2]  # d1 ties at k = 2 and 3: both count
-    io.write_csv(table, tmp_path / "topk.csv")
-    assert write_topk_summary(tmp_path / "topk.csv", tmp_path / "s.csv", tmp_path / "s.md").equals(summary)
+    io.write_parquet(table, tmp_path / "topk.parquet")
+    assert write_topk_summary(table=str(tmp_path / "topk.parquet"), summary=str(tmp_path / "s.parquet"), csv=str(tmp_path / "s.csv"),
+                              md=str(tmp_path / "s.md")).equals(summary)
     assert (tmp_path / "s.md").read_text().startswith("# topk_summary")
 
 
 def test_figures_are_written(tmp_path):
     table = _table({"d1": list(np.linspace(1, 0.5, 15)), "d2": list(np.linspace(0.9, 0.6, 15))})
     io.write_parquet(table.filter(pl.col("dataset") == "d1"), tmp_path / "pair.parquet")
-    io.write_csv(table, tmp_path / "topk.csv")
-    write_topk_pair_figure(tmp_path / "pair.parquet", tmp_path / "fig" / "pair.png")
-    write_topk_pairs_figure(tmp_path / "topk.csv", tmp_path / "fig" / "all.png")
+    io.write_parquet(table, tmp_path / "topk.parquet")
+    write_topk_pair_figure(table=str(tmp_path / "pair.parquet"), figure=str(tmp_path / "fig" / "pair.png"))
+    write_topk_pairs_figure(table=str(tmp_path / "topk.parquet"), figure=str(tmp_path / "fig" / "all.png"))
     for name in ("pair.png", "all.png"):
         image = imread(tmp_path / "fig" / name)
         assert image.shape[0] > 100 and image.shape[1] > 300

@@ -1,6 +1,6 @@
-"""Dataset adapters: every source becomes the same manifest (see DESIGN.md).
+"""Dataset adapters: every source becomes the same manifest (docs/architecture.md, "Manifest").
 
-Manifest ``results/data/{dataset}.parquet``, one row per sample:
+One row per sample:
 ``sample_id: str`` (unique), ``split: str``, ``label: int8`` (1 = unsafe), ``query: str``
 (may be empty), ``image_path: str``, ``category: str`` (may be null).
 """

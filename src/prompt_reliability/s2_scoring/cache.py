@@ -1,6 +1,6 @@
 """Score cache: one Parquet file per (model, dataset, prompt family), whatever the backend.
 
-Contract (DESIGN.md): one row per (sample, prompt) with
+Contract (docs/architecture.md, "Score cache"): one row per (sample, prompt) with
 ``sample_id, split, label, family, prompt_id, logit_u, logit_s, p_unsafe, label_mass, top_token``,
 ``p_unsafe = sigmoid(logit_u - logit_s)``; ``label_mass`` (full-vocabulary mass on the two label
 tokens) is a diagnostic only. File metadata records provenance.

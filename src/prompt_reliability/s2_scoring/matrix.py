@@ -1,6 +1,6 @@
 """Score matrix: one row per sample, one probability column per prompt id (registry order).
 
-``results/matrix/{model}/{dataset}.parquet`` has ``sample_id, split, label`` and then one float
+The matrix of one (model, dataset) has ``sample_id, split, label`` and then one float
 column per prompt. Samples keep manifest order, which later analyses use to break ties.
 """
 

@@ -168,7 +168,7 @@ def _open_image(path: str, sample_id: str, dataset: str):
             return image.convert("RGB")
     except OSError as err:
         raise ScoreCacheError(f"dataset {dataset!r}, sample {sample_id!r}: cannot read image {path!r} ({err}); fix or "
-                              f"drop the file and rebuild results/data/{dataset}.parquet") from err
+                              f"drop the file and rebuild the manifest of dataset {dataset!r} (delete it and re-run)") from err
 
 
 def _chunk_rows(sample_ids: list[str], prompt_ids: list[str], scores: FirstTokenScores, tokenizer) -> pl.DataFrame:
