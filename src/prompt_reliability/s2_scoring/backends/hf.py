@@ -61,7 +61,7 @@ _HASH_CONTENT_BELOW = 64 * 2**20
 def hf_settings(model: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The model's hf settings with defaults filled and checked (names the config key on error)."""
     settings = {**HF_DEFAULTS, **cfg}
-    if not settings["path"]:
+    if not settings.get("path"):
         raise ScoreCacheError(f"config key 'models.{model}.path' is missing: backend 'hf' needs a Hub id or a local model folder")
     if settings["engine"] not in ENGINES:
         raise ScoreCacheError(f"config key 'models.{model}.engine' is {settings['engine']!r}; use one of {list(ENGINES)}")
