@@ -30,7 +30,10 @@ test: venv
 test-slurm: venv
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
 
+# Static checks CI runs next to the tests: Python lint, Snakemake formatting and lint.
 lint: venv
+	$(BIN)/ruff check src tests workflow benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 report: venv

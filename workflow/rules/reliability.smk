@@ -44,7 +44,9 @@ rule ranking_distribution:
     resources:
         **analysis_resources(),
     run:
-        call(reliability.write_ranking_distribution, input, output, None, wildcards, log)
+        call(
+            reliability.write_ranking_distribution, input, output, None, wildcards, log
+        )
 
 
 rule ece_variants:
@@ -86,7 +88,14 @@ rule reliability_diagram:
     params:
         analysis=analysis_params("ece_bins"),
     run:
-        call(reliability_figures.write_reliability_diagram, input, output, params, wildcards, log)
+        call(
+            reliability_figures.write_reliability_diagram,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
 
 
 rule reliability_deltas_figure:
@@ -105,4 +114,6 @@ rule reliability_deltas_figure:
         benchmark_path("figures", "reliability_deltas")
     localrule: True
     run:
-        call(reliability_figures.write_deltas_figure, input, output, None, wildcards, log)
+        call(
+            reliability_figures.write_deltas_figure, input, output, None, wildcards, log
+        )

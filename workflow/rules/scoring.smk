@@ -63,9 +63,9 @@ rule score_matrix:
         log_path("matrix", "{model}", "{dataset}"),
     benchmark:
         benchmark_path("matrix", "{model}", "{dataset}")
+    localrule: True
     resources:
         **analysis_resources(),
-    localrule: True
     run:
         call(matrix.write_matrix, input, output, None, wildcards, log)
 

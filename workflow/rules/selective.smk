@@ -53,4 +53,11 @@ rule selective_figure:
     params:
         aurc_ranges=config["analysis"]["selective"]["aurc_ranges"],
     run:
-        call(selective_figures.write_risk_coverage_figure, input, output, params, wildcards, log)
+        call(
+            selective_figures.write_risk_coverage_figure,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )

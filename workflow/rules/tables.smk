@@ -53,9 +53,9 @@ for name in ASSEMBLED_TABLES:
             log_path("tables", name),
         benchmark:
             benchmark_path("tables", name)
+        localrule: True
         params:
             title=name,
-        localrule: True
         run:
             call(assemble_table, input, output, params, wildcards, log)
 
@@ -68,7 +68,10 @@ for name, (source, function) in SUMMARY_TABLES.items():
         input:
             table=table_paths(source)[0],
         output:
-            **{"summary" if k == "table" else k: v for k, v in table_outputs(name).items()},
+            **{
+                "summary" if k == "table" else k: v
+                for k, v in table_outputs(name).items()
+            },
         log:
             log_path("tables", name),
         benchmark:
@@ -84,7 +87,9 @@ rule wins:
         ranking=table_paths("ranking_distribution")[0],
     output:
         wins=table_paths("wins")[0],
-        csv=report(table_paths("wins")[1], caption="../report/wins.rst", category="Tables"),
+        csv=report(
+            table_paths("wins")[1], caption="../report/wins.rst", category="Tables"
+        ),
         md=table_paths("wins")[2],
     log:
         log_path("tables", "wins"),

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from prompt_reliability.s0_base import io
+from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
 from prompt_reliability.s3_analysis import calibration, metrics
 from prompt_reliability.s3_analysis.lockfile import locked_scores
 
 log = logging.getLogger("prompt_reliability")
-from prompt_reliability.s0_base import io
-from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
 
 
 def rank_prompts(y: np.ndarray, p: np.ndarray, prompt_ids: Sequence[str], n_bins: int = 15, eps: float = metrics.EPS,

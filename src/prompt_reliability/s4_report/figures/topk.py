@@ -15,7 +15,7 @@ METRIC_LABELS = {"nll": "NLL", "ece": "ECE"}
 
 def _axes(n_prompts: int):
     fig, axes = subplots(1, 2, figsize=(8.0, 3.2), sharex=True)
-    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
+    for ax, label in zip(axes, METRIC_LABELS.values()):
         ax.set_xlabel("k (top-k prompts by lock-split NLL)")
         ax.set_ylabel(label)
         ax.set_xticks(range(1, n_prompts + 1))
