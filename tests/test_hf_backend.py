@@ -89,7 +89,7 @@ def test_reference_engine_gives_the_same_cache(tmp_path, tiny_models):
 DRIVER = textwrap.dedent("""
     import json, sys, time
     from prompt_reliability.s2_scoring import hf_engines
-    from prompt_reliability.s0_base.logs import log_to
+    from prompt_reliability.s0_base.jobs import job_log
     from prompt_reliability.s2_scoring.cache import score_to_cache
 
     args, delay, log = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
@@ -100,7 +100,7 @@ DRIVER = textwrap.dedent("""
             time.sleep(delay)
             return out
         hf_engines.SCORERS["shared_prefix"] = slow
-    with log_to(log):
+    with job_log(log, capture_stderr=True):
         score_to_cache(**args)
 """)
 
