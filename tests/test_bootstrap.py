@@ -214,7 +214,7 @@ def test_workflow_writes_bootstrap_and_selective_tables(import_workdir):
     # changing a bootstrap setting re-runs the bootstrap only
     config["analysis"]["bootstrap"]["resamples"] = 200
     config_path.write_text(yaml.safe_dump(config))
-    assert set(dry_run_jobs(import_workdir, f"--configfile={config_path}", *targets)) == {"bootstrap", "bootstrap_table"}
+    assert set(dry_run_jobs(import_workdir, f"--configfile={config_path}", *targets)) == {"bootstrap", "bootstrap_table", "bootstrap_summary"}
 
 
 @pytest.mark.workflow

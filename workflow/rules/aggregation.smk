@@ -20,6 +20,8 @@ rule aggregation:
         log_path("aggregation", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("aggregation", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
@@ -39,6 +41,8 @@ rule topk:
         log_path("topk", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("topk", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
@@ -62,6 +66,8 @@ rule topk_figure:
         log_path("figures", "topk", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("figures", "topk", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     run:

@@ -13,6 +13,8 @@ rule bootstrap:
         log_path("bootstrap", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("bootstrap", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:

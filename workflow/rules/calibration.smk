@@ -13,6 +13,8 @@ rule calibration:
         log_path("calibration", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("calibration", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:

@@ -38,6 +38,10 @@ TINY_MODELS = [
 # Scoring backends may checkpoint partial work here; removed once a family's cache is written.
 CHUNK_DIR = "results/scores/.chunks"
 
+# On a cluster, the analyses of one evaluation pair travel as one job: rules carry this group and
+# the SLURM profile merges its connected components (group-components), so a pair is one sbatch.
+PAIR_GROUP = "pair_{model}_{dataset}_{split}"
+
 # Each rule module appends the files it contributes to `rule all`.
 FINAL_TARGETS = [f"results/lock/{model}.json" for model in MODELS]
 

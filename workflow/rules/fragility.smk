@@ -20,6 +20,8 @@ rule fragility:
         log_path("fragility", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("fragility", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
@@ -44,6 +46,8 @@ rule fragility_figure:
         log_path("figures", "fragility", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("figures", "fragility", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     run:

@@ -20,5 +20,6 @@ rule lock:
         analysis=analysis_params(
             "seed", "ece_bins", "eps", "threshold", "temperature_bounds"
         ),
+    localrule: True
     run:
         call(locking.write_lock, input, output, params, wildcards, log)

@@ -11,6 +11,8 @@ rule per_prompt:
         log_path("per_prompt", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("per_prompt", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:

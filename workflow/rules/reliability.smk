@@ -21,6 +21,8 @@ rule reliability:
         log_path("reliability", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("reliability", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
@@ -41,6 +43,8 @@ rule ranking_distribution:
         log_path("ranking_distribution", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("ranking_distribution", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     run:
@@ -59,6 +63,8 @@ rule ece_variants:
         log_path("ece_variants", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("ece_variants", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
@@ -83,6 +89,8 @@ rule reliability_diagram:
         log_path("figures", "reliability", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("figures", "reliability", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:

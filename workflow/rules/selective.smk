@@ -25,6 +25,8 @@ rule selective:
         log_path("selective", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("selective", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
@@ -48,6 +50,8 @@ rule selective_figure:
         log_path("selective_figure", "{model}", "{dataset}", "{split}"),
     benchmark:
         benchmark_path("selective_figure", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
