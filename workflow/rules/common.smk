@@ -135,4 +135,6 @@ def scoring_inputs(wildcards):
         inputs["score_file"] = cfg["scores"][wildcards.dataset]
     if wildcards.model in TINY_MODELS:
         inputs["model"] = hf_model_path(wildcards.model, cfg)
+    if cfg["backend"] == "hf":
+        inputs["preflight"] = ancient(PREFLIGHT_REPORT)  # workflow/rules/preflight.smk
     return inputs
