@@ -62,3 +62,15 @@ def test_config_schema_offers_every_tiny_architecture(repo):
 
     schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
     assert schema["definitions"]["tiny_model"]["properties"]["arch"]["enum"] == list(ARCHITECTURES)
+
+
+def test_paper_config_names_the_tiny_stand_in_of_every_model(repo):
+    import re
+
+    import yaml
+
+    text = (repo / "config/paper.yaml").read_text()
+    stand_ins = dict(re.findall(r"^  (\w+):\s+# tests: tiny (\w+)$", text, flags=re.M))
+    assert set(stand_ins) == set(yaml.safe_load(text)["models"])
+    assert set(stand_ins.values()) <= set(ARCHITECTURES)
+    assert stand_ins["qwen3vl_30b_a3b"] == "qwen3_vl_moe" and stand_ins["minicpm_v4_6"] == "minicpmv4_6"
