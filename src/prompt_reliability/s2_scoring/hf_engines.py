@@ -41,6 +41,11 @@ _FULL_LENGTH_KEYS = ("cross_attention_mask",)
 # the model reads ``pixel_values[:1]``): their per-sample prefix inputs do not stack along the batch,
 # so each sample's prefix runs alone.
 PACKED_PIXEL_MODELS = frozenset({"minicpmv4_6", "minicpmv4_7"})
+# Architectures whose position ids of a token depend on the token after it: MiniCPM-V 4.7's canvas
+# M-RoPE gives a newline right after an image block a position on the image canvas, which it cannot
+# do if the newline starts the suffix. For these the prefix is the full token-level common prefix of
+# the K processed texts (all K go through the processor), never cut right after the image block.
+NO_SPLICE_MODELS = frozenset({"minicpmv4_7"})
 
 
 class EngineError(RuntimeError):
@@ -214,7 +219,8 @@ def _prepare(vlm: VLM, index: int, image, texts: Sequence[str], boundary_ids, im
                           "engine does not know how to split it; set 'engine: reference' for this model")
     expanded_first = first["input_ids"][0].tolist()
     plain = vlm.tokenizer(list(texts), add_special_tokens=vlm.add_special_tokens)["input_ids"]
-    plan = splice_plan(plain, expanded_first, boundary_ids, image_ids)
+    model_type = getattr(vlm.model.config, "model_type", None)
+    plan = None if model_type in NO_SPLICE_MODELS else splice_plan(plain, expanded_first, boundary_ids, image_ids)
     if plan is not None:
         p, s = plan
         suffixes = [list(row[s:]) for row in plain]
@@ -230,7 +236,7 @@ def _prepare(vlm: VLM, index: int, image, texts: Sequence[str], boundary_ids, im
                               "prompts share no prefix holding the image; set 'engine: reference'")
         suffixes = [row[p:] for row in rows]
     prefix_inputs = {key: (value[:, :p] if key in _TOKEN_KEYS else value) for key, value in first.items()}
-    packed = getattr(vlm.model.config, "model_type", None) in PACKED_PIXEL_MODELS
+    packed = model_type in PACKED_PIXEL_MODELS
     if not packed and all(isinstance(v, torch.Tensor) for v in prefix_inputs.values()):
         signature = (p, tuple((key, tuple(v.shape), str(v.dtype)) for key, v in prefix_inputs.items()))
     else:  # inputs that are not tensors (lists, ...) or packed pixels are not stacked: this sample runs alone

@@ -422,6 +422,45 @@ _MINICPMV_TOKENS = _Tokens(
 _MINICPMV_TEMPLATE = _template("", "<|im_start|>user\\n", "<|image_pad|>\\n", "<|im_end|>\\n", "<|im_start|>assistant\\n")
 
 
+def _minicpmv_text(shape: TinyShape, tokenizer) -> dict:
+    layers = max(2, shape.layers)
+    return dict(model_type="qwen3_5_text", vocab_size=len(tokenizer), hidden_size=shape.hidden,
+                intermediate_size=shape.intermediate, num_hidden_layers=layers, num_attention_heads=shape.heads,
+                num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim,
+                linear_key_head_dim=shape.head_dim // 2, linear_value_head_dim=shape.head_dim // 2,
+                linear_num_key_heads=shape.kv_heads, linear_num_value_heads=shape.heads,
+                layer_types=["linear_attention", "full_attention"] * (layers // 2) + ["linear_attention"] * (layers % 2),
+                max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def _minicpmv_vision(shape: TinyShape, patch: int) -> dict:
+    return dict(hidden_size=shape.vision_hidden, intermediate_size=2 * shape.vision_hidden,
+                num_hidden_layers=max(2, shape.vision_layers), num_attention_heads=shape.vision_heads,
+                image_size=shape.image_side, patch_size=patch)
+
+
+def _minicpmv4_7(shape: TinyShape, tokenizer) -> _Built:
+    """MiniCPM-V 4.7: 4.6's encoder and processor contract, plus canvas M-RoPE (3-D positions of the image
+    tokens, pinned by the image/slice markers; ``rope_deltas`` kept by the model like Qwen-VL's)."""
+    from transformers import MiniCPMV4_6ImageProcessor, MiniCPMV4_6VideoProcessor, MiniCPMV4_7Config, MiniCPMV4_7Processor
+
+    patch = 14 if shape.image_side % 56 == 0 else 8
+    text = _minicpmv_text(shape, tokenizer)
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(shape),
+                               "mrope_interleaved": True, "partial_rotary_factor": 1.0}
+    start, end, slice_start, slice_end = _ids(tokenizer, "<image>", "</image>", "<slice>", "</slice>")
+    config = MiniCPMV4_7Config(
+        text_config=text, vision_config=_minicpmv_vision(shape, patch), insert_layer_id=0, image_size=shape.image_side,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"), image_start_id=start, image_end_id=end,
+        slice_start_id=slice_start, slice_end_id=slice_end, newline_id=tokenizer.convert_tokens_to_ids("Ċ"))
+    side = shape.image_side
+    return _Built(config, lambda tok: MiniCPMV4_7Processor(
+        image_processor=MiniCPMV4_6ImageProcessor(patch_size=patch, scale_resolution=side),
+        video_processor=MiniCPMV4_6VideoProcessor(patch_size=patch, scale_resolution=side), tokenizer=tok,
+        chat_template=_MINICPMV_TEMPLATE))
+
+
 def _minicpmv4_6(shape: TinyShape, tokenizer) -> _Built:
     """MiniCPM-V 4.6 as transformers ships it: a SigLIP-style encoder with a window-attention merger, NaViT-packed
     pixels (all images of a batch in one row), a Qwen3.5 language model (linear-attention and full-attention layers).
@@ -429,20 +468,8 @@ def _minicpmv4_6(shape: TinyShape, tokenizer) -> _Built:
     from transformers import MiniCPMV4_6Config, MiniCPMV4_6ImageProcessor, MiniCPMV4_6Processor, MiniCPMV4_6VideoProcessor
 
     patch = 14 if shape.image_side % 56 == 0 else 8
-    layers = max(2, shape.layers)
     config = MiniCPMV4_6Config(
-        text_config=dict(model_type="qwen3_5_text", vocab_size=len(tokenizer), hidden_size=shape.hidden,
-                         intermediate_size=shape.intermediate, num_hidden_layers=layers,
-                         num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim,
-                         linear_key_head_dim=shape.head_dim // 2, linear_value_head_dim=shape.head_dim // 2,
-                         linear_num_key_heads=shape.kv_heads, linear_num_value_heads=shape.heads,
-                         layer_types=["linear_attention", "full_attention"] * (layers // 2) + ["linear_attention"] * (layers % 2),
-                         max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=shape.vision_hidden, intermediate_size=2 * shape.vision_hidden,
-                           num_hidden_layers=max(2, shape.vision_layers), num_attention_heads=shape.vision_heads,
-                           image_size=shape.image_side, patch_size=patch),
-        insert_layer_id=0, image_size=shape.image_side, image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        text_config=_minicpmv_text(shape, tokenizer), vision_config=_minicpmv_vision(shape, patch), insert_layer_id=0, image_size=shape.image_side, image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"))
     side = shape.image_side
     return _Built(config, lambda tok: MiniCPMV4_6Processor(
@@ -462,6 +489,7 @@ ARCHITECTURES: dict[str, tuple[_Tokens, str, Callable[[TinyShape, Any], _Built]]
     "mllama": (_MLLAMA_TOKENS, _MLLAMA_TEMPLATE, _mllama),
     "internvl": (_INTERNVL_TOKENS, _INTERNVL_TEMPLATE, _internvl),
     "minicpmv4_6": (_MINICPMV_TOKENS, _MINICPMV_TEMPLATE, _minicpmv4_6),
+    "minicpmv4_7": (_MINICPMV_TOKENS, _MINICPMV_TEMPLATE, _minicpmv4_7),
 }
 
 
