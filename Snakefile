@@ -38,6 +38,7 @@ wildcard_constraints:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/preflight.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/per_prompt.smk"
 include: "workflow/rules/lock.smk"

@@ -74,6 +74,7 @@ def test_suffixes_come_from_one_processor_call_unless_the_image_block_touches_th
     vlm, images, texts = _setup(repo, tiny_models[arch], families=("A",))
     processor = vlm.processor
     first = processor(text=[texts[0][0]], images=[[images[0]]], add_special_tokens=vlm.add_special_tokens)["input_ids"][0]
+    first = [int(t) for t in first]  # MiniCPM-V's processor returns tensors even when not asked to
     plain = processor.tokenizer(texts[0], add_special_tokens=vlm.add_special_tokens)["input_ids"]
     plan = hf_engines.splice_plan(plain, first, frozenset(processor.tokenizer.added_tokens_decoder),
                                   hf_engines._image_ids(processor))
@@ -83,8 +84,8 @@ def test_suffixes_come_from_one_processor_call_unless_the_image_block_touches_th
     assert plan is not None
     p, s = plan
     expanded = processor(text=texts[0], images=[[images[0]]] * len(texts[0]), add_special_tokens=vlm.add_special_tokens)
-    for row, ids in zip(plain, expanded["input_ids"]):
-        assert list(first[:p]) + list(row[s:]) == list(ids)
+    for row, ids, mask in zip(plain, expanded["input_ids"], expanded["attention_mask"]):  # MiniCPM-V pads by default
+        assert list(first[:p]) + list(row[s:]) == [int(t) for t, real in zip(ids, mask) if real]
 
 
 def test_splice_plan_refuses_unsafe_splits():
@@ -116,3 +117,24 @@ def test_length_buckets_partition_the_prompts_and_pad_less():
     assert all(high <= next_low for (_, high), (next_low, _) in zip(spans, spans[1:]))
     assert hf_engines.length_buckets([20, 20, 21]) == [[0, 1, 2]], "an extra forward must pay for itself"
     assert hf_engines.length_buckets([10, 100]) == [[0], [1]]
+
+
+def test_minicpmv4_7_places_the_newline_after_an_image_by_what_precedes_it(repo, tiny_models):
+    """Why the shared-prefix engine never cuts MiniCPM-V 4.7's prefix right after the image block: the
+    canvas M-RoPE position of the newline that follows it differs when the newline starts the next forward."""
+    vlm, images, texts = _setup(repo, tiny_models["minicpmv4_7"], families=("A",))
+    batch = vlm.processor(text=[texts[0][0]], images=[[images[0]]], return_tensors="pt")
+    tokens = vlm.tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+    end = tokens.index("</image>")
+    assert tokens[end + 1] == "Ċ"
+    model = vlm.model.model
+    whole, _ = model.get_rope_index(batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    target_sizes=batch["target_sizes"], mm_token_type_ids=batch["mm_token_type_ids"])
+    cut = end + 1
+    prefix, deltas = model.get_rope_index(batch["input_ids"][:, :cut], attention_mask=batch["attention_mask"][:, :cut],
+                                          target_sizes=batch["target_sizes"],
+                                          mm_token_type_ids=batch["mm_token_type_ids"][:, :cut])
+    assert torch.equal(prefix[:, 0], whole[:, 0, :cut])
+    newline_if_cut = cut + int(deltas[0, 0])  # where the next forward would place it (arange + rope delta)
+    assert whole[0, 0, cut].item() != newline_if_cut
+    assert "minicpmv4_7" in hf_engines.NO_SPLICE_MODELS

@@ -22,7 +22,7 @@ def _prompt(folder):
     return processor.tokenizer, rendered, adds_special_tokens(processor, rendered)
 
 
-@pytest.mark.parametrize("arch", ["qwen2_vl", "llava", "gemma3", "mllama"])
+@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen3_vl_moe", "llava", "gemma3", "mllama", "minicpmv4_6"])
 def test_label_is_the_token_after_the_generation_prompt(tiny_models, arch):
     tokenizer, rendered, add_special = _prompt(tiny_models[arch])
     ids = resolve_label_ids(tokenizer, rendered, "U", "S", model=arch, add_special_tokens=add_special)

@@ -26,6 +26,7 @@ def test_reloads_with_auto_classes_and_renders_image_first(tiny_models, arch):
     model = AutoModelForImageTextToText.from_pretrained(folder)
     spec = json.loads((folder / TINY_MANIFEST).read_text())
     assert spec["arch"] == arch and spec["seed"] == 0
+    assert model.config.model_type == arch, "tiny architectures are named by their transformers model_type"
     assert spec["parameters"] == sum(p.numel() for p in model.parameters()) < 1_000_000
     assert len(processor.tokenizer) <= model.get_input_embeddings().num_embeddings
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Say U or S first."}]}]
@@ -60,3 +61,22 @@ def test_bad_requests_name_the_field():
         tiny_spec("llava", shape={"width": 3})
     with pytest.raises(TinyModelError, match="hidden .* must divide by heads"):
         tiny_spec("llava", shape={"hidden": 30, "heads": 4})
+
+
+def test_config_schema_offers_every_tiny_architecture(repo):
+    import yaml
+
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["definitions"]["tiny_model"]["properties"]["arch"]["enum"] == list(ARCHITECTURES)
+
+
+def test_paper_config_names_the_tiny_stand_in_of_every_model(repo):
+    import re
+
+    import yaml
+
+    text = (repo / "config/paper.yaml").read_text()
+    stand_ins = dict(re.findall(r"^  (\w+):\s+# tests: tiny (\w+)$", text, flags=re.M))
+    assert set(stand_ins) == set(yaml.safe_load(text)["models"])
+    assert set(stand_ins.values()) <= set(ARCHITECTURES)
+    assert stand_ins["qwen3vl_30b_a3b"] == "qwen3_vl_moe" and stand_ins["minicpm_v4_6"] == "minicpmv4_6"

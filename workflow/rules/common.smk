@@ -153,6 +153,8 @@ def scoring_inputs(wildcards):
         inputs["score_file"] = cfg["scores"][wildcards.dataset]
     if wildcards.model in TINY_MODELS:
         inputs["model_folder"] = tiny_model_folder(wildcards.model)
+    if cfg["backend"] == "hf":
+        inputs["preflight"] = ancient(PREFLIGHT_REPORT)  # workflow/rules/preflight.smk
     return inputs
 
 

@@ -184,12 +184,13 @@ def score_to_cache(
 
 def score_family(*, manifest: str, prompts: str, scores: str, model: str, dataset: str, family: str,
                  model_config: Mapping[str, Any], families: list[str], prompt_format: Mapping[str, str], work_dir: str,
-                 model_folder: str | None = None, score_file: str | None = None) -> pl.DataFrame:
+                 model_folder: str | None = None, score_file: str | None = None, preflight: str | None = None) -> pl.DataFrame:
     """Rule entry: score one (model, dataset, family) into ``scores``.
 
-    ``prompts`` is the family's file (its folder holds the registry); ``model_folder`` (a tiny model
-    the workflow builds) and ``score_file`` (import backend) are already in ``model_config``: they are
-    inputs so that Snakemake re-runs the job when they change.
+    ``prompts`` is the family's file (its folder holds the registry). ``model_folder`` (a tiny model
+    the workflow builds) and ``score_file`` (import backend) are already in ``model_config``, and
+    ``preflight`` (the hf models' preflight report) only orders the jobs: they are inputs so that
+    Snakemake runs or re-runs the job after them.
     """
     cache = score_to_cache(model=model, model_cfg=model_config, dataset=dataset, family=family, manifest_path=manifest,
                            prompt_dir=Path(prompts).parent, families=families, prompt_format=prompt_format, output=scores,

@@ -37,6 +37,15 @@ _TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_i
 # Per-token inputs the model needs over prefix + suffix (Mllama slices its cross-attention mask by
 # cache position); each suffix token repeats the last prefix token's row, as generate() does.
 _FULL_LENGTH_KEYS = ("cross_attention_mask",)
+# Architectures whose processor packs the pixels of all images of a batch into one row (NaViT-style,
+# the model reads ``pixel_values[:1]``): their per-sample prefix inputs do not stack along the batch,
+# so each sample's prefix runs alone.
+PACKED_PIXEL_MODELS = frozenset({"minicpmv4_6", "minicpmv4_7"})
+# Architectures whose position ids of a token depend on the token after it: MiniCPM-V 4.7's canvas
+# M-RoPE gives a newline right after an image block a position on the image canvas, which it cannot
+# do if the newline starts the suffix. For these the prefix is the full token-level common prefix of
+# the K processed texts (all K go through the processor), never cut right after the image block.
+NO_SPLICE_MODELS = frozenset({"minicpmv4_7"})
 
 
 class EngineError(RuntimeError):
@@ -210,7 +219,8 @@ def _prepare(vlm: VLM, index: int, image, texts: Sequence[str], boundary_ids, im
                           "engine does not know how to split it; set 'engine: reference' for this model")
     expanded_first = first["input_ids"][0].tolist()
     plain = vlm.tokenizer(list(texts), add_special_tokens=vlm.add_special_tokens)["input_ids"]
-    plan = splice_plan(plain, expanded_first, boundary_ids, image_ids)
+    model_type = getattr(vlm.model.config, "model_type", None)
+    plan = None if model_type in NO_SPLICE_MODELS else splice_plan(plain, expanded_first, boundary_ids, image_ids)
     if plan is not None:
         p, s = plan
         suffixes = [list(row[s:]) for row in plain]
@@ -226,9 +236,10 @@ def _prepare(vlm: VLM, index: int, image, texts: Sequence[str], boundary_ids, im
                               "prompts share no prefix holding the image; set 'engine: reference'")
         suffixes = [row[p:] for row in rows]
     prefix_inputs = {key: (value[:, :p] if key in _TOKEN_KEYS else value) for key, value in first.items()}
-    if all(isinstance(v, torch.Tensor) for v in prefix_inputs.values()):
+    packed = model_type in PACKED_PIXEL_MODELS
+    if not packed and all(isinstance(v, torch.Tensor) for v in prefix_inputs.values()):
         signature = (p, tuple((key, tuple(v.shape), str(v.dtype)) for key, v in prefix_inputs.items()))
-    else:  # inputs that are not tensors (lists, ...) are not stacked: this sample runs alone
+    else:  # inputs that are not tensors (lists, ...) or packed pixels are not stacked: this sample runs alone
         signature = ("alone", index)
     return _Prefixed(index, prefix_inputs, suffixes, signature)
 
@@ -280,7 +291,7 @@ def _score_group(vlm: VLM, group: list[_Prefixed], k: int, scores: FirstTokenSco
         for number, prompts in enumerate(buckets):
             # the forward rebinds the cache's tensors, so the last bucket may use the prefix cache itself
             cache = prefix_cache if number == len(buckets) - 1 else copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(prompts))
+            repeat_cache(cache, len(prompts))
             rows = [(item.index, j) for item in group for j in prompts]
             suffixes = [item.suffixes[j] for item in group for j in prompts]
             width = max(len(suffix) for suffix in suffixes)
@@ -293,8 +304,44 @@ def _score_group(vlm: VLM, group: list[_Prefixed], k: int, scores: FirstTokenSco
                     tail = head[:, -1:].expand(-1, width, *head.shape[2:])
                     extra[key] = torch.cat([head, tail], dim=1).repeat_interleave(len(prompts), dim=0)
             logits = vlm.model(input_ids=suffix_ids, past_key_values=cache, use_cache=True, logits_to_keep=last,
-                               **extra).logits[:, 0]
-            scores.put(rows, readout(logits, vlm.unsafe_id, vlm.safe_id))
+                               **extra).logits
+            scores.put(rows, readout(at_last_token(logits, last), vlm.unsafe_id, vlm.safe_id))
+
+
+def repeat_cache(cache, repeats: int) -> None:
+    """Repeat every sample of ``cache`` ``repeats`` times along the batch, in place (sample-major order).
+
+    ``DynamicCache.batch_repeat_interleave`` covers attention layers only; the state of linear-attention
+    layers (Qwen3.5 inside MiniCPM-V 4.6: convolution and recurrent states) is repeated here with
+    the index selection transformers uses for beam search.
+    """
+    import torch
+    from transformers.cache_utils import DynamicLayer, LinearAttentionCacheLayerMixin
+
+    for layer in cache.layers:
+        if isinstance(layer, LinearAttentionCacheLayerMixin):
+            states = [s for s in (*layer.conv_states.values(), *layer.recurrent_states.values())
+                      if isinstance(s, torch.Tensor)]
+            if states:
+                index = torch.arange(states[0].shape[0], device=states[0].device).repeat_interleave(repeats)
+                LinearAttentionCacheLayerMixin.reorder_cache(layer, index)
+            if isinstance(layer, DynamicLayer):
+                DynamicLayer.batch_repeat_interleave(layer, repeats)
+        else:
+            layer.batch_repeat_interleave(repeats)
+
+
+def at_last_token(logits, last):
+    """Each row's logits at its last real suffix token.
+
+    ``logits_to_keep=last`` makes most models return exactly those positions (one per row); some
+    (MiniCPM-V 4.6/4.7 in transformers 5.23) ignore it and return every position: then gather.
+    """
+    if logits.shape[1] == 1:
+        return logits[:, 0]
+    index = last.to(logits.device).view(-1, 1, 1).expand(-1, 1, logits.shape[-1])
+    return logits.gather(1, index)[:, 0]
+
 
 
 def score_shared_prefix(vlm: VLM, images: Sequence, texts: Sequence[Sequence[str]], batch_size: int,

@@ -256,6 +256,26 @@ def _qwen3_vl(shape: TinyShape, tokenizer) -> _Built:
         video_processor=Qwen3VLVideoProcessor(), chat_template=_QWEN_TEMPLATE))
 
 
+def _qwen3_vl_moe(shape: TinyShape, tokenizer) -> _Built:
+    """Qwen3-VL's mixture-of-experts variant (Qwen3-VL-30B-A3B): the same processor, a sparse MLP in every layer."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLMoeConfig, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    patch = 16 if shape.image_side % 32 == 0 and shape.image_side >= 128 else 8
+    grid = shape.image_side // patch
+    config = Qwen3VLMoeConfig(
+        text_config=_qwen_text(shape, tokenizer, _mrope_section(shape), head_dim=shape.head_dim,
+                               rope={"mrope_interleaved": True}, num_experts=4, num_experts_per_tok=2,
+                               moe_intermediate_size=shape.intermediate // 4, decoder_sparse_step=1),
+        vision_config=dict(depth=max(2, shape.vision_layers), hidden_size=shape.vision_hidden,
+                           intermediate_size=2 * shape.vision_hidden, num_heads=shape.vision_heads, patch_size=patch,
+                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=shape.hidden,
+                           num_position_embeddings=grid * grid, deepstack_visual_indexes=[0]),
+        **_qwen_ids(tokenizer))
+    return _Built(config, lambda tok: Qwen3VLProcessor(
+        image_processor=_qwen_image_processor(Qwen2VLImageProcessor, shape, patch, 2), tokenizer=tok,
+        video_processor=Qwen3VLVideoProcessor(), chat_template=_QWEN_TEMPLATE))
+
+
 _LLAVA_TOKENS = _Tokens(("<unk>", "<s>", "</s>", "<image>", "<pad>"), bos="<s>", eos="</s>", pad="<pad>", unk="<unk>",
                         extra={"image_token": "<image>"}, metaspace=True)
 _LLAVA_TEMPLATE = _template("{{ bos_token }}", "USER: ", "<image>\\n", " ", "ASSISTANT:")
@@ -416,15 +436,83 @@ def _internvl(shape: TinyShape, tokenizer) -> _Built:
         chat_template=_INTERNVL_TEMPLATE))
 
 
+_MINICPMV_TOKENS = _Tokens(
+    ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "</image>", "<slice>",
+     "</slice>", "<image_id>", "</image_id>"), bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+    extra={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "image_start_token": "<image>",
+           "image_end_token": "</image>", "slice_start_token": "<slice>", "slice_end_token": "</slice>",
+           "image_id_start_token": "<image_id>", "image_id_end_token": "</image_id>"})
+_MINICPMV_TEMPLATE = _template("", "<|im_start|>user\\n", "<|image_pad|>\\n", "<|im_end|>\\n", "<|im_start|>assistant\\n")
+
+
+def _minicpmv_text(shape: TinyShape, tokenizer) -> dict:
+    layers = max(2, shape.layers)
+    return dict(model_type="qwen3_5_text", vocab_size=len(tokenizer), hidden_size=shape.hidden,
+                intermediate_size=shape.intermediate, num_hidden_layers=layers, num_attention_heads=shape.heads,
+                num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim,
+                linear_key_head_dim=shape.head_dim // 2, linear_value_head_dim=shape.head_dim // 2,
+                linear_num_key_heads=shape.kv_heads, linear_num_value_heads=shape.heads,
+                layer_types=["linear_attention", "full_attention"] * (layers // 2) + ["linear_attention"] * (layers % 2),
+                max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def _minicpmv_vision(shape: TinyShape, patch: int) -> dict:
+    return dict(hidden_size=shape.vision_hidden, intermediate_size=2 * shape.vision_hidden,
+                num_hidden_layers=max(2, shape.vision_layers), num_attention_heads=shape.vision_heads,
+                image_size=shape.image_side, patch_size=patch)
+
+
+def _minicpmv4_7(shape: TinyShape, tokenizer) -> _Built:
+    """MiniCPM-V 4.7: 4.6's encoder and processor contract, plus canvas M-RoPE (3-D positions of the image
+    tokens, pinned by the image/slice markers; ``rope_deltas`` kept by the model like Qwen-VL's)."""
+    from transformers import MiniCPMV4_6ImageProcessor, MiniCPMV4_6VideoProcessor, MiniCPMV4_7Config, MiniCPMV4_7Processor
+
+    patch = 14 if shape.image_side % 56 == 0 else 8
+    text = _minicpmv_text(shape, tokenizer)
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(shape),
+                               "mrope_interleaved": True, "partial_rotary_factor": 1.0}
+    start, end, slice_start, slice_end = _ids(tokenizer, "<image>", "</image>", "<slice>", "</slice>")
+    config = MiniCPMV4_7Config(
+        text_config=text, vision_config=_minicpmv_vision(shape, patch), insert_layer_id=0, image_size=shape.image_side,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"), image_start_id=start, image_end_id=end,
+        slice_start_id=slice_start, slice_end_id=slice_end, newline_id=tokenizer.convert_tokens_to_ids("Ċ"))
+    side = shape.image_side
+    return _Built(config, lambda tok: MiniCPMV4_7Processor(
+        image_processor=MiniCPMV4_6ImageProcessor(patch_size=patch, scale_resolution=side),
+        video_processor=MiniCPMV4_6VideoProcessor(patch_size=patch, scale_resolution=side), tokenizer=tok,
+        chat_template=_MINICPMV_TEMPLATE))
+
+
+def _minicpmv4_6(shape: TinyShape, tokenizer) -> _Built:
+    """MiniCPM-V 4.6 as transformers ships it: a SigLIP-style encoder with a window-attention merger, NaViT-packed
+    pixels (all images of a batch in one row), a Qwen3.5 language model (linear-attention and full-attention layers).
+    Images up to ``image_side`` are one slice (the real processor slices larger ones)."""
+    from transformers import MiniCPMV4_6Config, MiniCPMV4_6ImageProcessor, MiniCPMV4_6Processor, MiniCPMV4_6VideoProcessor
+
+    patch = 14 if shape.image_side % 56 == 0 else 8
+    config = MiniCPMV4_6Config(
+        text_config=_minicpmv_text(shape, tokenizer), vision_config=_minicpmv_vision(shape, patch), insert_layer_id=0, image_size=shape.image_side, image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"))
+    side = shape.image_side
+    return _Built(config, lambda tok: MiniCPMV4_6Processor(
+        image_processor=MiniCPMV4_6ImageProcessor(patch_size=patch, scale_resolution=side),
+        video_processor=MiniCPMV4_6VideoProcessor(patch_size=patch, scale_resolution=side), tokenizer=tok,
+        chat_template=_MINICPMV_TEMPLATE))
+
+
 ARCHITECTURES: dict[str, tuple[_Tokens, str, Callable[[TinyShape, Any], _Built]]] = {
     "qwen2_vl": (_QWEN_TOKENS, _QWEN_TEMPLATE, _qwen2_vl),
     "qwen2_5_vl": (_QWEN_TOKENS, _QWEN_TEMPLATE, _qwen2_5_vl),
     "qwen3_vl": (_QWEN_TOKENS, _QWEN_TEMPLATE, _qwen3_vl),
+    "qwen3_vl_moe": (_QWEN_TOKENS, _QWEN_TEMPLATE, _qwen3_vl_moe),
     "llava": (_LLAVA_TOKENS, _LLAVA_TEMPLATE, _llava),
     "gemma3": (_GEMMA_TOKENS, _GEMMA_TEMPLATE, _gemma3),
     "idefics3": (_IDEFICS3_TOKENS, _IDEFICS3_TEMPLATE, _idefics3),
     "mllama": (_MLLAMA_TOKENS, _MLLAMA_TEMPLATE, _mllama),
     "internvl": (_INTERNVL_TOKENS, _INTERNVL_TEMPLATE, _internvl),
+    "minicpmv4_6": (_MINICPMV_TOKENS, _MINICPMV_TEMPLATE, _minicpmv4_6),
+    "minicpmv4_7": (_MINICPMV_TOKENS, _MINICPMV_TEMPLATE, _minicpmv4_7),
 }
 
 
@@ -509,6 +597,8 @@ def reinitialise(model, seed: int) -> None:
             if param.ndim <= 1:
                 fan_in = 1
             elif "embed" in name and param.ndim == 2:  # (vocab, dim) tables: the fan-in is the vector handed on
+                fan_in = param.shape[-1]
+            elif ".experts." in name and param.ndim == 3:  # (experts, out, in): one matrix per expert
                 fan_in = param.shape[-1]
             else:
                 fan_in = math.prod(param.shape[1:])

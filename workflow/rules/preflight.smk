@@ -1,0 +1,37 @@
+# Preflight of the hf models (no weights): config and architecture, engine, processor, chat template,
+# label tokens after every template. Every hf scoring job depends on its report, so a model that
+# would fail at load time fails here, on the login node, before any GPU job is submitted:
+#   snakemake --profile config/profiles/slurm --configfile my.yaml preflight
+# The report is an ancient() input of the scoring jobs (scoring_inputs in common.smk): a re-run
+# preflight (a model or prompt changed) orders the jobs but does not by itself re-score models
+# whose caches are up to date.
+
+PREFLIGHT_REPORT = "results/preflight/hf_models.json"
+HF_MODELS = models_with_backend(config, "hf")
+
+
+rule preflight:
+    input:
+        tiny_models=[tiny_model_folder(m) for m in TINY_MODELS],
+        prompt_files=[os.path.join(PROMPT_DIR, f"{f}.yaml") for f in FAMILIES]
+        + [os.path.join(PROMPT_DIR, "labels.yaml")],
+    output:
+        report=PREFLIGHT_REPORT,
+    log:
+        log_path("preflight", "hf_models"),
+    conda:
+        "../../envs/inference.yaml"
+    threads: 1
+    params:
+        function="prompt_reliability.s2_scoring.preflight:write_preflight",
+        models={m: hf_model_config(m) for m in HF_MODELS},
+        prompt_dir=lambda w, input: os.path.dirname(input.prompt_files[-1]),
+        families=config["prompts"],
+        prompt_format=config["prompt_format"],
+    script:
+        "../scripts/call.py"
+
+
+# On the machine that runs Snakemake (the login node under SLURM): it needs the Hub, not a GPU.
+localrules:
+    preflight,
