@@ -12,15 +12,20 @@ from prompt_reliability.s0_base.config import (
     import_files,
     models_with_backend,
     needed_datasets,
+    validate_config,
 )
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources
 
+# The config is checked here, once, before any rule exists: the schema (every key, every default)
+# and one cross-reference check (keys against each other and against the prompt registry).
 try:
-    check_config(config)
-    job_resources.check_resources(config["models"])
+    validate_config(
+        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+    )
     PROMPT_DIR = config["prompt_dir"] or os.path.join(workflow.basedir, "prompts")
     REGISTRY = load_registry(PROMPT_DIR, config["prompts"])
+    check_config(config, REGISTRY)
 except (ConfigError, PromptRegistryError) as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 

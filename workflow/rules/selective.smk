@@ -1,11 +1,5 @@
 # Selective prediction: risk-coverage of the mean score under three abstention signals (issue 6).
-from prompt_reliability.s3_analysis.selective_targets import check_selective_config
-
-try:
-    check_selective_config(config["analysis"]["selective"])
-except ConfigError as err:
-    raise WorkflowError(f"Invalid configuration: {err}") from None
-
+# (targets, ranges and grid are checked with the config, in common.smk)
 FINAL_TARGETS.extend(
     [
         "results/tables/selective.csv",
