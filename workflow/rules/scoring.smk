@@ -19,7 +19,8 @@ rule score_family:
         **scoring_resources(),
     params:
         model_config=lambda w: model_config(w.model),
-        prompt_dir=PROMPT_DIR,
+        prompt_dir=untracked(PROMPT_DIR),
+        prompts=prompts_hash,
         families=config["prompts"],
         prompt_format=config["prompt_format"],
     script:
@@ -43,7 +44,8 @@ rule score_family_hf:
         **scoring_resources(),
     params:
         model_config=lambda w: hf_model_config(w.model),
-        prompt_dir=PROMPT_DIR,
+        prompt_dir=untracked(PROMPT_DIR),
+        prompts=prompts_hash,
         families=config["prompts"],
         prompt_format=config["prompt_format"],
     script:
