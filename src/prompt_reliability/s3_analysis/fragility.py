@@ -34,7 +34,7 @@ RATES = ("mistake_rate", "disagreement_rate")
 
 def sample_fragility(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
     """Per-sample ``pbar, sd, mistake, disagreement`` of an n x K probability matrix."""
-    p = np.asarray(p, dtype=np.float64)
+    p = np.ascontiguousarray(p, dtype=np.float64)  # row sums depend on the memory layout in the last bits
     if p.ndim != 2 or p.shape[1] == 0:
         raise ValueError(f"expected an n x K probability matrix with K >= 1, got shape {p.shape}")
     y = np.asarray(y).reshape(-1, 1)
