@@ -295,3 +295,17 @@ def test_lock_split_with_one_class_stops_before_any_score(tmp_path):
     assert (tmp_path / "results/data/synth.parquet").exists()
     assert not (tmp_path / "results/checks/synth.json").exists()
     assert not (tmp_path / "results/scores").exists()
+
+
+def test_warnings_reach_the_console_as_well_as_the_log(tmp_path, capfd):
+    import logging
+
+    from prompt_reliability.s0_base.logs import log_to
+
+    with log_to(tmp_path / "job.log"):
+        logging.getLogger("prompt_reliability.s3_analysis.calibration").warning("temperature scaling: T = 100 lies at a bound")
+        logging.getLogger("prompt_reliability").info("routine detail")
+    console = capfd.readouterr().err
+    assert "WARNING" in console and "lies at a bound" in console and "job.log" in console
+    assert "routine detail" not in console
+    assert "lies at a bound" in (tmp_path / "job.log").read_text()

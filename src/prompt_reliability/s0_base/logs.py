@@ -41,14 +41,22 @@ def progress(total: int, desc: str, unit: str = "sample", initial: int = 0, inte
 
 @contextlib.contextmanager
 def log_to(path: str | Path) -> Iterator[logging.Logger]:
-    """Send logging and stderr (progress bars, warnings) to ``path``; log the traceback of a failure."""
+    """Send logging and stderr (progress bars, warnings) to ``path``; log the traceback of a failure.
+
+    Warnings (e.g. a temperature at its bound, separable Platt data) also reach the console, with
+    the log file's name, since they change how a result should be read.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", buffering=1) as stream:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        console = logging.StreamHandler(sys.__stderr__)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter(f"%(levelname)s [{path}] %(message)s"))
         root = logging.getLogger()
         root.addHandler(handler)
+        root.addHandler(console)
         root.setLevel(logging.INFO)
         saved_stderr = sys.stderr
         sys.stderr = stream
@@ -60,3 +68,4 @@ def log_to(path: str | Path) -> Iterator[logging.Logger]:
         finally:
             sys.stderr = saved_stderr
             root.removeHandler(handler)
+            root.removeHandler(console)
