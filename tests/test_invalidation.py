@@ -79,6 +79,13 @@ def test_another_clone_reruns_nothing_and_edits_rerun_exactly_their_family(tmp_p
     swapped["unsafe"]["token"], swapped["safe"]["token"] = swapped["safe"]["token"], swapped["unsafe"]["token"]
     labels.write_text(yaml.safe_dump(swapped))
     assert dry_run(b, work) == {"score_family": 3, "scores": 1}
+    labels.write_text(yaml.safe_dump(yaml.safe_load((REPO / "prompts/labels.yaml").read_text())))
+    family_b.write_text((REPO / "prompts/B.yaml").read_text())
+    assert dry_run(b, work) == {}
+
+    # a new requirement re-runs the manifest check, never the scoring
+    (work / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "analysis": {"bootstrap": {"prevalences": ["native"]}}}))
+    assert dry_run(b, work) == {"check_manifest": 1}
 
 
 def test_code_hash_follows_content_not_location(tmp_path, monkeypatch):

@@ -151,8 +151,10 @@ def untracked(path):
 def scoring_inputs(wildcards):
     inputs = {
         "manifest": f"results/data/{wildcards.dataset}.parquet",
-        # rule check_manifest: splits, classes and images are checked before any score exists
-        "manifest_check": f"results/checks/{wildcards.dataset}.json",
+        # rule check_manifest: splits, classes and images are checked before any score exists.
+        # ancient(): the check re-runs when what the run needs changes (e.g. analysis.bootstrap
+        # prevalences), which must order the jobs but never re-score.
+        "manifest_check": ancient(f"results/checks/{wildcards.dataset}.json"),
     }
     cfg = config["models"][wildcards.model]
     if cfg["backend"] == "import":
