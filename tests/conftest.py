@@ -70,6 +70,15 @@ def validated_model(cfg: dict, name: str = "m") -> dict:
     return config["models"][name]
 
 
+def analysis_defaults() -> dict:
+    """Every ``analysis`` key with the schema's default (what rules read from a validated config)."""
+    from prompt_reliability.s0_base.config import validate_config
+
+    config = {"datasets": {"d": {"adapter": "synthetic"}}, "models": {"m": {"backend": "simulate"}},
+              "lock": {"dataset": "d"}, "evaluate": [{"dataset": "d"}]}
+    return validate_config(config, SCHEMA_PATH)["analysis"]
+
+
 def simulate_params(**settings) -> dict:
     """The simulate backend's parameters: the schema's defaults, overridden by ``settings``."""
     return validated_model({"backend": "simulate", "simulate": settings})["simulate"]
