@@ -70,6 +70,17 @@ def validated_model(cfg: dict, name: str = "m") -> dict:
     return config["models"][name]
 
 
+def validated_dataset(cfg: dict, name: str = "d") -> dict:
+    """A dataset entry with the schema's defaults filled."""
+    import copy
+
+    from prompt_reliability.s0_base.config import validate_config
+
+    config = {"datasets": {name: copy.deepcopy(cfg)}, "models": {"m": {"backend": "simulate"}},
+              "lock": {"dataset": name}, "evaluate": [{"dataset": name}]}
+    return validate_config(config, SCHEMA_PATH)["datasets"][name]
+
+
 def analysis_defaults() -> dict:
     """Every ``analysis`` key with the schema's default (what rules read from a validated config)."""
     from prompt_reliability.s0_base.config import validate_config

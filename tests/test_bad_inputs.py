@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake, write_config
+from conftest import REPO, run_snakemake, validated_dataset, write_config
 from prompt_reliability.s0_base.config import ConfigError, check_config, validate_config
 from prompt_reliability.s1_data.datasets import DatasetError, local_manifest
 from prompt_reliability.s1_data.manifest_checks import check_manifest, manifest_requirements
@@ -189,8 +189,7 @@ def test_manifest_images_must_open(tmp_path):
 def local(tmp_path, text, suffix=".csv", **cfg):
     path = tmp_path / f"data{suffix}"
     path.write_text(text)
-    return local_manifest("mine", {"adapter": "local", "path": str(path), "split_column_default": "test", **cfg},
-                          tmp_path / "images")
+    return local_manifest("mine", validated_dataset({"adapter": "local", "path": str(path), **cfg}), tmp_path / "images")
 
 
 @pytest.fixture
@@ -230,7 +229,7 @@ def test_image_folder_metadata_without_file_name(tmp_path):
     Image.new("RGB", (8, 8)).save(folder / "a.png")
     (folder / "metadata.csv").write_text("image,label\na.png,1\n")
     with pytest.raises(DatasetError, match=r"metadata file .* without a 'file_name' column"):
-        local_manifest("mine", {"adapter": "local", "path": str(folder)}, tmp_path / "images")
+        local_manifest("mine", validated_dataset({"adapter": "local", "path": str(folder)}), tmp_path / "images")
 
 
 def test_sample_ids_cannot_write_outside_the_image_folder():

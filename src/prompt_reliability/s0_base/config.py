@@ -118,7 +118,7 @@ def needed_datasets(config: Mapping[str, Any]) -> list[str]:
 
 def evaluation_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(dataset, split) pairs to evaluate, in config order, without repeats."""
-    return list(dict.fromkeys((pair["dataset"], pair.get("split", "test")) for pair in config["evaluate"]))
+    return list(dict.fromkeys((pair["dataset"], pair["split"]) for pair in config["evaluate"]))
 
 
 def models_with_backend(config: Mapping[str, Any], *backends: str) -> list[str]:
@@ -164,9 +164,8 @@ def check_config(config: Mapping[str, Any], registry: Any = None) -> None:
         if pair["dataset"] not in datasets:
             raise ConfigError(f"config key 'evaluate[{index}].dataset' is {pair['dataset']!r}, which is not under 'datasets' "
                               f"({_nearest(pair['dataset'], datasets)})")
-        if (pair["dataset"], pair.get("split", "test")) == (lock, config["lock"].get("split", "train")) \
-                and not pair.get("allow_lock_split"):
-            raise ConfigError(f"config key 'evaluate[{index}]' evaluates on the lock split {lock}/{config['lock'].get('split')}, "
+        if (pair["dataset"], pair["split"]) == (lock, config["lock"]["split"]) and not pair["allow_lock_split"]:
+            raise ConfigError(f"config key 'evaluate[{index}]' evaluates on the lock split {lock}/{config['lock']['split']}, "
                               "where the prompt is selected and calibrated (every result would be optimistic); evaluate "
                               f"another split, or set 'evaluate[{index}].allow_lock_split: true'")
     _check_prompt_format(config.get("prompt_format") or {})

@@ -107,10 +107,10 @@ def synthetic_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path) -> pl
             name,
             split,
             int(size["n"]),
-            float(size.get("unsafe_rate", 0.4)),
-            int(cfg.get("seed", 0)),
-            image_dir if cfg.get("images", True) else None,
-            int(cfg.get("image_size", 64)),
+            float(size["unsafe_rate"]),
+            int(cfg["seed"]),
+            image_dir if cfg["images"] else None,
+            int(cfg["image_size"]),
         )
         for split, size in splits.items()
     ]
@@ -183,7 +183,7 @@ def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Pa
             split = table[columns["split"]].cast(pl.Utf8)
         else:
             # `datasets` names the one split of a plain data file "train": that name means nothing
-            split = pl.Series([cfg.get("split_column_default", "test") if single_file else loaded_split] * n)
+            split = pl.Series([cfg["split_column_default"] if single_file else loaded_split] * n)
         ids = table[columns["sample_id"]].cast(pl.Utf8) if columns["sample_id"] in table.columns else pl.Series([f"{loaded_split}-{i:06d}" for i in range(n)])
         frame = pl.DataFrame(
             {
