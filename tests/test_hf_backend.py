@@ -18,7 +18,7 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-from conftest import REPO, validated_model
+from conftest import REPO, validated_dataset, validated_model
 from prompt_reliability.s0_base.config import ConfigError
 from prompt_reliability.s2_scoring.backends import hf as hf_backend
 from prompt_reliability.s0_base import io
@@ -35,8 +35,8 @@ FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{templat
 
 def write_manifest(workdir: Path, n: int = 6, seed: int = 0) -> Path:
     splits = {"train": {"n": n // 2}, "test": {"n": n - n // 2}}
-    manifest = build_manifest("synth", {"adapter": "synthetic", "seed": seed, "image_size": 32, "splits": splits},
-                              workdir / "images")
+    manifest = build_manifest("synth", validated_dataset({"adapter": "synthetic", "seed": seed, "image_size": 32,
+                                                          "splits": splits}), workdir / "images")
     io.write_parquet(manifest, workdir / "manifest.parquet")
     return workdir / "manifest.parquet"
 
