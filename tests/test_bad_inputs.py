@@ -122,10 +122,30 @@ def test_trust_remote_code_is_off_unless_the_model_opts_in():
     assert config["models"]["tiny-llava"]["trust_remote_code"] is False
     opted = checked(changed(lambda c: c["models"]["tiny-llava"].update(trust_remote_code=True)))
     assert opted["models"]["tiny-llava"]["trust_remote_code"] is True
-    source = (REPO / "src/prompt_reliability/s2_scoring/backends/hf.py").read_text()
-    # the loader passes the entry's own value, never a hard-coded True
-    assert '"trust_remote_code": bool(settings["trust_remote_code"])' in source
-    assert "trust_remote_code=True" not in source
+
+
+
+def test_the_loader_passes_trust_remote_code_only_when_opted_in(monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    from prompt_reliability.s2_scoring.backends import hf
+
+    seen = []
+
+    class Fake:
+        def eval(self):
+            return self
+
+    def record(path, **kwargs):
+        seen.append(kwargs["trust_remote_code"])
+        return Fake()
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", record)
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", record)
+    for opt_in in (None, True):
+        config = changed(lambda c: c["models"]["tiny-llava"].update({} if opt_in is None else {"trust_remote_code": True}))
+        cfg = checked(config)["models"]["tiny-llava"]
+        hf.load_model("tiny-llava", hf.hf_settings("tiny-llava", cfg))
+    assert seen == [False, False, True, True]
 
 
 # --- manifest checks (rule check_manifest, before any score) -------------------------------------
