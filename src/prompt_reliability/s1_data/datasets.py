@@ -170,7 +170,8 @@ def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Pa
     keep = cfg.get("splits")
     frames = []
     for loaded_split, ds in loaded.items():
-        check_column_map(name, cfg.get("columns") or {}, ds.column_names, f"{source} (split {loaded_split!r})")
+        check_column_map(name, cfg.get("columns") or {}, ds.column_names,
+                         source if single_file else f"{source} (split {loaded_split!r})")
         for field in ("label", "image"):
             if columns[field] not in ds.column_names:
                 raise DatasetError(
