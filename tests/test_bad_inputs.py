@@ -65,6 +65,8 @@ CONFIG_CASES = {
                                        r"'prompt_format.with_query' is not a valid format string"),
     "model_labels_not_in_templates": (lambda c: c["models"]["tiny-llava"].update(labels={"unsafe": "A", "safe": "B"}),
                                       r"'models.tiny-llava.labels.unsafe' is 'A', but template 'A1' never asks for it"),
+    "model_labels_identical": (lambda c: c["models"]["tiny-llava"].update(labels={"safe": "U"}),
+                               r"'models.tiny-llava.labels' reads 'U' for both unsafe and safe; give two different"),
     "lock_split_evaluated": (lambda c: c["evaluate"].append({"dataset": "synth", "split": "train"}),
                              r"'evaluate\[1\]' evaluates on the lock split synth/train.*allow_lock_split: true"),
     "ece_bins_too_many": (lambda c: c["analysis"].update(ece_bins=100000), r"'analysis.ece_bins' is 100000; it must be <= 100"),

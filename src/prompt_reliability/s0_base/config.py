@@ -248,6 +248,10 @@ def _check_hf_model(name: str, cfg: Mapping[str, Any], registry: Any) -> None:
                           "working directory), and it is not a Hub id of the form 'org/name'; fix the path")
     if registry is None or not cfg.get("labels"):
         return
+    tokens = {role: cfg["labels"].get(role, getattr(registry.labels, role)) for role in ("unsafe", "safe")}
+    if tokens["unsafe"] == tokens["safe"]:
+        raise ConfigError(f"config key 'models.{name}.labels' reads {tokens['unsafe']!r} for both unsafe and safe; give "
+                          "two different label strings")
     for role in ("unsafe", "safe"):
         token = cfg["labels"].get(role, getattr(registry.labels, role))
         for template in registry.templates:
