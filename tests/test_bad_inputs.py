@@ -330,3 +330,27 @@ def test_warnings_reach_the_console_as_well_as_the_log(tmp_path, capfd):
     assert "WARNING" in console and "lies at a bound" in console and "job.log" in console
     assert "routine detail" not in console
     assert "lies at a bound" in (tmp_path / "job.log").read_text()
+
+
+def test_every_mapping_in_the_schema_is_closed():
+    """Each object with named keys rejects unknown ones (additionalProperties false or a schema for map values)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    # closed elsewhere: hf_model's keys are listed (and closed) in definitions.model; the if/then
+    # branches only add defaults; device_map is accelerate's own free-form map (a value, not config keys)
+    exempt = {"definitions.hf_model", "definitions.model.allOf[0].if", "definitions.model.allOf[1].if",
+              "definitions.model.allOf[1].then"}
+    open_ = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if ("properties" in node or node.get("type") == "object") and where not in exempt \
+                    and "additionalProperties" not in node:
+                open_.append(where)
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if where else key)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{where}[{index}]")
+
+    walk(schema, "")
+    assert not open_, open_
