@@ -3,7 +3,7 @@
 import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -14,7 +14,7 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The config is validated (schema, defaults) and cross-checked in workflow/rules/common.smk.
 
 # Scripts import this workflow's own package, whatever is installed in the environment.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
@@ -37,6 +37,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/checks.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/preflight.smk"
 include: "workflow/rules/scoring.smk"

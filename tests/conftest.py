@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
 BIN = Path(sys.executable).parent
 PROMPT_IDS = [f"{family}{i}" for family in "ABC" for i in range(1, 6)]
 
@@ -55,6 +56,43 @@ def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def validated_model(cfg: dict, name: str = "m") -> dict:
+    """A model entry with the schema's defaults filled: the package never re-declares them, tests read them here."""
+    import copy
+
+    from prompt_reliability.s0_base.config import validate_config
+
+    config = {"datasets": {"d": {"adapter": "synthetic"}}, "models": {name: copy.deepcopy(cfg)},
+              "lock": {"dataset": "d"}, "evaluate": [{"dataset": "d"}]}
+    validate_config(config, SCHEMA_PATH)
+    return config["models"][name]
+
+
+def validated_dataset(cfg: dict, name: str = "d") -> dict:
+    """A dataset entry with the schema's defaults filled."""
+    import copy
+
+    from prompt_reliability.s0_base.config import validate_config
+
+    config = {"datasets": {name: copy.deepcopy(cfg)}, "models": {"m": {"backend": "simulate"}},
+              "lock": {"dataset": name}, "evaluate": [{"dataset": name}]}
+    return validate_config(config, SCHEMA_PATH)["datasets"][name]
+
+
+def analysis_defaults() -> dict:
+    """Every ``analysis`` key with the schema's default (what rules read from a validated config)."""
+    from prompt_reliability.s0_base.config import validate_config
+
+    config = {"datasets": {"d": {"adapter": "synthetic"}}, "models": {"m": {"backend": "simulate"}},
+              "lock": {"dataset": "d"}, "evaluate": [{"dataset": "d"}]}
+    return validate_config(config, SCHEMA_PATH)["analysis"]
+
+
+def simulate_params(**settings) -> dict:
+    """The simulate backend's parameters: the schema's defaults, overridden by ``settings``."""
+    return validated_model({"backend": "simulate", "simulate": settings})["simulate"]
 
 
 def write_config(workdir: Path, config: dict) -> Path:

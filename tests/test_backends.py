@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, simulate_params, validated_model
 
 from prompt_reliability.s0_base.io import read_parquet_metadata
 from prompt_reliability.s1_data.prompts import load_registry
@@ -28,10 +28,10 @@ def manifest(n=40):
 
 def test_simulated_family_draws_match_any_grouping():
     labels = manifest()["label"].to_numpy()
-    together, _ = simulate.simulate_logits("d", labels, ["A1", "B1"], ["A", "B"], {"seed": 3})
-    alone, _ = simulate.simulate_logits("d", labels, ["B1"], ["B"], {"seed": 3})
+    together, _ = simulate.simulate_logits("d", labels, ["A1", "B1"], ["A", "B"], simulate_params(seed=3))
+    alone, _ = simulate.simulate_logits("d", labels, ["B1"], ["B"], simulate_params(seed=3))
     np.testing.assert_array_equal(together[:, 1], alone[:, 0])
-    other_seed, _ = simulate.simulate_logits("d", labels, ["B1"], ["B"], {"seed": 4})
+    other_seed, _ = simulate.simulate_logits("d", labels, ["B1"], ["B"], simulate_params(seed=4))
     assert not np.allclose(other_seed, alone)
 
 
@@ -39,7 +39,7 @@ def test_simulated_scores_are_informative_and_heteroscedastic():
     n = 4000
     labels = (np.arange(n) % 5 < 2).astype(np.int8)
     prompt_ids = [f"A{i}" for i in range(1, 16)]
-    z, mass = simulate.simulate_logits("d", labels, prompt_ids, ["A"] * 15, {"seed": 0})
+    z, mass = simulate.simulate_logits("d", labels, prompt_ids, ["A"] * 15, simulate_params(seed=0))
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(labels, z.mean(axis=1)) > 0.85
@@ -48,10 +48,12 @@ def test_simulated_scores_are_informative_and_heteroscedastic():
     assert 0 < mass.min() and mass.max() < 1
 
 
-def test_schema_defaults_match_simulate_defaults():
+def test_simulate_parameters_have_their_defaults_in_the_schema_only():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    defaults = {k: v["default"] for k, v in schema["definitions"]["simulate"]["properties"].items()}
-    assert defaults == simulate.DEFAULTS
+    properties = schema["definitions"]["simulate"]["properties"]
+    assert tuple(properties) == simulate.PARAMS and all("default" in v for v in properties.values())
+    assert not hasattr(simulate, "DEFAULTS")
+    assert simulate_params()["separation"] == properties["separation"]["default"]
 
 
 def test_import_jsonl_validation_names_file_and_line(tmp_path):
@@ -82,7 +84,7 @@ def test_import_parquet_with_logits_or_probabilities(tmp_path):
 
 def _job(rows_manifest, family="A"):
     registry = load_registry(REPO / "prompts", ["A", "B", "C"])
-    return ScoringJob("m", {"backend": "simulate"}, "d", family, rows_manifest, "h", registry, {}, Path("unused"))
+    return ScoringJob("m", validated_model({"backend": "simulate"}), "d", family, rows_manifest, "h", registry, {}, Path("unused"))
 
 
 def test_finalize_cache_orders_rows_and_computes_p():
@@ -103,7 +105,7 @@ def test_score_to_cache_writes_provenance(tmp_path):
     m = manifest(10)
     m.write_parquet(tmp_path / "m.parquet")
     out = tmp_path / "scores.parquet"
-    score_to_cache(model="sim", model_cfg={"backend": "simulate", "simulate": {"seed": 1}}, dataset="d", family="B",
+    score_to_cache(model="sim", model_cfg=validated_model({"backend": "simulate", "simulate": {"seed": 1}}), dataset="d", family="B",
                    manifest_path=tmp_path / "m.parquet", prompt_dir=REPO / "prompts", families=["A", "B", "C"],
                    prompt_format={}, output=out, work_dir=tmp_path / "chunks")
     meta = read_parquet_metadata(out)

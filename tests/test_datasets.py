@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import validated_dataset
 from PIL import Image
 
 from prompt_reliability.s1_data.datasets import DatasetError, build_manifest, map_labels
@@ -49,7 +50,7 @@ def test_local_jsonl_with_relative_image_paths_and_label_mapping(tmp_path):
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     cfg = {"adapter": "local", "path": str(tmp_path / "data.jsonl"),
            "columns": {"sample_id": "id", "image": "img", "label": "verdict", "query": "prompt", "split": "part"}}
-    manifest = build_manifest("loc", cfg, tmp_path / "out")
+    manifest = build_manifest("loc", validated_dataset(cfg), tmp_path / "out")
     assert manifest["sample_id"].to_list() == ["s0", "s1", "s2", "s3"]
     assert manifest["label"].to_list() == [1, 0, 1, 0]
     assert manifest["split"].unique().to_list() == ["test"]
@@ -60,18 +61,18 @@ def test_local_jsonl_with_relative_image_paths_and_label_mapping(tmp_path):
 def test_local_csv_without_split_column_uses_default_and_missing_image_is_named(tmp_path):
     names = _write_images(tmp_path, 2)
     pl.DataFrame({"image": names, "label": [1, 0]}).write_csv(tmp_path / "d.csv")
-    manifest = build_manifest("c", {"adapter": "local", "path": str(tmp_path / "d.csv"), "split_column_default": "eval"}, tmp_path / "o")
+    manifest = build_manifest("c", validated_dataset({"adapter": "local", "path": str(tmp_path / "d.csv"), "split_column_default": "eval"}), tmp_path / "o")
     assert manifest["split"].to_list() == ["eval", "eval"]
     pl.DataFrame({"image": ["nope.png"], "label": [1]}).write_csv(tmp_path / "bad.csv")
     with pytest.raises(DatasetError, match=r"bad.csv: row 0 .*nope.png"):
-        build_manifest("c", {"adapter": "local", "path": str(tmp_path / "bad.csv")}, tmp_path / "o")
+        build_manifest("c", validated_dataset({"adapter": "local", "path": str(tmp_path / "bad.csv")}), tmp_path / "o")
 
 
 def test_image_folder_with_metadata(tmp_path):
     folder = tmp_path / "folder"
     names = _write_images(folder, 3)
     pl.DataFrame({"file_name": names, "label": ["unsafe", "safe", "unsafe"], "category": ["a", "b", "a"]}).write_csv(folder / "metadata.csv")
-    manifest = build_manifest("f", {"adapter": "local", "path": str(folder)}, tmp_path / "images")
+    manifest = build_manifest("f", validated_dataset({"adapter": "local", "path": str(folder)}), tmp_path / "images")
     assert sorted(manifest["label"].to_list()) == [0, 1, 1]
     assert set(manifest["category"]) == {"a", "b"}
 
@@ -92,13 +93,13 @@ def test_hub_adapter_writes_embedded_images_once(tmp_path):
     local_copy.mkdir()
     ds.to_parquet(str(local_copy / "test.parquet"))
     cfg = {"adapter": "hub", "path": str(local_copy), "columns": {"label": "type"}, "labels": {"last_char": True}}
-    manifest = build_manifest("holi", cfg, tmp_path / "images")
+    manifest = build_manifest("holi", validated_dataset(cfg), tmp_path / "images")
     assert manifest["label"].to_list() == [1, 0, 1]
     assert manifest["query"].to_list() == ["a", "b", "c"]
     written = [Path(p) for p in manifest["image_path"]]
     assert all(p.parent == tmp_path / "images" for p in written)
     mtimes = [p.stat().st_mtime_ns for p in written]
-    build_manifest("holi", cfg, tmp_path / "images")
+    build_manifest("holi", validated_dataset(cfg), tmp_path / "images")
     assert [p.stat().st_mtime_ns for p in written] == mtimes  # not rewritten
 
 
@@ -112,4 +113,4 @@ def test_duplicate_sample_ids_are_rejected(tmp_path):
     names = _write_images(tmp_path, 2)
     pl.DataFrame({"sample_id": ["a", "a"], "image": names, "label": [1, 0]}).write_parquet(tmp_path / "d.parquet")
     with pytest.raises(DatasetError, match="unique"):
-        build_manifest("d", {"adapter": "local", "path": str(tmp_path / "d.parquet")}, tmp_path / "o")
+        build_manifest("d", validated_dataset({"adapter": "local", "path": str(tmp_path / "d.parquet")}), tmp_path / "o")

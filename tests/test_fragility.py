@@ -96,7 +96,8 @@ def test_fragility_table_has_every_family_alone_and_all_prompts():
     assert table["family"].unique(maintain_order=True).to_list() == ["A", "B", "C", "all"]
     for family, columns in (("A", slice(0, 5)), ("C", slice(10, 15)), ("all", slice(0, 15))):
         per_sample = fragility.sample_fragility(y, p[:, columns])
-        expected = fragility.decile_table(per_sample["sd"], per_sample["mistake"], per_sample["disagreement"], 10)
+        tiebreak = metrics.stable_id_hash([f"s{i}" for i in range(len(y))])  # ties: by sample id hash
+        expected = fragility.decile_table(per_sample["sd"], per_sample["mistake"], per_sample["disagreement"], 10, tiebreak)
         got = table.filter(pl.col("family") == family).drop("split", "family")
         assert got.equals(expected)
     # within a family K = 5, so each sample's disagreement is 0, 1/5 or 2/5

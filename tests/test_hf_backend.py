@@ -16,10 +16,11 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, validated_dataset, validated_model
 from polars.testing import assert_frame_equal
 
 from prompt_reliability.s0_base import io
+from prompt_reliability.s0_base.config import ConfigError
 from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s1_data.prompts import load_registry
 from prompt_reliability.s2_scoring.backends import hf as hf_backend
@@ -39,14 +40,14 @@ FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{templat
 
 def write_manifest(workdir: Path, n: int = 6, seed: int = 0) -> Path:
     splits = {"train": {"n": n // 2}, "test": {"n": n - n // 2}}
-    manifest = build_manifest("synth", {"adapter": "synthetic", "seed": seed, "image_size": 32, "splits": splits},
-                              workdir / "images")
+    manifest = build_manifest("synth", validated_dataset({"adapter": "synthetic", "seed": seed, "image_size": 32,
+                                                          "splits": splits}), workdir / "images")
     io.write_parquet(manifest, workdir / "manifest.parquet")
     return workdir / "manifest.parquet"
 
 
 def score_args(workdir: Path, model_dir: Path, family: str = "A", prompt_dir: Path = REPO / "prompts", **cfg) -> dict:
-    return dict(model="tiny", model_cfg={"backend": "hf", "path": str(model_dir), **cfg}, dataset="synth", family=family,
+    return dict(model="tiny", model_cfg=validated_model({"backend": "hf", "path": str(model_dir), **cfg}, "tiny"), dataset="synth", family=family,
                 manifest_path=str(workdir / "manifest.parquet"), prompt_dir=str(prompt_dir), families=["A", "B", "C"],
                 prompt_format=FORMAT, output=str(workdir / f"{family}.parquet"), work_dir=str(workdir / "chunks"))
 
@@ -194,16 +195,19 @@ def test_unloadable_model_names_model_and_path(tmp_path):
         score_to_cache(**score_args(tmp_path, Path("/no/such/model")))
 
 
-def test_settings_are_checked_and_match_the_schema_defaults(repo):
+def test_settings_are_the_validated_config(repo):
+    """Defaults and checks live in the schema (parse time); hf_settings only resolves the path."""
     schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
     properties = schema["definitions"]["hf_model"]["properties"]
-    assert {key: properties[key]["default"] for key in hf_backend.HF_DEFAULTS} == hf_backend.HF_DEFAULTS
-    assert hf_backend.hf_settings("m", {"path": "x"})["engine"] == "shared_prefix"
-    for bad, message in (({}, "'models.m.path' is missing"), ({"path": "x", "engine": "fast"}, "'models.m.engine' is 'fast'"),
-                         ({"path": "x", "dtype": "int8"}, "'models.m.dtype'"),
-                         ({"path": "x", "batch_size": 0}, "'models.m.batch_size' must be a positive integer")):
-        with pytest.raises(ScoreCacheError, match=message):
-            hf_backend.hf_settings("m", bad)
+    assert not hasattr(hf_backend, "HF_DEFAULTS")
+    settings = hf_backend.hf_settings("m", validated_model({"backend": "hf", "path": "x"}))
+    assert {k: settings[k] for k in ("engine", "dtype", "batch_size", "chunk_size", "trust_remote_code")} == {
+        k: properties[k]["default"] for k in ("engine", "dtype", "batch_size", "chunk_size", "trust_remote_code")}
+    for bad, message in (({"path": "x", "engine": "fast"}, "'models.m.engine' is 'fast'"),
+                         ({"path": "x", "dtype": "int8"}, "'models.m.dtype' is 'int8'"),
+                         ({"path": "x", "batch_size": 0}, "'models.m.batch_size' is 0; it must be >= 1")):
+        with pytest.raises(ConfigError, match=message):
+            validated_model({"backend": "hf", **bad})
 
 
 def test_fingerprint_follows_the_files(tmp_path, tiny_models):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, write_config
+from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, validated_model, write_config
 from polars.testing import assert_frame_equal
 
 from prompt_reliability.s0_base import io
@@ -80,7 +80,7 @@ def test_tiny_hf_model_runs_resumes_after_a_kill_and_records_provenance(tmp_path
         assert {"torch", "transformers"} <= set(meta["package_versions"])
         # the same scores as one uninterrupted run of the same model, prompts and data
         expected = score_to_cache(
-            model="tiny", model_cfg={"backend": "hf", "path": str(model_dir), "chunk_size": 4, "batch_size": 3},
+            model="tiny", model_cfg=validated_model({"backend": "hf", "path": str(model_dir), "chunk_size": 4, "batch_size": 3}, "tiny"),
             dataset="synth", family=family, manifest_path=tmp_path / "results/data/synth.parquet",
             prompt_dir=REPO / "prompts", families=["A", "B", "C"],
             prompt_format={"with_query": "{template}\nQuery: {query}", "without_query": "{template}"},

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from conftest import analysis_defaults
 
 from prompt_reliability.s2_scoring.matrix import MatrixError
 from prompt_reliability.s3_analysis import lock, metrics
 
-ANALYSIS = {"seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}
+ANALYSIS = {**analysis_defaults(), "seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}
 
 
 def make_matrix(columns: dict[str, list[float]], labels: list[int], split: str = "train") -> pl.DataFrame:

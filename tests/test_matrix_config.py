@@ -4,19 +4,9 @@ import polars as pl
 import pytest
 import yaml
 from conftest import IMPORT_CONFIG, REPO
-from snakemake.utils import validate
 
-from prompt_reliability.s0_base.config import (
-    ConfigError,
-    check_config,
-    evaluation_pairs,
-    needed_datasets,
-)
-from prompt_reliability.s2_scoring.matrix import (
-    MatrixError,
-    assemble_matrix,
-    split_rows,
-)
+from prompt_reliability.s0_base.config import ConfigError, check_config, evaluation_pairs, needed_datasets, validate_config
+from prompt_reliability.s2_scoring.matrix import MatrixError, assemble_matrix, split_rows
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 
@@ -46,7 +36,7 @@ def test_matrix_rejects_gaps_and_missing_prompts():
 
 def validated(config):
     config = copy.deepcopy(config)
-    validate(config, SCHEMA)
+    validate_config(config, SCHEMA)
     return config
 
 
@@ -74,7 +64,7 @@ def test_embedded_default_config_is_valid():
     ],
 )
 def test_cross_reference_errors_name_the_key(change, message):
-    config = validated(IMPORT_CONFIG)
+    config = copy.deepcopy(IMPORT_CONFIG)
     change(config)
     with pytest.raises(ConfigError, match=message):
-        check_config(config)
+        check_config(validated(config))

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from conftest import PROMPT_IDS
+from conftest import PROMPT_IDS, analysis_defaults
 from sklearn.metrics import log_loss
 
 from prompt_reliability.s3_analysis import metrics, reliability
 from prompt_reliability.s3_analysis.lock import build_lock
 
 FAMILY_OF = {pid: pid[0] for pid in PROMPT_IDS}
-ANALYSIS = {"seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}
+ANALYSIS = {**analysis_defaults(), "seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}
 
 
 def random_scores(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 # Helpers shared by all rule modules (config checks, prompt registry, target lists).
 import os
 import re
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -11,16 +12,22 @@ from prompt_reliability.s0_base.config import (
     import_files,
     models_with_backend,
     needed_datasets,
+    validate_config,
 )
 from prompt_reliability.s0_base.jobs import call
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources
+from prompt_reliability.s0_base.runtime import code_hash  # params entry: code=code_hash(module_or_function)
 
+# The config is checked here, once, before any rule exists: the schema (every key, every default)
+# and one cross-reference check (keys against each other and against the prompt registry).
 try:
-    check_config(config)
-    job_resources.check_resources(config["models"])
+    validate_config(
+        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+    )
     PROMPT_DIR = config["prompt_dir"] or os.path.join(workflow.basedir, "prompts")
     REGISTRY = load_registry(PROMPT_DIR, config["prompts"])
+    check_config(config, REGISTRY)
 except (ConfigError, PromptRegistryError) as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 
@@ -141,12 +148,29 @@ def manifest_inputs(wildcards):
 def per_pair_piece(analysis):
     """The per-pair piece of ``analysis`` (wildcards model, dataset, split)."""
     return f"results/analysis/{{model}}/{{dataset}}/{{split}}/{analysis}.parquet"
+def prompts_hash(wildcards):
+    """Params entry of scoring rules: the family's template texts and the label tokens (labels.yaml).
+
+    Prompt files are not inputs: their absolute paths differ between clones (Snakemake compares
+    input paths) while their content is what matters; editing one family re-scores that family,
+    editing the label tokens every family.
+    """
+    return REGISTRY.text_hash(wildcards.family)
+
+
+def untracked(path):
+    """A path param that Snakemake's params check ignores (it compares only builtin values; a
+    ``pathlib.Path`` is not one): for where files are, when what they hold is tracked otherwise."""
+    return Path(path)
 
 
 def scoring_inputs(wildcards):
     inputs = {
         "manifest": f"results/data/{wildcards.dataset}.parquet",
-        "prompts": family_file(wildcards),
+        # rule check_manifest: splits, classes and images are checked before any score exists.
+        # ancient(): the check re-runs when what the run needs changes (e.g. analysis.bootstrap
+        # prevalences), which must order the jobs but never re-score.
+        "manifest_check": ancient(f"results/checks/{wildcards.dataset}.json"),
     }
     cfg = config["models"][wildcards.model]
     if cfg["backend"] == "import":

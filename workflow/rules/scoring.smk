@@ -19,6 +19,8 @@ rule score_family:
         **scoring_resources(),
     params:
         model_config=lambda w: model_config(w.model),
+        prompt_dir=untracked(PROMPT_DIR),
+        prompts=prompts_hash,
         families=config["prompts"],
         prompt_format=config["prompt_format"],
         work_dir=CHUNK_DIR,
@@ -44,6 +46,8 @@ rule score_family_hf:
     params:
         function="prompt_reliability.s2_scoring.cache:score_family",
         model_config=lambda w: hf_model_config(w.model),
+        prompt_dir=untracked(PROMPT_DIR),
+        prompts=prompts_hash,
         families=config["prompts"],
         prompt_format=config["prompt_format"],
         work_dir=CHUNK_DIR,

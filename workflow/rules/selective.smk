@@ -1,13 +1,9 @@
 # Selective prediction: risk-coverage of the mean score under three abstention signals
 # (tables selective, selective_summary: tables.smk).
 from prompt_reliability.s3_analysis import selective
-from prompt_reliability.s3_analysis.selective_targets import check_selective_config
 from prompt_reliability.s4_report.figures import selective as selective_figures
 
-try:
-    check_selective_config(config["analysis"]["selective"])
-except ConfigError as err:
-    raise WorkflowError(f"Invalid configuration: {err}") from None
+# (targets, ranges and grid are checked with the config, in common.smk)
 
 FINAL_TARGETS.extend(
     per_pair("results/figures/selective/{model}/{dataset}/{split}/risk_coverage.png")

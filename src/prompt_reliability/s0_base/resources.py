@@ -34,9 +34,6 @@ from typing import Any
 
 from prompt_reliability.s0_base.config import ConfigError
 
-#: Defaults of every scoring job; the config schema's ``resources`` definition has the same ones.
-SCORING_DEFAULTS: dict[str, int] = {"gpus": 0, "mem_mb": 4000, "runtime": 60, "cpus_per_task": 1}
-
 #: Optional keys, passed through under the same name when set.
 OPTIONAL_KEYS = ("gpu_model", "gres", "constraint", "slurm_partition", "slurm_extra")
 
@@ -57,8 +54,9 @@ _MANAGED_OPTIONS = {
 }
 
 
-def _model_resources(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    return {**SCORING_DEFAULTS, **(model_cfg.get("resources") or {})}
+def _model_resources(model_cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The model's validated ``resources`` (the schema fills gpus, mem_mb, runtime, cpus_per_task)."""
+    return model_cfg["resources"]
 
 
 def scoring_resources(model_cfg: Mapping[str, Any]) -> dict[str, int | str]:
@@ -86,7 +84,9 @@ def optional_keys_in_use(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def check_resources(models: Mapping[str, Mapping[str, Any]]) -> None:
-    """Raise :class:`ConfigError` for resource settings SLURM or Snakemake would get wrong."""
+    """Raise :class:`ConfigError` for resource settings SLURM or Snakemake would get wrong.
+
+    Part of :func:`prompt_reliability.s0_base.config.check_config` (the one cross-reference check)."""
     for name, cfg in models.items():
         res = _model_resources(cfg)
         where = f"models.{name}.resources"

@@ -94,6 +94,10 @@ def map_labels(values: pl.Series, label_cfg: Mapping[str, Any] | None, source: s
     safe = {str(v).lower() for v in label_cfg.get("safe", [])} or _DEFAULT_SAFE
     mapped = pl.when(raw.is_in(list(unsafe))).then(1).when(raw.is_in(list(safe))).then(0).otherwise(None)
     labels = pl.select(mapped.cast(pl.Int8).alias("label")).to_series()
+    if raw.null_count():
+        row = int(raw.is_null().arg_true()[0])
+        raise DatasetError(f"{source}: row {row} (0-based, header not counted) has no label; give every sample a label "
+                           "or drop the row")
     unknown = raw.filter(labels.is_null()).unique().sort()
     if len(unknown):
         raise DatasetError(
@@ -117,10 +121,10 @@ def synthetic_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path) -> pl
             name,
             split,
             int(size["n"]),
-            float(size.get("unsafe_rate", 0.4)),
-            int(cfg.get("seed", 0)),
-            image_dir if cfg.get("images", True) else None,
-            int(cfg.get("image_size", 64)),
+            float(size["unsafe_rate"]),
+            int(cfg["seed"]),
+            image_dir if cfg["images"] else None,
+            int(cfg["image_size"]),
         )
         for split, size in splits.items()
     ]
@@ -141,12 +145,26 @@ def local_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path) -> pl.Dat
     if not path.exists():
         raise DatasetError(f"dataset {name!r}: path {str(path)!r} does not exist (relative paths start at the working directory)")
     if path.is_dir():
-        loaded = datasets.load_dataset("imagefolder", data_dir=str(path))
+        try:
+            loaded = datasets.load_dataset("imagefolder", data_dir=str(path))
+        except ValueError as err:
+            if "file_name" not in str(err):
+                raise
+            raise DatasetError(
+                f"dataset {name!r}: image folder {str(path)!r} has a metadata file (metadata.csv/.jsonl) without a "
+                "'file_name' column; name the column holding each image's path (relative to the metadata file's "
+                "folder) 'file_name'") from None
     else:
         builder = _LOCAL_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise DatasetError(f"dataset {name!r}: {path} has suffix {path.suffix!r}; use one of {sorted(_LOCAL_BUILDERS)} or a folder")
-        loaded = datasets.load_dataset(builder, data_files=str(path))
+        try:
+            loaded = datasets.load_dataset(builder, data_files=str(path))
+        except ValueError as err:
+            if "corresponds to no data" not in str(err):
+                raise
+            raise DatasetError(f"dataset {name!r}: {str(path)!r} has no rows (only a header, or empty); "
+                               "fill it with one row per sample, or point 'path' at the right file") from None
     return _manifest_from_dataset_dict(name, cfg, loaded, image_dir, base_dir=path if path.is_dir() else path.parent, source=str(path), single_file=path.is_file())
 
 
@@ -166,6 +184,8 @@ def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Pa
     keep = cfg.get("splits")
     frames = []
     for loaded_split, ds in loaded.items():
+        check_column_map(name, cfg.get("columns") or {}, ds.column_names,
+                         source if single_file else f"{source} (split {loaded_split!r})")
         for field in ("label", "image"):
             if columns[field] not in ds.column_names:
                 raise DatasetError(
@@ -178,7 +198,7 @@ def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Pa
             split = table[columns["split"]].cast(pl.Utf8)
         else:
             # `datasets` names the one split of a plain data file "train": that name means nothing
-            split = pl.Series([cfg.get("split_column_default", "test") if single_file else loaded_split] * n)
+            split = pl.Series([cfg["split_column_default"] if single_file else loaded_split] * n)
         ids = table[columns["sample_id"]].cast(pl.Utf8) if columns["sample_id"] in table.columns else pl.Series([f"{loaded_split}-{i:06d}" for i in range(n)])
         frame = pl.DataFrame(
             {
@@ -194,6 +214,18 @@ def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Pa
             frame = frame.filter(pl.col("split").is_in(list(keep)))
         frames.append(frame)
     return pl.concat(frames)
+
+
+def check_column_map(name: str, mapping: Mapping[str, str], columns: list[str], source: str) -> None:
+    """Every column the config names explicitly must exist (a missing one would silently fill '' or nulls)."""
+    import difflib
+
+    for field, column in mapping.items():
+        if column not in columns:
+            close = difflib.get_close_matches(column, columns, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise DatasetError(f"config key 'datasets.{name}.columns.{field}' names column {column!r}, which {source} does "
+                               f"not have (columns: {columns}); {hint}fix the column name")
 
 
 def _materialise_images(ds, image_column: str, sample_ids: pl.Series, image_dir: Path, base_dir: Path, source: str) -> list[str]:

@@ -182,18 +182,20 @@ def score_to_cache(
     return cache
 
 
-def score_family(*, manifest: str, prompts: str, scores: str, model: str, dataset: str, family: str,
-                 model_config: Mapping[str, Any], families: list[str], prompt_format: Mapping[str, str], work_dir: str,
-                 model_folder: str | None = None, score_file: str | None = None, preflight: str | None = None) -> pl.DataFrame:
+def score_family(*, manifest: str, scores: str, model: str, dataset: str, family: str, model_config: Mapping[str, Any],
+                 prompt_dir: str | Path, prompts: str, families: list[str], prompt_format: Mapping[str, str], work_dir: str,
+                 manifest_check: str | None = None, model_folder: str | None = None, score_file: str | None = None,
+                 preflight: str | None = None) -> pl.DataFrame:
     """Rule entry: score one (model, dataset, family) into ``scores``.
 
-    ``prompts`` is the family's file (its folder holds the registry). ``model_folder`` (a tiny model
-    the workflow builds) and ``score_file`` (import backend) are already in ``model_config``, and
-    ``preflight`` (the hf models' preflight report) only orders the jobs: they are inputs so that
-    Snakemake runs or re-runs the job after them.
+    ``prompts`` is the hash of the family's templates and label tokens (it re-runs the job when
+    they change; the registry is read from ``prompt_dir``). The inputs ``manifest_check``,
+    ``preflight``, ``model_folder`` (a tiny model, already the path in ``model_config``) and
+    ``score_file`` (import backend, already in ``model_config``) order the job or re-run it when
+    they change; nothing is read from them here.
     """
     cache = score_to_cache(model=model, model_cfg=model_config, dataset=dataset, family=family, manifest_path=manifest,
-                           prompt_dir=Path(prompts).parent, families=families, prompt_format=prompt_format, output=scores,
+                           prompt_dir=prompt_dir, families=families, prompt_format=prompt_format, output=scores,
                            work_dir=work_dir)
     log.info("wrote %s: %d rows", scores, len(cache))
     return cache

@@ -188,8 +188,12 @@ def write_aggregation(*, matrix: str, table: str, model: str, dataset: str, spli
 
 
 def aggregation_summary(table: pl.DataFrame) -> pl.DataFrame:
-    """Per rule across pairs: NLL wins (NLL equal to the pair's minimum; exact ties all win) and the
-    average NLL rank (``scipy.stats.rankdata``, method ``average``, 1 = best); sorted by wins, then rank."""
+    """Per rule across pairs: NLL wins (NLL equal to the pair's minimum; ties all win) and the
+    average NLL rank (``scipy.stats.rankdata``, method ``average``, 1 = best); sorted by wins, then rank.
+
+    Values equal within a relative :data:`metrics.RANK_RTOL` (1e-12) are ties (:func:`metrics.snap_ties`),
+    so algebraically identical rules (e.g. ``bias_corrected_logit_mean`` and ``mean_logit``) always
+    get the same wins and rank, whatever their last bits."""
     missing = [c for c in (*PAIR, "rule", "nll") if c not in table.columns]
     if missing:
         raise AggregationError(f"aggregation table lacks columns {missing}")
@@ -198,8 +202,9 @@ def aggregation_summary(table: pl.DataFrame) -> pl.DataFrame:
     if wide.null_count().sum_horizontal().item():
         raise AggregationError("aggregation table: every pair must report every rule")
     nll = wide.to_numpy().astype(np.float64)  # pairs x rules
-    wins = (nll == nll.min(axis=1, keepdims=True)).sum(axis=0)
-    ranks = rankdata(nll, method="average", axis=1).mean(axis=0)
+    snapped = np.vstack([metrics.snap_ties(row) for row in nll]) if len(nll) else nll
+    wins = (snapped == snapped.min(axis=1, keepdims=True)).sum(axis=0)
+    ranks = rankdata(snapped, method="average", axis=1).mean(axis=0)
     summary = pl.DataFrame({
         "rule": rules,
         "n_pairs": [nll.shape[0]] * len(rules),

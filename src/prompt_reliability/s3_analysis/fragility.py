@@ -7,8 +7,10 @@ For a pair with K prompts, ``p[i, k]`` is sample i's unsafe probability under pr
 - ``mistake``: ``mean_k(yhat[i, k] != y[i])``;
 - ``disagreement``: ``min(nU, nS) / K`` with nU / nS the prompts predicting unsafe / safe.
 
-Deciles (:func:`decile_table`): samples sorted by ``sd`` (stable, so ties keep manifest order) and
-split into ``n_groups`` groups with ``numpy.array_split``; D1 has the lowest spread. Each view is
+Deciles (:func:`decile_table`): samples sorted by ``sd`` and split into ``n_groups`` groups with
+``numpy.array_split``; D1 has the lowest spread. Ties (sd equal within a relative 1e-12, e.g. the
+many samples whose prompts all agree exactly) are ordered by a hash of the sample id
+(:func:`metrics.stable_id_hash`), so the groups do not depend on the manifest's row order. Each view is
 computed for every prompt family alone and for all prompts together (family ``all``).
 """
 
@@ -33,7 +35,7 @@ RATES = ("mistake_rate", "disagreement_rate")
 
 def sample_fragility(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
     """Per-sample ``pbar, sd, mistake, disagreement`` of an n x K probability matrix."""
-    p = np.asarray(p, dtype=np.float64)
+    p = np.ascontiguousarray(p, dtype=np.float64)  # row sums depend on the memory layout in the last bits
     if p.ndim != 2 or p.shape[1] == 0:
         raise ValueError(f"expected an n x K probability matrix with K >= 1, got shape {p.shape}")
     y = np.asarray(y).reshape(-1, 1)
@@ -48,15 +50,20 @@ def sample_fragility(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> di
     }
 
 
-def decile_table(sd: np.ndarray, mistake: np.ndarray, disagreement: np.ndarray, n_groups: int = 10) -> pl.DataFrame:
+def decile_table(sd: np.ndarray, mistake: np.ndarray, disagreement: np.ndarray, n_groups: int = 10,
+                 tiebreak: np.ndarray | None = None) -> pl.DataFrame:
     """Per group: ``decile`` (1 = lowest spread), ``n``, ``mean_sd``, ``mistake_rate``, ``disagreement_rate``.
 
+    ``tiebreak``: order of samples with tied sd (the sample ids' hash; default: their position).
     With fewer samples than groups the last groups are empty: ``n = 0`` and NaN means.
     """
-    groups = metrics.equal_mass_bins(sd, n_groups)  # stable sort on sd, numpy.array_split: the decile definition
+    groups = metrics.equal_mass_bins(sd, n_groups, tiebreak)  # sort on sd, numpy.array_split: the decile definition
+    # sums in one canonical order (sd, then tiebreak), so the means are bit-identical whatever the row order
+    order = np.arange(len(sd)) if tiebreak is None else np.lexsort((np.asarray(tiebreak), metrics.snap_ties(sd)))
+    groups = groups[order]
     n = np.bincount(groups, minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = {name: np.bincount(groups, weights=values, minlength=n_groups) / n
+        means = {name: np.bincount(groups, weights=np.asarray(values, dtype=np.float64)[order], minlength=n_groups) / n
                  for name, values in (("mean_sd", sd), ("mistake_rate", mistake), ("disagreement_rate", disagreement))}
     return pl.DataFrame({"decile": np.arange(1, n_groups + 1, dtype=np.int64), "n": n.astype(np.int64), **means})
 
@@ -75,10 +82,11 @@ def fragility_table(matrix: pl.DataFrame, split: str, family_of: Mapping[str, st
     """Decile rows of every family view: ``split, family, decile, n, mean_sd, mistake_rate, disagreement_rate``."""
     rows = split_rows(matrix, split, source)
     y = rows["label"].to_numpy()
+    tiebreak = metrics.stable_id_hash(rows["sample_id"].to_list())
     frames = []
     for family, prompt_ids in prompt_views(family_of).items():
         per_sample = sample_fragility(y, probabilities(rows, prompt_ids), threshold)
-        deciles = decile_table(per_sample["sd"], per_sample["mistake"], per_sample["disagreement"], n_groups)
+        deciles = decile_table(per_sample["sd"], per_sample["mistake"], per_sample["disagreement"], n_groups, tiebreak)
         frames.append(deciles.select(pl.lit(split).alias("split"), pl.lit(family).alias("family"), pl.all()))
     return pl.concat(frames)
 

@@ -58,7 +58,7 @@ def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, pr
     }
     lock["calibrators"] = calibration.fit_calibrators(
         locked_scores(rows, lock), y, eps=analysis["eps"], source=f"{source} ({dataset}/{split})",
-        temperature_bounds=analysis.get("temperature_bounds", calibration.DEFAULT_TEMPERATURE_BOUNDS))
+        temperature_bounds=analysis["temperature_bounds"])
     return lock
 
 

@@ -28,9 +28,48 @@ def equal_width_bins(p: np.ndarray, n_bins: int) -> np.ndarray:
     return np.minimum(np.floor(np.asarray(p, dtype=np.float64) * n_bins).astype(np.int64), n_bins - 1)
 
 
-def equal_mass_bins(p: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin index after sorting p (stable) and splitting into ``n_bins`` near-equal groups."""
-    order = np.argsort(np.asarray(p, dtype=np.float64), kind="stable")
+#: Relative tolerance under which two values are the same for ranks, wins and tie-breaks: values of
+#: algebraically identical rules differ by rounding only (~1e-16 relative), real differences by far more.
+RANK_RTOL = 1e-12
+
+
+def snap_ties(values: np.ndarray, rtol: float = RANK_RTOL) -> np.ndarray:
+    """``values`` with every run of near-equal values replaced by the run's smallest value.
+
+    Sorted neighbours ``a <= b`` are near-equal when ``b - a <= rtol * max(|a|, |b|)``; runs chain
+    (single linkage), which at 1e-12 never joins values that differ by more than rounding.
+    NaN stays NaN. Exact comparisons on the result treat rounding differences as ties.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    close = np.abs(np.diff(ordered)) <= rtol * np.maximum(np.abs(ordered[1:]), np.abs(ordered[:-1]))
+    starts = np.concatenate([[True], ~close]) if len(ordered) else np.zeros(0, dtype=bool)
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(ordered)), 0))
+    out = np.empty_like(values)
+    out[order] = ordered[first]
+    return out
+
+
+def stable_id_hash(ids) -> np.ndarray:
+    """A uint64 per id from its text (blake2b), the same in every run, file order and platform."""
+    import hashlib
+
+    return np.array([int.from_bytes(hashlib.blake2b(str(i).encode(), digest_size=8).digest(), "big") for i in ids],
+                    dtype=np.uint64)
+
+
+def equal_mass_bins(p: np.ndarray, n_bins: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Bin index after sorting p and splitting into ``n_bins`` near-equal groups.
+
+    Ties (values equal within :data:`RANK_RTOL`) are ordered by ``tiebreak`` (e.g.
+    :func:`stable_id_hash` of the sample ids) when given, else by position (stable sort).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if tiebreak is None:
+        order = np.argsort(p, kind="stable")
+    else:
+        order = np.lexsort((np.asarray(tiebreak), snap_ties(p)))
     bins = np.empty(len(order), dtype=np.int64)
     for b, members in enumerate(np.array_split(order, n_bins)):
         bins[members] = b

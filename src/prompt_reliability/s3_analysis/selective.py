@@ -3,8 +3,9 @@
 - Base predictor: the mean score ``pbar`` (fixed, so signals differ only in what they retain).
 - Uncertainty signals: ``std`` (cross-prompt standard deviation, ddof 0), ``entropy`` (binary
   entropy of ``pbar``, natural log) and ``margin`` (``1 - |2 p_selected - 1|``, large near the boundary).
-- At coverage c keep the ``ceil(c * n)`` samples with the lowest uncertainty (stable sort, so ties
-  keep manifest order) and compute error, NLL and ECE of ``pbar`` on them.
+- At coverage c keep the ``ceil(c * n)`` samples with the lowest uncertainty and compute error, NLL
+  and ECE of ``pbar`` on them. Ties (equal within a relative 1e-12) are ordered by a hash of the
+  sample id (:func:`metrics.stable_id_hash`), so the retained set does not depend on row order.
 - Normalised AURC over ``[a, b]``: trapezoidal integral of the risk over the grid points in
   ``[a, b]`` divided by ``b - a``; both ends must be grid points (no extrapolation).
 - Targets are named ``aurc_<risk>_<range>`` (a range from ``analysis.selective.aurc_ranges``) or
@@ -57,19 +58,23 @@ def n_retained(coverage: float, n: int) -> int:
     return math.ceil(round(coverage * n, 9))
 
 
-def retained(uncertainty: np.ndarray, coverage: float) -> np.ndarray:
-    """Boolean mask of the ``ceil(coverage * n)`` least uncertain samples (stable: ties by position)."""
+def retained(uncertainty: np.ndarray, coverage: float, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the ``ceil(coverage * n)`` least uncertain samples (ties by ``tiebreak``, else by position)."""
     keep = np.zeros(len(uncertainty), dtype=bool)
-    keep[np.argsort(uncertainty, kind="stable")[:n_retained(coverage, len(uncertainty))]] = True
+    if tiebreak is None:
+        order = np.argsort(uncertainty, kind="stable")
+    else:
+        order = np.lexsort((np.asarray(tiebreak), metrics.snap_ties(uncertainty)))
+    keep[order[:n_retained(coverage, len(uncertainty))]] = True
     return keep
 
 
 def risk_coverage(y: np.ndarray, p: np.ndarray, uncertainty: np.ndarray, coverages: Sequence[float], *, n_bins: int = 15,
-                  eps: float = metrics.EPS, threshold: float = 0.5) -> pl.DataFrame:
+                  eps: float = metrics.EPS, threshold: float = 0.5, tiebreak: np.ndarray | None = None) -> pl.DataFrame:
     """One row per coverage: ``coverage, n_retained, error, nll, ece`` of ``p`` on the retained samples."""
     rows = []
     for coverage in coverages:
-        keep = retained(uncertainty, coverage)
+        keep = retained(uncertainty, coverage, tiebreak)
         rows.append({"coverage": float(coverage), "n_retained": int(keep.sum()),
                      "error": metrics.error_rate(y[keep], p[keep], threshold),
                      "nll": metrics.nll(y[keep], p[keep], eps), "ece": metrics.ece(y[keep], p[keep], n_bins)})
@@ -86,11 +91,12 @@ def normalised_aurc(coverage: np.ndarray, risk: np.ndarray, low: float, high: fl
 
 
 def selective_curves(y: np.ndarray, p: np.ndarray, signals: Mapping[str, np.ndarray], coverages: Sequence[float], *,
-                     n_bins: int = 15, eps: float = metrics.EPS, threshold: float = 0.5) -> pl.DataFrame:
+                     n_bins: int = 15, eps: float = metrics.EPS, threshold: float = 0.5,
+                     tiebreak: np.ndarray | None = None) -> pl.DataFrame:
     """Risk-coverage curves of the base predictor ``p`` under every signal: ``signal, coverage, n_retained, error, nll, ece``."""
     grid = coverage_grid(coverages)
     return pl.concat([
-        risk_coverage(y, p, uncertainty, grid, n_bins=n_bins, eps=eps, threshold=threshold)
+        risk_coverage(y, p, uncertainty, grid, n_bins=n_bins, eps=eps, threshold=threshold, tiebreak=tiebreak)
         .select(pl.lit(signal).alias("signal"), pl.all())
         for signal, uncertainty in signals.items()
     ])
@@ -122,7 +128,8 @@ def write_selective(*, matrix: str, lock: str, curves: str, table: str, model: s
     scores = locked_scores(rows, locked)
     signals = uncertainty_signals(probabilities(rows, locked["prompt_ids"]), scores["selected"])
     risk_coverage = selective_curves(rows["label"].to_numpy(), scores["mean"], signals, settings["coverage"],
-                                     n_bins=analysis["ece_bins"], eps=analysis["eps"], threshold=analysis["threshold"])
+                                     n_bins=analysis["ece_bins"], eps=analysis["eps"], threshold=analysis["threshold"],
+                                     tiebreak=metrics.stable_id_hash(rows["sample_id"].to_list()))
     values = tables.label_pair(target_values(risk_coverage, targets), model, dataset, split)
     io.write_parquet(tables.label_pair(risk_coverage, model, dataset, split), curves)
     io.write_parquet(values, table)

@@ -30,7 +30,6 @@ from prompt_reliability.s2_scoring.cache import (
 )
 from prompt_reliability.s2_scoring.chunks import ChunkStore
 from prompt_reliability.s2_scoring.hf_engines import (
-    ENGINES,
     SCORERS,
     VLM,
     FirstTokenScores,
@@ -41,36 +40,20 @@ from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids
 
 log = logging.getLogger(__name__)
 
-# The schema (workflow/schemas/config.schema.yaml, definitions.hf_model) fills the same defaults;
-# a test keeps the two equal. These apply to library callers that skip the schema.
-HF_DEFAULTS: dict[str, Any] = {
-    "revision": None,
-    "dtype": "auto",
-    "device_map": "auto",
-    "batch_size": 8,
-    "engine": "shared_prefix",
-    "trust_remote_code": False,
-    "chunk_size": 64,
-}
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Files up to this size are hashed by content for the model fingerprint; larger ones (weight
 # shards of real models) by name, size and modification time, so a job does not read 15 GB first.
 _HASH_CONTENT_BELOW = 64 * 2**20
 
 
 def hf_settings(model: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The model's hf settings with defaults filled and checked (names the config key on error)."""
-    settings = {**HF_DEFAULTS, **cfg}
-    if not settings.get("path"):
+    """The model's validated hf settings; ``path`` comes from the rule (a tiny model's build folder).
+
+    The schema (definitions.hf_model) fills every default and checks every value at parse time,
+    and ``check_config`` the path; nothing is re-declared or re-checked here.
+    """
+    if not cfg.get("path"):
         raise ScoreCacheError(f"config key 'models.{model}.path' is missing: backend 'hf' needs a Hub id or a local model folder")
-    if settings["engine"] not in ENGINES:
-        raise ScoreCacheError(f"config key 'models.{model}.engine' is {settings['engine']!r}; use one of {list(ENGINES)}")
-    if settings["dtype"] not in DTYPES:
-        raise ScoreCacheError(f"config key 'models.{model}.dtype' is {settings['dtype']!r}; use one of {list(DTYPES)}")
-    for key in ("batch_size", "chunk_size"):
-        if not isinstance(settings[key], int) or settings[key] < 1:
-            raise ScoreCacheError(f"config key 'models.{model}.{key}' must be a positive integer, got {settings[key]!r}")
-    return settings
+    return dict(cfg)
 
 
 # --- loading -------------------------------------------------------------------------------------

@@ -24,20 +24,9 @@ from scipy.special import expit, logit
 
 from prompt_reliability.s2_scoring.cache import ScoringJob
 
-DEFAULTS: dict[str, float] = {
-    "seed": 0,
-    "separation": 3.0,
-    "evidence_sd": 1.2,
-    "prompt_bias_sd": 0.8,
-    "family_bias_sd": 0.4,
-    "prompt_scale_sd": 0.35,
-    "noise_sd": 0.5,
-    "fragility_shape": 0.7,
-    "fragility_scale": 2.0,
-    "boundary_fragility": 1.0,
-    "overall_bias": 0.6,
-    "label_mass_mean": 0.9,
-}
+# Parameters (and their defaults) are config keys: workflow/schemas/config.schema.yaml, definitions.simulate.
+PARAMS = ("seed", "separation", "evidence_sd", "prompt_bias_sd", "family_bias_sd", "prompt_scale_sd", "noise_sd",
+          "fragility_shape", "fragility_scale", "boundary_fragility", "overall_bias", "label_mass_mean")
 
 
 def _stream(*keys: int | str) -> np.random.Generator:
@@ -50,10 +39,16 @@ def simulate_logits(
     labels: np.ndarray,
     prompt_ids: Sequence[str],
     families: Sequence[str],
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logit differences ``z`` (n x K) and label masses (n x K) for the given prompts."""
-    p = {**DEFAULTS, **(params or {})}
+    """Logit differences ``z`` (n x K) and label masses (n x K) for the given prompts.
+
+    ``params``: the model's validated ``simulate`` settings (every key of :data:`PARAMS`).
+    """
+    missing = [key for key in PARAMS if key not in params]
+    if missing:
+        raise KeyError(f"simulate parameters {missing} missing: pass the schema-validated 'simulate' config")
+    p = params
     seed = int(p["seed"])
     labels = np.asarray(labels)
     n = len(labels)
@@ -76,7 +71,7 @@ def simulate_logits(
     return z, mass
 
 
-def simulate_scores(manifest: pl.DataFrame, prompt_ids: Sequence[str], families: Sequence[str], dataset: str, params: Mapping[str, Any] | None, label_tokens: tuple[str, str]) -> pl.DataFrame:
+def simulate_scores(manifest: pl.DataFrame, prompt_ids: Sequence[str], families: Sequence[str], dataset: str, params: Mapping[str, Any], label_tokens: tuple[str, str]) -> pl.DataFrame:
     """Long-format rows ``sample_id, prompt_id, logit_u, logit_s, label_mass, top_token``."""
     z, mass = simulate_logits(dataset, manifest["label"].to_numpy(), prompt_ids, families, params)
     n, k = z.shape
@@ -95,7 +90,7 @@ def simulate_scores(manifest: pl.DataFrame, prompt_ids: Sequence[str], families:
 
 
 def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
-    params = job.model_cfg.get("simulate") or {}
+    params = job.model_cfg["simulate"]
     rows = simulate_scores(job.manifest, job.prompt_ids, [job.family] * len(job.prompt_ids), job.dataset, params,
                           (job.registry.labels.unsafe, job.registry.labels.safe))
-    return rows, {"simulate": {**DEFAULTS, **params}}
+    return rows, {"simulate": dict(params)}

@@ -1,0 +1,28 @@
+# Checks between the dataset manifests and scoring: no score cache is written before they pass.
+from prompt_reliability.s0_base.jobs import call
+from prompt_reliability.s1_data.manifest_checks import (
+    manifest_requirements,
+    write_manifest_check,
+)
+
+
+rule check_manifest:
+    input:
+        manifest="results/data/{dataset}.parquet",
+    output:
+        summary="results/checks/{dataset}.json",
+    log:
+        log_path("checks", "{dataset}"),
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        **analysis_resources(),
+    params:
+        requirements=lambda w: manifest_requirements(config, w.dataset),
+    # No code_hash here: a gate; a change in its code must not re-score everything downstream.
+    run:
+        call(write_manifest_check, input, output, params, wildcards, log)
+
+
+localrules:
+    check_manifest,
