@@ -7,6 +7,7 @@ from prompt_reliability.s1_data.manifest_checks import (
 
 
 rule check_manifest:
+    # No code_hash here: a gate; a change in its code must not re-score everything downstream.
     input:
         manifest="results/data/{dataset}.parquet",
     output:
@@ -19,7 +20,6 @@ rule check_manifest:
         **analysis_resources(),
     params:
         requirements=lambda w: manifest_requirements(config, w.dataset),
-    # No code_hash here: a gate; a change in its code must not re-score everything downstream.
     run:
         call(write_manifest_check, input, output, params, wildcards, log)
 

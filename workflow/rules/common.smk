@@ -17,9 +17,11 @@ from prompt_reliability.s0_base.config import (
 from prompt_reliability.s0_base.jobs import call
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources
-from prompt_reliability.s0_base.runtime import code_hash  # params entry: code=code_hash(module_or_function)
+from prompt_reliability.s0_base.runtime import (
+    code_hash,
+)  # params entry: code=code_hash(module_or_function)
 
-# The config is checked here, once, before any rule exists: the schema (every key, every default)
+# The config is checked here, once, before any step is defined: the schema (every key, every default)
 # and one cross-reference check (keys against each other and against the prompt registry).
 try:
     validate_config(
@@ -148,6 +150,8 @@ def manifest_inputs(wildcards):
 def per_pair_piece(analysis):
     """The per-pair piece of ``analysis`` (wildcards model, dataset, split)."""
     return f"results/analysis/{{model}}/{{dataset}}/{{split}}/{analysis}.parquet"
+
+
 def prompts_hash(wildcards):
     """Params entry of scoring rules: the family's template texts and the label tokens (labels.yaml).
 
@@ -160,14 +164,15 @@ def prompts_hash(wildcards):
 
 def untracked(path):
     """A path param that Snakemake's params check ignores (it compares only builtin values; a
-    ``pathlib.Path`` is not one): for where files are, when what they hold is tracked otherwise."""
+    ``pathlib.Path`` is not one): for where files are, when what they hold is tracked otherwise.
+    """
     return Path(path)
 
 
 def scoring_inputs(wildcards):
     inputs = {
         "manifest": f"results/data/{wildcards.dataset}.parquet",
-        # rule check_manifest: splits, classes and images are checked before any score exists.
+        # check_manifest (checks.smk): splits, classes and images are checked before any score exists.
         # ancient(): the check re-runs when what the run needs changes (e.g. analysis.bootstrap
         # prevalences), which must order the jobs but never re-score.
         "manifest_check": ancient(f"results/checks/{wildcards.dataset}.json"),

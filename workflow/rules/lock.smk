@@ -11,6 +11,7 @@ rule lock:
         log_path("lock", "{model}"),
     benchmark:
         benchmark_path("lock", "{model}")
+    localrule: True
     resources:
         **analysis_resources(),
     params:
@@ -20,6 +21,5 @@ rule lock:
         analysis=analysis_params(
             "seed", "ece_bins", "eps", "threshold", "temperature_bounds"
         ),
-    localrule: True
     run:
         call(locking.write_lock, input, output, params, wildcards, log)

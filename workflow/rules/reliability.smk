@@ -49,7 +49,12 @@ rule ranking_distribution:
         **analysis_resources(),
     run:
         call(
-            reliability.write_ranking_distribution, input, output, None, wildcards, log
+            reliability.write_ranking_distribution,
+            input,
+            output,
+            None,
+            wildcards,
+            log,
         )
 
 
@@ -123,5 +128,10 @@ rule reliability_deltas_figure:
     localrule: True
     run:
         call(
-            reliability_figures.write_deltas_figure, input, output, None, wildcards, log
+            reliability_figures.write_deltas_figure,
+            input,
+            output,
+            None,
+            wildcards,
+            log,
         )

@@ -232,10 +232,10 @@ def _check_hf_model(name: str, cfg: Mapping[str, Any], registry: Any) -> None:
         raise ConfigError(f"config keys 'models.{name}.path' and 'models.{name}.tiny' are both set: a tiny model is "
                           "built by the workflow; drop one of them")
     path = cfg.get("path")
-    if not path:
+    if not path and not cfg.get("tiny"):
         raise ConfigError(f"config key 'models.{name}.path' is missing: backend 'hf' needs a Hub id or a local model "
                           f"folder (or 'tiny: {{arch: ...}}' for a tiny offline model)")
-    if not cfg.get("tiny") and _looks_local(path) and not Path(path).expanduser().exists():
+    if path and _looks_local(path) and not Path(path).expanduser().exists():
         raise ConfigError(f"config key 'models.{name}.path' is {path!r}: no such local folder (relative paths start at the "
                           "working directory), and it is not a Hub id of the form 'org/name'; fix the path")
     if registry is None or not cfg.get("labels"):
