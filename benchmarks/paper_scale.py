@@ -46,8 +46,8 @@ def run_snakemake(workdir: Path, cores: int, targets: list[str]) -> tuple[float,
     """Run Snakemake on ``targets`` (default target when empty); (wall seconds, peak RSS in MiB of the
     largest process this benchmark has run so far, Snakemake and its jobs included)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLCONFIGDIR": str(workdir / ".mpl")}
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
-           "--cores", str(cores), "--quiet", *targets]
+    cmd = [str(SNAKEMAKE), *targets, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+           str(workdir / "config.yaml"), "--cores", str(cores), "--quiet"]
     started = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
