@@ -1,6 +1,6 @@
 """Self-assessment figures: answer types per model, footrule heat maps, CV against sample size.
 
-matplotlib's object API only (``Figure``, no pyplot): jobs run side by side in threads.
+matplotlib object API only (``Figure``; no global pyplot state): jobs run side by side in threads.
 """
 
 from __future__ import annotations
