@@ -71,3 +71,19 @@ def test_unf1_sample_size_uses_classified_answers():
     assert [r["n"] for r in rows] == [4, 7]  # one empty reply is not classified
     assert rows[1]["mean"] == pytest.approx(2 * 0.75 * 1.0 / 1.75)  # TA 3, FA 1, TU 3, FU 0
     assert {r["metric"] for r in rows} == {"unf1_mc"}
+
+
+def test_report_section_lists_stability_and_cv():
+    from prompt_reliability.s3_analysis import self_assessment as sa
+
+    answers = pl.DataFrame({"question_id": ["q1", "q2"], "kind": ["answerable", "unanswerable"], "variant": ["default"] * 2,
+                            "reply": ["A", "unanswerable"]})
+    counts = pl.DataFrame({"sample_id": ["s"], "kind": ["answerable"], "n_parsed": [2], "n_rejected": [0], "n_unparseable": [2]})
+    table = pl.concat([sa.score_table(answers, counts, ["default", "cautious"], model="m", dataset="d", setting="mc")])
+    stability = ms.ranking_stability(_values("ece_mean", {"d1": {"a": 0.1, "b": 0.2}, "d2": {"a": 0.3, "b": 0.2}}))
+    sizes = pl.DataFrame([{"metric": "ece_mean", "model": "a", "dataset": "d", "n": 50, "draws": 5, "mean": 0.1, "sd": 0.02,
+                           "cv": 0.2}], schema=ms.SIZE_SCHEMA)
+    text = sa.self_assessment_markdown(table, stability, sizes)
+    assert "Parsed questions: 2 of 4 requested (2 unparseable" in text  # counted once, not per variant
+    assert "| ece_mean | 1 | 2.0000 | 2.0000 | 2.0000 |" in text
+    assert "| metric | n=50 |" in text and "| ece_mean | 0.2000 |" in text

@@ -279,8 +279,13 @@ def write_table(pieces: Sequence[str], table: str, csv: str, md: str) -> pl.Data
     return combined
 
 
-def self_assessment_markdown(table: pl.DataFrame) -> str:
-    """A REPORT.md section for the self-assessment table (the lead wires it into the report)."""
+def self_assessment_markdown(table: pl.DataFrame, stability: pl.DataFrame | None = None,
+                             sample_size: pl.DataFrame | None = None) -> str:
+    """A REPORT.md section for the self-assessment table (the lead wires it into the report).
+
+    ``stability`` (``metric_stability`` table) adds the mean / max footrule per metric;
+    ``sample_size`` (``metric_sample_size`` table) the mean CV per metric at each n.
+    """
     lines = ["## Self-assessment (UnSAF)", ""]
     if table.height == 0:
         return "\n".join(lines + ["No self-assessment runs in this configuration.", ""])
@@ -299,4 +304,19 @@ def self_assessment_markdown(table: pl.DataFrame) -> str:
     ]
     body = tables.to_markdown(table.select("model", "dataset", "setting", "variant", "n_questions", "n_unparseable",
                                            *TYPES, "audacity", "timidity", "unf1"))
-    return "\n".join(lines) + body
+    text = "\n".join(lines) + body
+    if stability is not None:
+        text += "\n### Ranking stability across datasets (Spearman's footrule, lower = more stable)\n\n"
+        if stability.height:
+            summary = stability.group_by("metric", maintain_order=True).agg(
+                pl.len().alias("dataset_pairs"), pl.col("footrule").mean().alias("mean_footrule"),
+                pl.col("footrule").max().alias("max_footrule_seen"), pl.col("max_footrule").max().alias("max_possible"))
+            text += tables.to_markdown(summary)
+        else:
+            text += "Needs at least two datasets with the same models; none in this run.\n"
+    if sample_size is not None and sample_size.height:
+        text += "\n### Sample-size robustness (mean coefficient of variation over models and datasets)\n\n"
+        wide = (sample_size.group_by("metric", "n", maintain_order=True).agg(pl.col("cv").mean())
+                .sort("n").pivot(on="n", index="metric", values="cv"))
+        text += tables.to_markdown(wide.rename({c: f"n={c}" for c in wide.columns if c != "metric"}))
+    return text
