@@ -167,3 +167,11 @@ def test_open_answering_prompt_carries_question_and_variant(tmp_path):
     assert "What colour is it?" in text and templates["variants"]["cautious"] in text and "{" not in text
     with pytest.raises(stage.SelfAssessmentError, match="variants"):
         stage.run_answering(pl.DataFrame(schema={"image_path": pl.String}), templates, "open", ["bold"], Scripted(str))
+
+
+def test_label_on_its_own_line_takes_the_next_line_as_the_question():
+    text = "**Question 1:**\nWhat is on the table\nA. Cup\nB. Pen\nC. Book\nD. Key\nQuestion 2:\nWhere is the cat?\n" \
+           "A) Sofa\nB) Bed\nC) Floor\nD) Chair"
+    parsed = sa.parse_questions(text, "mc", k=2)
+    assert [q.text for q in parsed.questions] == ["What is on the table", "Where is the cat?"]
+    assert parsed.rejected == 0 and parsed.unparseable == 0

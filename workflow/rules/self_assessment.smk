@@ -32,6 +32,18 @@ for _name in SA_DATASETS:
             f"Invalid configuration: config key 'self_assessment.datasets' lists {_name!r}, which is not under "
             f"'datasets' (have {sorted(config['datasets'])})"
         )
+if SA_MODELS:
+    from prompt_reliability.s2_scoring.self_assessment import SelfAssessmentError, load_templates
+
+    try:
+        _variants = load_templates(SA_PROMPTS)["variants"]
+    except (SelfAssessmentError, OSError) as err:
+        raise WorkflowError(f"Invalid configuration: self_assessment.prompts: {err}") from None
+    if [v for v in SA["variants"] if v not in _variants]:
+        raise WorkflowError(
+            f"Invalid configuration: config key 'self_assessment.variants' lists "
+            f"{[v for v in SA['variants'] if v not in _variants]}; {SA_PROMPTS} defines {list(_variants)}"
+        )
 
 
 def sa_run_files(name):

@@ -108,10 +108,15 @@ def parse_questions(text: str, setting: str, k: int) -> ParsedGeneration:
         raise ValueError(f"self-assessment setting must be one of {SETTINGS}, got {setting!r}")
     candidates: list[Question] = []
     current: Question | None = None
+    label_only = False  # a bare "Question 1:" line: the question text is on the next line
     for raw in (text or "").splitlines():
         line = _clean(raw)
         if not line:
             continue
+        if label_only and not _OPTION_LINE.match(line):
+            label_only = False
+            if _question_start(line) is None:
+                line = f"Question: {line}"
         option = _OPTION_LINE.match(line)
         if setting == "mc" and option and current is not None:
             letter, rest = option.group(1).upper(), option.group(2).strip()
@@ -122,6 +127,9 @@ def parse_questions(text: str, setting: str, k: int) -> ParsedGeneration:
             continue
         start = _question_start(line)
         if start is None:
+            continue
+        if not start and _LABEL_STRICT.match(line):
+            label_only = True
             continue
         body, inline = _split_inline_options(start) if setting == "mc" else (start, {})
         current = Question(body, dict(inline))
