@@ -87,3 +87,30 @@ def test_report_section_lists_stability_and_cv():
     assert "Parsed questions: 2 of 4 requested (2 unparseable" in text  # counted once, not per variant
     assert "| ece_mean | 1 | 2.0000 | 2.0000 | 2.0000 |" in text
     assert "| metric | n=50 |" in text and "| ece_mean | 0.2000 |" in text
+
+
+def test_classifier_values_and_full_sample_cv(tmp_path):
+    from prompt_reliability.s3_analysis import metrics
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = rng.integers(0, 2, n)
+    p1, p2 = rng.random(n), rng.random(n)
+    matrix = pl.DataFrame({"sample_id": [str(i) for i in range(n)], "split": ["test"] * n, "label": y, "P1": p1, "P2": p2})
+    lock = {"prompt_ids": ["P1", "P2"], "selected_prompt": "P2", "random_prompt": "P1"}
+    rows = ms.classifier_sample_size(matrix, lock, "test", model="m", dataset="d", sample_sizes=[20, "all"], draws=5, seed=1)
+    full = {r["metric"]: r for r in rows if r["n"] == n}
+    assert set(full) == {f"{m}_{k}" for m in ms.CLASSIFIER_METRICS for k in ms.METHODS}
+    assert full["brier_selected"]["mean"] == pytest.approx(metrics.brier(y, p2)) and full["brier_selected"]["cv"] == 0.0
+    assert full["mce_mean"]["mean"] == pytest.approx(metrics.mce(y, (p1 + p2) / 2, 15))
+    assert all(r["dataset"] == "d/test" for r in rows)
+
+    reliability = pl.DataFrame([{"model": m, "dataset": d, "split": "test", "method": method,
+                                 **{k: v + (0.1 if method == "mean" else 0) for k in ms.CLASSIFIER_METRICS}}
+                                for m, d, v in [("a", "x", 0.1), ("b", "x", 0.2), ("a", "y", 0.3), ("b", "y", 0.2)]
+                                for method in ("selected", "random", "mean")])
+    values = ms.classifier_values(reliability)
+    assert values.height == 4 * 12 and set(values["dataset"]) == {"x/test", "y/test"}
+    table = ms.ranking_stability(values)
+    # every metric flips the two models between x and y: footrule 2 (= max for two models)
+    assert table.height == 12 and table["footrule"].to_list() == [2.0] * 12
