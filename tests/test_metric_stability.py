@@ -83,7 +83,9 @@ def test_report_section_lists_stability_and_cv():
     stability = ms.ranking_stability(_values("ece_mean", {"d1": {"a": 0.1, "b": 0.2}, "d2": {"a": 0.3, "b": 0.2}}))
     sizes = pl.DataFrame([{"metric": "ece_mean", "model": "a", "dataset": "d", "n": 50, "draws": 5, "mean": 0.1, "sd": 0.02,
                            "cv": 0.2}], schema=ms.SIZE_SCHEMA)
-    text = sa.self_assessment_markdown(table, stability, sizes)
+    from prompt_reliability.s4_report.self_assessment import self_assessment_markdown
+
+    text = self_assessment_markdown(table, stability, sizes)
     assert "Parsed questions: 2 of 4 requested (2 unparseable" in text  # counted once, not per variant
     assert "| ece_mean | 1 | 2.0000 | 2.0000 | 2.0000 |" in text
     assert "| metric | n=50 |" in text and "| ece_mean | 0.2000 |" in text

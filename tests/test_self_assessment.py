@@ -157,7 +157,9 @@ def test_all_gibberish_finishes_with_zero_questions_and_a_count(tmp_path):
     table = sa.score_table(answers, sa.parse_counts(gens, k=2), ["default"], model="m", dataset="d", setting="open")
     row = table.row(0, named=True)
     assert row["n_questions"] == 0 and row["n_unparseable"] == 8 and row["unf1"] == 0.0
-    assert "Parsed questions: 0 of 8 requested" in sa.self_assessment_markdown(table)
+    from prompt_reliability.s4_report.self_assessment import self_assessment_markdown
+
+    assert "Parsed questions: 0 of 8 requested" in self_assessment_markdown(table)
 
 
 def test_open_answering_prompt_carries_question_and_variant(tmp_path):

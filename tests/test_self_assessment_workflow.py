@@ -2,7 +2,6 @@
 
 import pytest
 import yaml
-
 from conftest import REPO, dry_run_jobs, write_config
 
 pytestmark = pytest.mark.workflow

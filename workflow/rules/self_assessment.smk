@@ -1,8 +1,8 @@
 # UnSAF self-assessment (issue 15): stage 1 question generation and stage 2 answering (torch, one
 # job each per model x dataset x setting), parsing, UnF1, and which metrics rank models stably.
 from prompt_reliability.s0_base.jobs import call
-from prompt_reliability.s3_analysis import metric_stability
 from prompt_reliability.s3_analysis import self_assessment
+from prompt_reliability.s4_report import self_assessment as self_assessment_tables
 from prompt_reliability.s4_report.figures import self_assessment as self_assessment_figures
 
 SA = config["self_assessment"]
@@ -186,7 +186,7 @@ rule self_assessment_table:
     log:
         log_path("tables", "self_assessment"),
     run:
-        call(self_assessment.write_table, input, output, None, None, log)
+        call(self_assessment_tables.write_self_assessment_table, input, output, None, None, log)
 
 
 rule self_assessment_figure:
@@ -221,7 +221,7 @@ rule metric_stability:
     log:
         log_path("tables", "metric_stability"),
     run:
-        call(metric_stability.write_ranking_stability, input, output, None, None, log)
+        call(self_assessment_tables.write_ranking_stability, input, output, None, None, log)
 
 
 rule metric_stability_figure:
@@ -260,7 +260,7 @@ rule metric_sample_size:
         stability=SA["stability"],
         analysis=analysis_params("ece_bins", "eps"),
     run:
-        call(metric_stability.write_sample_size, input, output, params, None, log)
+        call(self_assessment_tables.write_sample_size, input, output, params, None, log)
 
 
 rule metric_sample_size_figure:

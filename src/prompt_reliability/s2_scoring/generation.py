@@ -27,7 +27,10 @@ class HFGenerator:
     """``generate(images, instructions)`` with a loaded (processor, model); see the module docstring."""
 
     def __init__(self, processor, model, max_new_tokens: int, batch_size: int = 8):
-        from prompt_reliability.s2_scoring.hf_engines import adds_special_tokens, render_chat
+        from prompt_reliability.s2_scoring.hf_engines import (
+            adds_special_tokens,
+            render_chat,
+        )
 
         self.processor, self.model = processor, model
         self.max_new_tokens, self.batch_size = int(max_new_tokens), int(batch_size)
@@ -44,7 +47,10 @@ class HFGenerator:
 
     @classmethod
     def load(cls, model: str, settings: Mapping[str, Any], max_new_tokens: int, batch_size: int) -> HFGenerator:
-        from prompt_reliability.s2_scoring.backends.hf import _quiet_transformers, load_model
+        from prompt_reliability.s2_scoring.backends.hf import (
+            _quiet_transformers,
+            load_model,
+        )
 
         with _quiet_transformers():
             processor, vlm = load_model(model, settings)

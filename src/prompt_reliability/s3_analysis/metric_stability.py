@@ -25,7 +25,6 @@ import logging
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,6 @@ from prompt_reliability.s2_scoring.matrix import split_rows
 from prompt_reliability.s3_analysis import metrics
 from prompt_reliability.s3_analysis import self_assessment as sa
 from prompt_reliability.s3_analysis.lockfile import locked_scores
-from prompt_reliability.s4_report import tables
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +160,7 @@ def classifier_sample_size(matrix: pl.DataFrame, lock: Mapping[str, Any], split:
         p = scores[method]
         for name in CLASSIFIER_METRICS:
             metric = f"{name}_{method}"
-            for row in subsample_cv(lambda idx: fns[name](y[idx], p[idx]), len(y), sample_sizes, draws, seed,
+            for row in subsample_cv(lambda idx, fn=fns[name], p=p: fn(y[idx], p[idx]), len(y), sample_sizes, draws, seed,
                                     f"{metric}/{model}/{label}"):
                 out.append({"metric": metric, "model": model, "dataset": label, **row})
     return out
@@ -175,7 +173,7 @@ def unf1_sample_size(answers: pl.DataFrame, *, model: str, dataset: str, setting
         types = [sa.classify(k, r) for k, r in zip(group["kind"], group["reply"])]
         types = np.array([t for t in types if t is not None], dtype=object)
 
-        def unf1(idx: np.ndarray) -> float:
+        def unf1(idx: np.ndarray, types: np.ndarray = types) -> float:
             chosen = types[idx].tolist()
             return sa.unf1_scores(*(chosen.count(t) for t in sa.TYPES))["unf1"]
 
@@ -192,32 +190,26 @@ SIZE_SCHEMA = {"metric": pl.String, "model": pl.String, "dataset": pl.String, "n
 # --- rule entry points ---------------------------------------------------------------------------
 
 
-def write_ranking_stability(reliability: Sequence[str], self_assessment: str, table: str, csv: str, md: str) -> pl.DataFrame:
-    """Rule ``metric_stability``: footrule of every metric between every pair of datasets."""
-    values = pl.concat([classifier_values(pl.concat([pl.read_parquet(p) for p in reliability], how="diagonal_relaxed"))
-                        if reliability else pl.DataFrame(schema=VALUE_SCHEMA),
-                        unf1_values(pl.read_parquet(self_assessment))])
-    result = ranking_stability(values)
+def ranking_stability_from_files(reliability: Sequence[str], self_assessment: str) -> pl.DataFrame:
+    """:func:`ranking_stability` of the reliability pieces' classifier metrics and the self-assessment table's UnF1."""
+    classifier = (classifier_values(pl.concat([pl.read_parquet(p) for p in reliability], how="diagonal_relaxed"))
+                  if reliability else pl.DataFrame(schema=VALUE_SCHEMA))
+    result = ranking_stability(pl.concat([classifier, unf1_values(pl.read_parquet(self_assessment))]))
     if result.height == 0:
         log.warning("metric stability: no metric has two datasets to compare; the table is empty")
-    io.write_parquet(result, table)
-    tables.write_table(result, csv, md, title="Ranking stability across datasets (Spearman's footrule)")
     return result
 
 
-def write_sample_size(matrices: Sequence[str], locks: Sequence[str], answers: Sequence[str], table: str, csv: str, md: str,
-                      *, pairs: Sequence[Mapping[str, str]], runs: Sequence[Mapping[str, str]],
-                      stability: Mapping[str, Any], analysis: Mapping[str, Any]) -> pl.DataFrame:
-    """Rule ``metric_sample_size``: CV over seeded subsamples; ``pairs`` / ``runs`` label the inputs in order."""
+def sample_size_from_files(matrices: Sequence[str], locks: Sequence[str], answers: Sequence[str], *,
+                           pairs: Sequence[Mapping[str, str]], runs: Sequence[Mapping[str, str]],
+                           stability: Mapping[str, Any], analysis: Mapping[str, Any]) -> pl.DataFrame:
+    """CV over seeded subsamples for every evaluation pair (``pairs``, in input order) and self-assessment run (``runs``)."""
     rows: list[dict[str, Any]] = []
     common = {"sample_sizes": stability["sample_sizes"], "draws": stability["draws"], "seed": stability["seed"]}
-    for matrix, lock, pair in zip(matrices, locks, pairs):
+    for matrix, lock, pair in zip(matrices, locks, pairs, strict=True):
         rows += classifier_sample_size(pl.read_parquet(matrix), io.read_json(lock), pair["split"], model=pair["model"],
                                        dataset=pair["dataset"], n_bins=analysis["ece_bins"], eps=analysis["eps"], **common)
-    for path, run in zip(answers, runs):
+    for path, run in zip(answers, runs, strict=True):
         rows += unf1_sample_size(pl.read_parquet(path), model=run["model"], dataset=run["dataset"], setting=run["setting"],
                                  **common)
-    result = pl.DataFrame(rows, schema=SIZE_SCHEMA)
-    io.write_parquet(result, table)
-    tables.write_table(result, csv, md, title="Sample-size robustness: coefficient of variation over subsamples")
-    return result
+    return pl.DataFrame(rows, schema=SIZE_SCHEMA)

@@ -124,7 +124,7 @@ def eaurc(error: np.ndarray, confidence: np.ndarray) -> float:
     error = np.asarray(error, dtype=np.float64)
     if len(error) == 0:
         return float("nan")
-    n, n_errors = len(error), int(round(error.sum()))
+    n, n_errors = len(error), int(np.rint(error.sum()))
     k = np.arange(1, n_errors + 1, dtype=np.float64)
     return aurc(error, confidence) - float(np.sum(k / (n - n_errors + k)) / n)
 

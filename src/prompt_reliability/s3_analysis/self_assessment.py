@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 
 from prompt_reliability.s0_base import io
-from prompt_reliability.s4_report import tables
 
 log = logging.getLogger(__name__)
 
@@ -278,53 +276,7 @@ def write_scores(answers: str, parse_report: str, scores: str, *, model: str, da
     return table
 
 
-def write_table(pieces: Sequence[str], table: str, csv: str, md: str) -> pl.DataFrame:
-    """Rule ``self_assessment_table``: Parquet (read by the pipeline) + CSV and Markdown (for people)."""
+def combine_scores(pieces: Sequence[str]) -> pl.DataFrame:
+    """The per-run score pieces as one table (TABLE_COLUMNS), empty with the right columns when there are none."""
     frames = [pl.read_parquet(p) for p in pieces]
-    combined = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=list(TABLE_COLUMNS))
-    io.write_parquet(combined, table)
-    tables.write_table(combined, csv, md, title="Self-assessment (UnSAF): answer types and UnF1")
-    return combined
-
-
-def self_assessment_markdown(table: pl.DataFrame, stability: pl.DataFrame | None = None,
-                             sample_size: pl.DataFrame | None = None) -> str:
-    """A REPORT.md section for the self-assessment table (the lead wires it into the report).
-
-    ``stability`` (``metric_stability`` table) adds the mean / max footrule per metric;
-    ``sample_size`` (``metric_sample_size`` table) the mean CV per metric at each n.
-    """
-    lines = ["## Self-assessment (UnSAF)", ""]
-    if table.height == 0:
-        return "\n".join(lines + ["No self-assessment runs in this configuration.", ""])
-    # parse counts are per (model, dataset, setting), repeated on each variant's row
-    runs = table.unique(["model", "dataset", "setting"], keep="first", maintain_order=True)
-    parsed, unparseable = int(runs["n_questions"].sum()), int(runs["n_unparseable"].sum())
-    lines += [
-        "Each model wrote answerable and unanswerable questions about each image, then answered them in a fresh "
-        "conversation or replied *unanswerable*. TA / FA: answered an answerable / unanswerable question; TU / FU: "
-        "abstained on an unanswerable / answerable one. Audacity = TA / (TA + FA), timidity = TA / (TA + FU), UnF1 "
-        "their harmonic mean (0 when a denominator is 0).",
-        "",
-        f"Parsed questions: {parsed} of {parsed + unparseable} requested ({unparseable} unparseable; "
-        f"{int(table['n_empty'].sum())} empty replies left out of the four types).",
-        "",
-    ]
-    body = tables.to_markdown(table.select("model", "dataset", "setting", "variant", "n_questions", "n_unparseable",
-                                           *TYPES, "audacity", "timidity", "unf1"))
-    text = "\n".join(lines) + body
-    if stability is not None:
-        text += "\n### Ranking stability across datasets (Spearman's footrule, lower = more stable)\n\n"
-        if stability.height:
-            summary = stability.group_by("metric", maintain_order=True).agg(
-                pl.len().alias("dataset_pairs"), pl.col("footrule").mean().alias("mean_footrule"),
-                pl.col("footrule").max().alias("max_footrule_seen"), pl.col("max_footrule").max().alias("max_possible"))
-            text += tables.to_markdown(summary)
-        else:
-            text += "Needs at least two datasets with the same models; none in this run.\n"
-    if sample_size is not None and sample_size.height:
-        text += "\n### Sample-size robustness (mean coefficient of variation over models and datasets)\n\n"
-        wide = (sample_size.group_by("metric", "n", maintain_order=True).agg(pl.col("cv").mean())
-                .sort("n").pivot(on="n", index="metric", values="cv"))
-        text += tables.to_markdown(wide.rename({c: f"n={c}" for c in wide.columns if c != "metric"}))
-    return text
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=list(TABLE_COLUMNS))
