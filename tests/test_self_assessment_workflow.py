@@ -1,8 +1,9 @@
 """The embedded default plans one stage-1 and one stage-2 job per model x dataset x setting; off by default elsewhere."""
 
+import polars as pl
 import pytest
 import yaml
-from conftest import REPO, dry_run_jobs, write_config
+from conftest import REPO, dry_run_jobs, run_snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -22,10 +23,6 @@ def test_self_assessment_is_off_without_models(tmp_path):
 
 def test_two_stages_run_end_to_end_on_a_tiny_hf_model(tmp_path):
     """Gibberish from random weights: the run finishes and the table says how many questions parsed."""
-    import polars as pl
-
-    from conftest import run_snakemake
-
     config = {
         "datasets": {"synth": {"adapter": "synthetic", "image_size": 32, "splits": {"train": {"n": 8}, "test": {"n": 8}}}},
         "models": {"tiny": {"backend": "hf", "tiny": {"arch": "llava", "seed": 1}}},
