@@ -50,6 +50,7 @@ include: "workflow/rules/reliability.smk"
 include: "workflow/rules/bootstrap.smk"
 include: "workflow/rules/selective.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/self_assessment.smk"
 
 
 localrules:

@@ -162,7 +162,7 @@ def test_heteroscedastic_model_d10_worse_than_d1_and_every_output_exists(fragile
     assert summary["both_d10_worse"].to_list() == [len(PAIRS)] * 4, summary
 
     reliability = pl.read_csv(tables / "reliability.csv")
-    assert reliability.columns == ["model", "dataset", "split", "method", "n", "ece", "nll", "auroc", "auprc", "error"]
+    assert reliability.columns == ["model", "dataset", "split", "method", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce"]
     assert reliability.filter(pl.col("split") == "test")["method"].to_list() == ["selected", "random", "mean", "mean_A", "mean_B", "mean_C"]
     ranking = pl.read_csv(tables / "ranking_distribution.csv")
     assert ranking.height == 2 * len(PAIRS) and (ranking["min15"] <= ranking["med15"]).all() and (ranking["med15"] <= ranking["max15"]).all()

@@ -111,7 +111,7 @@ def pair():
 def test_reliability_table_scores_locked_prompts_mean_and_family_means(pair):
     matrix, lock, y, p = pair
     table = reliability.reliability_table(matrix, "test", lock, FAMILY_OF)
-    assert table.columns == ["split", "method", "n", "ece", "nll", "auroc", "auprc", "error"]
+    assert table.columns == ["split", "method", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce"]
     assert table["method"].to_list() == ["selected", "random", "mean", "mean_A", "mean_B", "mean_C"]
     expected = {
         "selected": p[:, PROMPT_IDS.index(lock["selected_prompt"])],

@@ -22,7 +22,7 @@ def test_import_config_runs_from_any_workdir(import_workdir):
     # only the import config's models and datasets: the embedded default must not leak in
     assert sorted(table["model"].unique().to_list()) == ["m1", "m2"]
     assert sorted(table["dataset"].unique().to_list()) == ["ds_a", "ds_b"]
-    assert table.columns == ["model", "dataset", "split", "prompt_id", "family", "n", "ece", "nll", "auroc", "auprc", "error"]
+    assert table.columns == ["model", "dataset", "split", "prompt_id", "family", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce"]
     assert table.height == 2 * 2 * 15
     assert set(table["prompt_id"]) == set(PROMPT_IDS)
     assert table.filter(pl.col("dataset") == "ds_b")["n"].unique().to_list() == [50]

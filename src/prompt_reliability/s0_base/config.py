@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
+from prompt_reliability.s0_base.errors import ConfigError
+from prompt_reliability.s0_base.resources import check_resources
+from prompt_reliability.s0_base.selective_targets import check_selective_config
+
 # Name of the all-prompts view next to the per-family views in the analyses' tables.
 ALL_PROMPTS = "all"
-
-
-class ConfigError(ValueError):
-    """The config is inconsistent; the message names the key and the fix."""
 
 
 # --- 1. the schema -------------------------------------------------------------------------------
@@ -142,8 +142,6 @@ def check_config(config: Mapping[str, Any], registry: Any = None) -> None:
     ``registry`` is the loaded prompt registry (``templates`` with ``prompt_id``/``text``, ``labels``);
     without it the checks against the templates are skipped.
     """
-    from prompt_reliability.s0_base.resources import check_resources
-    from prompt_reliability.s0_base.selective_targets import check_selective_config
 
     if ALL_PROMPTS in config.get("prompts", []):
         raise ConfigError(f"config key 'prompts' lists a family named {ALL_PROMPTS!r}, which the analyses use for the "

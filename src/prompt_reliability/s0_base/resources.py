@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from prompt_reliability.s0_base.config import ConfigError
+from prompt_reliability.s0_base.errors import ConfigError
 
 #: Optional keys, passed through under the same name when set.
 OPTIONAL_KEYS = ("gpu_model", "gres", "constraint", "slurm_partition", "slurm_extra")

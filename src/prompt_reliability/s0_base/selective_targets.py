@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from prompt_reliability.s0_base.config import ConfigError
+from prompt_reliability.s0_base.errors import ConfigError
 
 RISKS = ("error", "nll", "ece")
 GRID_TOL = 1e-9  # two coverages closer than this are the same grid point

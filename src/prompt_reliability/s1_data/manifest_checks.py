@@ -40,7 +40,7 @@ def manifest_requirements(config: Mapping[str, Any], dataset: str) -> dict[str, 
 
 def check_manifest(manifest: pl.DataFrame, dataset: str, requirements: Mapping[str, Any]) -> dict[str, Any]:
     """Raise :class:`DatasetError` naming the config key and the fix; else the per-split summary."""
-    source = f"dataset {dataset!r} (results/data/{dataset}.parquet)"
+    source = f"dataset {dataset!r} (its manifest)"
     have = manifest["split"].unique(maintain_order=True).to_list()
     summary: dict[str, Any] = {"dataset": dataset, "splits": {}}
     for split, need in requirements["splits"].items():

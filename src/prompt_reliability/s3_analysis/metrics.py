@@ -3,6 +3,23 @@
 NLL clips p to [eps, 1 - eps]; ECE uses equal-width bins ``min(floor(p * M), M - 1)`` or equal-mass
 bins (sorted p split with ``numpy.array_split``); error is at a fixed threshold (p >= t means unsafe).
 AUROC / AUPRC are scikit-learn's and are NaN when only one class is present.
+Brier is ``mean (p - y)^2``; MacroCE is ``mean |p - y|`` (the UnSAF paper's eq. 6, no bins); MCE is
+the largest ``|mean y - mean p|`` over the non-empty ECE bins.
+
+Selective classification (:func:`eaurc`, :func:`augrc`) takes a per-sample ``error`` indicator and a
+``confidence`` (larger = accepted first). The working points are the distinct confidence values,
+highest first; at each the accepted set is every sample with confidence >= it (ties enter together),
+with coverage ``c = n_accepted / N``, selective risk ``r = errors_accepted / n_accepted`` and
+generalised risk ``g = errors_accepted / N``.
+
+- AURC (Geifman & El-Yaniv): the step sum ``sum_j (c_j - c_{j-1}) r_j`` (c_0 = 0); without ties this is
+  ``(1/N) sum_{i=1..N} risk of the i most confident``, the fd-shifts AURC.
+- E-AURC = AURC - optimal AURC, the fd-shifts "excess" AURC. The optimum accepts every correct sample
+  before any error, one sample at a time: ``(1/N) sum_{k=1..E} k / (N - E + k)`` with E errors. E-AURC
+  is 0 for a tie-free confidence that ranks every error last; tied confidences are charged the
+  risk of the whole tie group.
+- AUGRC (Traub et al. 2024, fd-shifts): the trapezoidal area under ``g(c)`` from ``(0, 0)``; within a
+  tie group g grows linearly, which is its expectation under random tie-breaking.
 """
 
 from __future__ import annotations
@@ -93,6 +110,72 @@ def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 15, strategy: str = "width")
     return float(np.abs(label_sums - prob_sums).sum() / counts.sum())
 
 
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Brier score ``mean (p - y)^2``."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    return float(np.mean((p - y) ** 2))
+
+
+def macro_ce(y: np.ndarray, p: np.ndarray) -> float:
+    """MacroCE as the UnSAF paper's eq. 6: ``mean |p - y|`` (no binning)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    return float(np.mean(np.abs(p - y)))
+
+
+def mce(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
+    """Maximum calibration error: ``max_b |mean(y in B_b) - mean(p in B_b)|`` over the non-empty equal-width ECE bins."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if len(p) == 0:
+        return float("nan")
+    bins = equal_width_bins(p, n_bins)
+    counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
+    filled = counts > 0
+    gaps = np.abs(np.bincount(bins, weights=y, minlength=n_bins)[filled] - np.bincount(bins, weights=p, minlength=n_bins)[filled])
+    return float(np.max(gaps / counts[filled]))
+
+
+def _working_points(error: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct confidence (highest first): accepted count, accepted errors, and N."""
+    error = np.asarray(error, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    order = np.argsort(-confidence, kind="stable")
+    c_sorted, e_sorted = confidence[order], error[order]
+    cum_errors = np.cumsum(e_sorted)
+    # last position of each tie group in the sorted order
+    last = np.flatnonzero(np.r_[c_sorted[1:] != c_sorted[:-1], True])
+    return (last + 1).astype(np.float64), cum_errors[last], np.float64(len(error))
+
+
+def aurc(error: np.ndarray, confidence: np.ndarray) -> float:
+    """Area under the selective risk-coverage curve as a step sum over the working points (module docstring)."""
+    if len(error) == 0:
+        return float("nan")
+    accepted, errors, n = _working_points(error, confidence)
+    coverage = accepted / n
+    return float(np.sum(np.diff(np.r_[0.0, coverage]) * errors / accepted))
+
+
+def eaurc(error: np.ndarray, confidence: np.ndarray) -> float:
+    """Excess AURC: :func:`aurc` minus the optimal AURC ``(1/N) sum_{k=1..E} k / (N - E + k)``."""
+    error = np.asarray(error, dtype=np.float64)
+    if len(error) == 0:
+        return float("nan")
+    n, n_errors = len(error), int(np.rint(error.sum()))
+    k = np.arange(1, n_errors + 1, dtype=np.float64)
+    return aurc(error, confidence) - float(np.sum(k / (n - n_errors + k)) / n)
+
+
+def augrc(error: np.ndarray, confidence: np.ndarray) -> float:
+    """Area under the generalised risk-coverage curve (trapezoid from (0, 0); module docstring)."""
+    if len(error) == 0:
+        return float("nan")
+    accepted, errors, n = _working_points(error, confidence)
+    return float(np.trapezoid(np.r_[0.0, errors / n], np.r_[0.0, accepted / n]))
+
+
 def error_rate(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
     return float(np.mean((np.asarray(p) >= threshold).astype(np.int64) != np.asarray(y)))
 
@@ -112,11 +195,14 @@ def auprc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def reliability_metrics(y: np.ndarray, p: np.ndarray, n_bins: int = 15, eps: float = EPS, threshold: float = 0.5) -> dict[str, float]:
-    """ECE, NLL, AUROC, AUPRC and error of one score."""
+    """ECE, NLL, AUROC, AUPRC, error, Brier, MacroCE and MCE of one score."""
     return {
         "ece": ece(y, p, n_bins),
         "nll": nll(y, p, eps),
         "auroc": auroc(y, p),
         "auprc": auprc(y, p),
         "error": error_rate(y, p, threshold),
+        "brier": brier(y, p),
+        "macro_ce": macro_ce(y, p),
+        "mce": mce(y, p, n_bins),
     }

@@ -25,7 +25,8 @@ from prompt_reliability.s3_analysis.lockfile import (
     read_lock,
 )
 
-LOWER_IS_BETTER = {"ece": True, "nll": True, "error": True, "auroc": False, "auprc": False}
+LOWER_IS_BETTER = {"ece": True, "nll": True, "error": True, "auroc": False, "auprc": False,
+                   "brier": True, "macro_ce": True, "mce": True}
 RANKING_METRICS = ("auroc", "auprc")
 # Comparisons counted in wins.csv: (challenger, baseline). Family means are added per config.
 CALIBRATION_COMPARISONS = (("mean", "selected"), ("mean", "random"))

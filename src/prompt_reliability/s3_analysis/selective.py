@@ -10,6 +10,9 @@
   ``[a, b]`` divided by ``b - a``; both ends must be grid points (no extrapolation).
 - Targets are named ``aurc_<risk>_<range>`` (a range from ``analysis.selective.aurc_ranges``) or
   ``<risk>@<percent>`` (the risk at that coverage, e.g. ``error@95``); lower is better for all.
+- Threshold-free targets ``eaurc_error`` and ``augrc_error`` (always added): E-AURC and AUGRC of the
+  0/1 error of ``pbar`` at the threshold, with confidence ``-uncertainty``, over all distinct
+  confidence values (definitions in :mod:`prompt_reliability.s3_analysis.metrics`); lower is better.
 """
 
 from __future__ import annotations
@@ -117,6 +120,17 @@ def target_values(curves: pl.DataFrame, targets: Sequence[Target]) -> pl.DataFra
     return pl.DataFrame(rows)
 
 
+def threshold_free_values(y: np.ndarray, p: np.ndarray, signals: Mapping[str, np.ndarray], threshold: float = 0.5) -> pl.DataFrame:
+    """``signal, target, value`` with targets ``eaurc_error`` and ``augrc_error`` of ``p``'s errors under every signal."""
+    error = ((np.asarray(p) >= threshold).astype(np.int64) != np.asarray(y)).astype(np.float64)
+    rows = []
+    for signal, uncertainty in signals.items():
+        confidence = -np.asarray(uncertainty, dtype=np.float64)
+        rows.append({"signal": signal, "target": "eaurc_error", "value": metrics.eaurc(error, confidence)})
+        rows.append({"signal": signal, "target": "augrc_error", "value": metrics.augrc(error, confidence)})
+    return pl.DataFrame(rows)
+
+
 def write_selective(*, matrix: str, lock: str, curves: str, table: str, model: str, dataset: str, split: str,
                     analysis: Mapping[str, Any]) -> pl.DataFrame:
     """Risk-coverage curves and target values of one evaluation pair."""
@@ -130,7 +144,9 @@ def write_selective(*, matrix: str, lock: str, curves: str, table: str, model: s
     risk_coverage = selective_curves(rows["label"].to_numpy(), scores["mean"], signals, settings["coverage"],
                                      n_bins=analysis["ece_bins"], eps=analysis["eps"], threshold=analysis["threshold"],
                                      tiebreak=metrics.stable_id_hash(rows["sample_id"].to_list()))
-    values = tables.label_pair(target_values(risk_coverage, targets), model, dataset, split)
+    values = pl.concat([target_values(risk_coverage, targets),
+                        threshold_free_values(rows["label"].to_numpy(), scores["mean"], signals, analysis["threshold"])])
+    values = tables.label_pair(values, model, dataset, split)
     io.write_parquet(tables.label_pair(risk_coverage, model, dataset, split), curves)
     io.write_parquet(values, table)
     return values

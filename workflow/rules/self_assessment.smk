@@ -1,0 +1,289 @@
+# UnSAF self-assessment (issue 15): stage 1 question generation and stage 2 answering (torch, one
+# job each per model x dataset x setting), parsing, UnF1, and which metrics rank models stably.
+from prompt_reliability.s0_base.jobs import call
+from prompt_reliability.s3_analysis import self_assessment
+from prompt_reliability.s4_report import self_assessment as self_assessment_tables
+from prompt_reliability.s4_report.figures import self_assessment as self_assessment_figures
+
+SA = config["self_assessment"]
+SA_MODELS = SA["models"]
+SA_DATASETS = SA["datasets"] if SA["datasets"] is not None else list(dict.fromkeys(d for d, _ in PAIRS))
+SA_SETTINGS = SA["settings"]
+SA_PROMPTS = SA["prompts"] or os.path.join(workflow.basedir, "prompts", "self_assessment", "unsaf.yaml")
+SA_RUNS = [
+    {"model": m, "dataset": d, "setting": s}
+    for m in SA_MODELS
+    for d in SA_DATASETS
+    for s in SA_SETTINGS
+]
+SA_PAIRS = [
+    {"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS
+]
+
+for _name in SA_MODELS:
+    if config["models"].get(_name, {}).get("backend") != "hf":
+        raise WorkflowError(
+            f"Invalid configuration: config key 'self_assessment.models' lists {_name!r}, which is not a model "
+            f"with backend 'hf' (hf models: {models_with_backend(config, 'hf')})"
+        )
+for _name in SA_DATASETS:
+    if _name not in config["datasets"]:
+        raise WorkflowError(
+            f"Invalid configuration: config key 'self_assessment.datasets' lists {_name!r}, which is not under "
+            f"'datasets' (have {sorted(config['datasets'])})"
+        )
+if SA_MODELS:
+    from prompt_reliability.s2_scoring.self_assessment import SelfAssessmentError, load_templates
+
+    try:
+        _variants = load_templates(SA_PROMPTS)["variants"]
+    except (SelfAssessmentError, OSError) as err:
+        raise WorkflowError(f"Invalid configuration: self_assessment.prompts: {err}") from None
+    if [v for v in SA["variants"] if v not in _variants]:
+        raise WorkflowError(
+            f"Invalid configuration: config key 'self_assessment.variants' lists "
+            f"{[v for v in SA['variants'] if v not in _variants]}; {SA_PROMPTS} defines {list(_variants)}"
+        )
+
+
+def sa_run_files(name):
+    return [
+        f"results/self_assessment/{r['model']}/{r['dataset']}/{r['setting']}/{name}"
+        for r in SA_RUNS
+    ]
+
+
+def sa_settings():
+    """The self-assessment keys the inference jobs read (stability settings do not re-run them)."""
+    return {k: v for k, v in SA.items() if k not in ("stability", "models", "datasets")}
+
+
+def sa_model_inputs(wildcards):
+    inputs = {
+        "manifest": f"results/data/{wildcards.dataset}.parquet",
+        "prompts": SA_PROMPTS,
+    }
+    if wildcards.model in TINY_MODELS:
+        inputs["model_dir"] = hf_model_path(
+            wildcards.model, config["models"][wildcards.model]
+        )
+    return inputs
+
+
+if SA_MODELS:
+    FINAL_TARGETS.extend(
+        [
+            "results/tables/self_assessment.csv",
+            "results/tables/self_assessment.md",
+            "results/figures/self_assessment/answer_types.png",
+            "results/tables/metric_stability.csv",
+            "results/figures/self_assessment/metric_stability.png",
+            "results/tables/metric_sample_size.csv",
+            "results/figures/self_assessment/metric_sample_size.png",
+        ]
+    )
+
+
+rule self_assessment_generate:
+    input:
+        unpack(sa_model_inputs),
+    output:
+        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+    log:
+        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
+    benchmark:
+        benchmark_path("self_assessment", "{model}", "{dataset}", "{setting}", "generate")
+    wildcard_constraints:
+        model=one_of(SA_MODELS),
+        setting="mc|open",
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.self_assessment:generate_questions",
+        model_config=lambda w: hf_model_config(w.model),
+        settings=sa_settings(),
+    script:
+        "../scripts/call.py"
+
+
+rule self_assessment_questions:
+    input:
+        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+    output:
+        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
+        parse_report="results/self_assessment/{model}/{dataset}/{setting}/parse_report.parquet",
+    log:
+        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "questions"),
+    wildcard_constraints:
+        model=one_of(SA_MODELS),
+        setting="mc|open",
+    params:
+        k=SA["k"],
+    run:
+        call(self_assessment.write_questions, input, output, params, None, log)
+
+
+rule self_assessment_answer:
+    input:
+        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
+        prompts=SA_PROMPTS,
+        model_dir=lambda w: (
+            [hf_model_path(w.model, config["models"][w.model])]
+            if w.model in TINY_MODELS
+            else []
+        ),
+    output:
+        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
+    log:
+        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
+    benchmark:
+        benchmark_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer")
+    wildcard_constraints:
+        model=one_of(SA_MODELS),
+        setting="mc|open",
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.self_assessment:answer_questions",
+        model_config=lambda w: hf_model_config(w.model),
+        settings=sa_settings(),
+    script:
+        "../scripts/call.py"
+
+
+rule self_assessment_scores:
+    input:
+        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
+        parse_report="results/self_assessment/{model}/{dataset}/{setting}/parse_report.parquet",
+    output:
+        scores="results/self_assessment/{model}/{dataset}/{setting}/scores.parquet",
+    log:
+        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "scores"),
+    wildcard_constraints:
+        model=one_of(SA_MODELS),
+        setting="mc|open",
+    params:
+        variants=SA["variants"],
+    run:
+        call(self_assessment.write_scores, input, output, params, wildcards, log)
+
+
+rule self_assessment_table:
+    input:
+        pieces=sa_run_files("scores.parquet"),
+    output:
+        table="results/tables/self_assessment.parquet",
+        csv=report(
+            "results/tables/self_assessment.csv",
+            caption="../report/self_assessment.rst",
+            category="Self-assessment",
+        ),
+        md="results/tables/self_assessment.md",
+    log:
+        log_path("tables", "self_assessment"),
+    run:
+        call(self_assessment_tables.write_self_assessment_table, input, output, None, None, log)
+
+
+rule self_assessment_figure:
+    input:
+        table="results/tables/self_assessment.parquet",
+    output:
+        figure=report(
+            "results/figures/self_assessment/answer_types.png",
+            caption="../report/self_assessment_figure.rst",
+            category="Self-assessment",
+        ),
+    log:
+        log_path("figures", "self_assessment"),
+    run:
+        call(self_assessment_figures.write_answer_types, input, output, None, None, log)
+
+
+rule metric_stability:
+    input:
+        reliability=per_pair(
+            "results/analysis/{model}/{dataset}/{split}/reliability.parquet"
+        ),
+        self_assessment="results/tables/self_assessment.parquet",
+    output:
+        table="results/tables/metric_stability.parquet",
+        csv=report(
+            "results/tables/metric_stability.csv",
+            caption="../report/metric_stability.rst",
+            category="Self-assessment",
+        ),
+        md="results/tables/metric_stability.md",
+    log:
+        log_path("tables", "metric_stability"),
+    run:
+        call(self_assessment_tables.write_ranking_stability, input, output, None, None, log)
+
+
+rule metric_stability_figure:
+    input:
+        table="results/tables/metric_stability.parquet",
+    output:
+        figure=report(
+            "results/figures/self_assessment/metric_stability.png",
+            caption="../report/metric_stability_figure.rst",
+            category="Self-assessment",
+        ),
+    log:
+        log_path("figures", "metric_stability"),
+    run:
+        call(self_assessment_figures.write_footrule_heatmap, input, output, None, None, log)
+
+
+rule metric_sample_size:
+    input:
+        matrices=[f"results/matrix/{p['model']}/{p['dataset']}.parquet" for p in SA_PAIRS],
+        locks=[f"results/lock/{p['model']}.json" for p in SA_PAIRS],
+        answers=sa_run_files("answers.parquet"),
+    output:
+        table="results/tables/metric_sample_size.parquet",
+        csv=report(
+            "results/tables/metric_sample_size.csv",
+            caption="../report/metric_sample_size.rst",
+            category="Self-assessment",
+        ),
+        md="results/tables/metric_sample_size.md",
+    log:
+        log_path("tables", "metric_sample_size"),
+    params:
+        pairs=SA_PAIRS,
+        runs=SA_RUNS,
+        stability=SA["stability"],
+        analysis=analysis_params("ece_bins", "eps"),
+    run:
+        call(self_assessment_tables.write_sample_size, input, output, params, None, log)
+
+
+rule metric_sample_size_figure:
+    input:
+        table="results/tables/metric_sample_size.parquet",
+    output:
+        figure=report(
+            "results/figures/self_assessment/metric_sample_size.png",
+            caption="../report/metric_sample_size_figure.rst",
+            category="Self-assessment",
+        ),
+    log:
+        log_path("figures", "metric_sample_size"),
+    run:
+        call(self_assessment_figures.write_sample_size_figure, input, output, None, None, log)
+
+
+localrules:
+    self_assessment_questions,
+    self_assessment_scores,
+    self_assessment_table,
+    self_assessment_figure,
+    metric_stability,
+    metric_stability_figure,
+    metric_sample_size,
+    metric_sample_size_figure,
