@@ -3,22 +3,28 @@
 from prompt_reliability.s0_base.jobs import call
 from prompt_reliability.s3_analysis import self_assessment
 from prompt_reliability.s4_report import self_assessment as self_assessment_tables
-from prompt_reliability.s4_report.figures import self_assessment as self_assessment_figures
+from prompt_reliability.s4_report.figures import (
+    self_assessment as self_assessment_figures,
+)
 
 SA = config["self_assessment"]
 SA_MODELS = SA["models"]
-SA_DATASETS = SA["datasets"] if SA["datasets"] is not None else list(dict.fromkeys(d for d, _ in PAIRS))
+SA_DATASETS = (
+    SA["datasets"]
+    if SA["datasets"] is not None
+    else list(dict.fromkeys(d for d, _ in PAIRS))
+)
 SA_SETTINGS = SA["settings"]
-SA_PROMPTS = SA["prompts"] or os.path.join(workflow.basedir, "prompts", "self_assessment", "unsaf.yaml")
+SA_PROMPTS = SA["prompts"] or os.path.join(
+    workflow.basedir, "prompts", "self_assessment", "unsaf.yaml"
+)
 SA_RUNS = [
     {"model": m, "dataset": d, "setting": s}
     for m in SA_MODELS
     for d in SA_DATASETS
     for s in SA_SETTINGS
 ]
-SA_PAIRS = [
-    {"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS
-]
+SA_PAIRS = [{"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS]
 
 for _name in SA_MODELS:
     if config["models"].get(_name, {}).get("backend") != "hf":
@@ -33,12 +39,17 @@ for _name in SA_DATASETS:
             f"'datasets' (have {sorted(config['datasets'])})"
         )
 if SA_MODELS:
-    from prompt_reliability.s2_scoring.self_assessment import SelfAssessmentError, load_templates
+    from prompt_reliability.s2_scoring.self_assessment import (
+        SelfAssessmentError,
+        load_templates,
+    )
 
     try:
         _variants = load_templates(SA_PROMPTS)["variants"]
     except (SelfAssessmentError, OSError) as err:
-        raise WorkflowError(f"Invalid configuration: self_assessment.prompts: {err}") from None
+        raise WorkflowError(
+            f"Invalid configuration: self_assessment.prompts: {err}"
+        ) from None
     if [v for v in SA["variants"] if v not in _variants]:
         raise WorkflowError(
             f"Invalid configuration: config key 'self_assessment.variants' lists "
@@ -64,9 +75,7 @@ def sa_model_inputs(wildcards):
         "prompts": SA_PROMPTS,
     }
     if wildcards.model in TINY_MODELS:
-        inputs["model_dir"] = hf_model_path(
-            wildcards.model, config["models"][wildcards.model]
-        )
+        inputs["model_dir"] = tiny_model_folder(wildcards.model)
     return inputs
 
 
@@ -92,7 +101,9 @@ rule self_assessment_generate:
     log:
         log_path("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
     benchmark:
-        benchmark_path("self_assessment", "{model}", "{dataset}", "{setting}", "generate")
+        benchmark_path(
+            "self_assessment", "{model}", "{dataset}", "{setting}", "generate"
+        )
     wildcard_constraints:
         model=one_of(SA_MODELS),
         setting="mc|open",
@@ -130,9 +141,7 @@ rule self_assessment_answer:
         questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
         prompts=SA_PROMPTS,
         model_dir=lambda w: (
-            [hf_model_path(w.model, config["models"][w.model])]
-            if w.model in TINY_MODELS
-            else []
+            [tiny_model_folder(w.model)] if w.model in TINY_MODELS else []
         ),
     output:
         answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
@@ -186,7 +195,14 @@ rule self_assessment_table:
     log:
         log_path("tables", "self_assessment"),
     run:
-        call(self_assessment_tables.write_self_assessment_table, input, output, None, None, log)
+        call(
+            self_assessment_tables.write_self_assessment_table,
+            input,
+            output,
+            None,
+            None,
+            log,
+        )
 
 
 rule self_assessment_figure:
@@ -221,7 +237,14 @@ rule metric_stability:
     log:
         log_path("tables", "metric_stability"),
     run:
-        call(self_assessment_tables.write_ranking_stability, input, output, None, None, log)
+        call(
+            self_assessment_tables.write_ranking_stability,
+            input,
+            output,
+            None,
+            None,
+            log,
+        )
 
 
 rule metric_stability_figure:
@@ -236,12 +259,21 @@ rule metric_stability_figure:
     log:
         log_path("figures", "metric_stability"),
     run:
-        call(self_assessment_figures.write_footrule_heatmap, input, output, None, None, log)
+        call(
+            self_assessment_figures.write_footrule_heatmap,
+            input,
+            output,
+            None,
+            None,
+            log,
+        )
 
 
 rule metric_sample_size:
     input:
-        matrices=[f"results/matrix/{p['model']}/{p['dataset']}.parquet" for p in SA_PAIRS],
+        matrices=[
+            f"results/matrix/{p['model']}/{p['dataset']}.parquet" for p in SA_PAIRS
+        ],
         locks=[f"results/lock/{p['model']}.json" for p in SA_PAIRS],
         answers=sa_run_files("answers.parquet"),
     output:
@@ -275,7 +307,14 @@ rule metric_sample_size_figure:
     log:
         log_path("figures", "metric_sample_size"),
     run:
-        call(self_assessment_figures.write_sample_size_figure, input, output, None, None, log)
+        call(
+            self_assessment_figures.write_sample_size_figure,
+            input,
+            output,
+            None,
+            None,
+            log,
+        )
 
 
 localrules:

@@ -11,16 +11,13 @@ from typing import Any
 
 import polars as pl
 
-from prompt_reliability.s0_base import io
+from prompt_reliability.s0_base import tables
 from prompt_reliability.s3_analysis import metric_stability
 from prompt_reliability.s3_analysis.self_assessment import TYPES, combine_scores
-from prompt_reliability.s4_report import tables
 
 
 def _write(result: pl.DataFrame, table: str, csv: str, md: str, title: str) -> pl.DataFrame:
-    io.write_parquet(result, table)
-    tables.write_table(result, csv, md, title=title)
-    return result
+    return tables.write_table(result, table, csv, md, title)
 
 
 def write_self_assessment_table(pieces: Sequence[str], table: str, csv: str, md: str) -> pl.DataFrame:
