@@ -1,8 +1,9 @@
 """Figures (PNG), one module per analysis; shared style, figure creation and saving here.
 
 Figures are built with matplotlib's object API (``Figure``, never ``pyplot``): analysis jobs run as
-threads of the Snakemake process, and pyplot's global figure registry is not thread-safe.
-The style is set once, when this package is imported.
+threads of the Snakemake process, and pyplot's global figure registry is not thread-safe. Layout
+is matplotlib's constrained layout, computed once while saving (no second ``bbox_inches="tight"``
+pass). The style is set once, when this package is imported.
 """
 
 from __future__ import annotations
@@ -10,23 +11,49 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import seaborn as sns
+import matplotlib
+from cycler import cycler
 from matplotlib.figure import Figure
 
 from prompt_reliability.s0_base.io import atomic_path
 
-DPI = 150
+DPI = 130
+# Colour-blind-safe palette (the "colorblind" order of common plotting libraries).
+PALETTE = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9"]
+GOOD, BAD = PALETTE[0], PALETTE[1]
 
-sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
+matplotlib.rcParams.update({
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "axes.grid": True,
+    "grid.color": "0.9",
+    "axes.edgecolor": "0.7",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.size": 9,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 9,
+    "figure.titlesize": 11,
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+    "lines.markersize": 4,
+})
 
 
-def subplots(nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, object]:
-    """A new figure (not registered with pyplot) and its axes, like ``pyplot.subplots``."""
-    fig = Figure(figsize=kwargs.pop("figsize", None))
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs) -> tuple[Figure, object]:
+    """A new figure (not registered with pyplot, constrained layout) and its axes, like ``pyplot.subplots``."""
+    fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def pair_labels(rows, splits_vary: bool | None = None) -> list[str]:
+    """``model / dataset`` per (model, dataset, split) row, ``/ split`` added only when splits differ."""
+    rows = list(rows)
+    if splits_vary is None:
+        splits_vary = len({r[2] for r in rows}) > 1
+    return [f"{m} / {d}" + (f" / {s}" if splits_vary else "") for m, d, s in rows]
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     """Write ``fig`` as PNG atomically."""
     with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=DPI)

@@ -2,44 +2,57 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from prompt_reliability.s3_analysis.fragility import RATES, decile_gaps
-from prompt_reliability.s4_report.figures import save_figure, subplots
+from prompt_reliability.s4_report.figures import PALETTE, pair_labels, save_figure, subplots
 
 RATE_LABELS = {"mistake_rate": "mistake rate", "disagreement_rate": "disagreement rate"}
+MARKERS = "osD^v<>"
 
 
 def decile_figure(table: pl.DataFrame, title: str = "") -> Figure:
     """Mistake and disagreement rate against the decile's mean cross-prompt sd, one line per family view."""
-    data = table.filter(pl.col("n") > 0).to_pandas()
-    fig, axes = subplots(1, 2, figsize=(8, 3.4), sharex=True)
+    data = table.filter(pl.col("n") > 0)
+    families = data["family"].unique(maintain_order=True).to_list()
+    fig, axes = subplots(1, 2, figsize=(8.4, 3.4), sharex=True)
     for ax, rate in zip(axes, RATES):
-        sns.lineplot(data=data, x="mean_sd", y=rate, hue="family", style="family", markers=True, dashes=False, ax=ax)
-        ax.set(xlabel="mean cross-prompt sd of the decile", ylabel=RATE_LABELS[rate], ylim=(0, None))
-    axes[0].get_legend().remove()
-    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1), title="prompts", frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout()
+        for k, family in enumerate(families):
+            rows = data.filter(pl.col("family") == family).sort("mean_sd")
+            ax.plot(rows["mean_sd"], rows[rate], marker=MARKERS[k % len(MARKERS)], color=PALETTE[k % len(PALETTE)],
+                    label="all prompts" if family == "all" else f"family {family}")
+        ax.set(xlabel="mean cross-prompt sd of p (decile)", ylabel=f"{RATE_LABELS[rate]} (share of samples)", ylim=(0, None))
+    axes[1].legend(title="prompts", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("Are samples whose score varies most across prompts more often wrong and disputed?"
+                 + (f"\n{title}" if title else ""))
     return fig
 
 
 def gaps_figure(table: pl.DataFrame) -> Figure:
-    """D10 - D1 gap of both rates per pair (rows) and family view (colour); right of zero = D10 worse."""
-    gaps = decile_gaps(table).with_columns(pair=pl.concat_str("model", "dataset", "split", separator=" / "))
-    data = gaps.unpivot(index=["pair", "family"], on=[f"{r}_gap" for r in RATES], variable_name="rate", value_name="gap")
-    data = data.with_columns(pl.col("rate").str.strip_suffix("_gap").replace(RATE_LABELS)).to_pandas()
-    n_pairs = gaps["pair"].n_unique()
-    fig, axes = subplots(1, 2, figsize=(9, 1.2 + 0.35 * n_pairs), sharey=True)
-    for ax, rate in zip(axes, RATE_LABELS.values()):
-        sns.stripplot(data=data[data["rate"] == rate], x="gap", y="pair", hue="family", dodge=False, jitter=False, size=6, ax=ax)
+    """D10 - D1 gap of both rates per pair (rows) and family view (markers); right of zero = D10 worse."""
+    gaps = decile_gaps(table)
+    pairs = gaps.select("model", "dataset", "split").unique(maintain_order=True).rows()
+    labels = pair_labels(pairs)
+    position = {pair: len(pairs) - 1 - i for i, pair in enumerate(pairs)}  # first pair on top
+    families = gaps["family"].unique(maintain_order=True).to_list()
+    fig, axes = subplots(1, 2, figsize=(10, 1.6 + 0.36 * len(pairs)), sharey=True)
+    offsets = np.linspace(-0.24, 0.24, len(families)) if len(families) > 1 else [0.0]
+    for ax, rate in zip(axes, RATES):
+        for k, family in enumerate(families):
+            rows = gaps.filter(pl.col("family") == family)
+            y = [position[r] + offsets[k] for r in rows.select("model", "dataset", "split").rows()]
+            ax.scatter(rows[f"{rate}_gap"], y, s=24, marker=MARKERS[k % len(MARKERS)], color=PALETTE[k % len(PALETTE)],
+                       label="all prompts" if family == "all" else f"family {family}", zorder=3)
         ax.axvline(0, color="0.3", linewidth=0.8)
-        ax.set(xlabel=f"D10 - D1 {rate}", ylabel="")
-    axes[0].get_legend().remove()
-    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1), title="prompts", frameon=False)
-    fig.tight_layout()
+        worse = int((gaps.filter(pl.col("family") == "all")[f"{rate}_gap"] > 0).sum())
+        ax.set(xlabel=f"D10 − D1 {RATE_LABELS[rate]}", title=f"{RATE_LABELS[rate]}\nD10 worse in {worse}/{len(pairs)} pairs (all prompts)")
+        ax.set_yticks(range(len(pairs)), labels[::-1])
+        ax.grid(axis="y", visible=False)
+        ax.set_ylim(-0.6, len(pairs) - 0.4)
+    axes[1].legend(title="prompts", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("Is the decile with the largest cross-prompt spread (D10) worse than the most stable (D1)?  (> 0: D10 worse)")
     return fig
 
 

@@ -17,7 +17,7 @@ SIGNAL_LABELS = {"std": "std (cross-prompt)", "entropy": "entropy (mean)", "marg
 
 def risk_coverage_figure(curves: pl.DataFrame, ranges: Mapping[str, Sequence[float]], title: str = "") -> Figure:
     """Retained risk of the mean score against coverage, one line per uncertainty signal."""
-    fig, axes = subplots(len(ranges), len(RISKS), figsize=(3.4 * len(RISKS), 2.8 * len(ranges)), squeeze=False)
+    fig, axes = subplots(len(ranges), len(RISKS), figsize=(3.4 * len(RISKS), 2.6 * len(ranges) + 0.6), squeeze=False)
     signals = [s for s in SIGNALS if s in set(curves["signal"])]
     for row, (name, (low, high)) in enumerate(ranges.items()):
         view = curves.filter(pl.col("coverage").is_between(low - GRID_TOL, high + GRID_TOL))
@@ -25,16 +25,14 @@ def risk_coverage_figure(curves: pl.DataFrame, ranges: Mapping[str, Sequence[flo
             ax = axes[row, col]
             for signal in signals:
                 curve = view.filter(pl.col("signal") == signal)
-                ax.plot(curve["coverage"], curve[risk], marker="o", markersize=3, label=SIGNAL_LABELS.get(signal, signal))
+                ax.plot(curve["coverage"], curve[risk], marker="o", markersize=2.5, label=SIGNAL_LABELS.get(signal, signal))
             ax.set_xlim(low, high)
-            ax.set_xlabel("coverage")
-            ax.set_ylabel(f"retained {RISK_LABELS[risk]}")
-            ax.set_title(f"{RISK_LABELS[risk]}, coverage [{low:g}, {high:g}] ({name})")
+            ax.set_xlabel("coverage (share of samples kept)")
+            ax.set_ylabel(f"{RISK_LABELS[risk]} of kept samples")
+            ax.set_title(f"{RISK_LABELS[risk]}, coverage {low:g}–{high:g} ({name})")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="abstain on", loc="lower center", ncol=len(signals), bbox_to_anchor=(0.5, 0.0))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, title="abstain first on the highest", loc="outside lower center", ncol=len(signals))
+    fig.suptitle("Which uncertainty signal lowers the risk most when the model may abstain?" + (f"\n{title}" if title else ""))
     return fig
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 
 import polars as pl
-import seaborn as sns
 
 from prompt_reliability.s3_analysis.topk import PAIR, topk_summary
-from prompt_reliability.s4_report.figures import save_figure, subplots
+from prompt_reliability.s4_report.figures import PALETTE, save_figure, subplots
 
 METRIC_LABELS = {"nll": "NLL", "ece": "ECE"}
 
@@ -28,11 +27,10 @@ def plot_topk_pair(table: pl.DataFrame, path: str | os.PathLike, title: str = ""
     fig, axes = _axes(table.height)
     best = table.row(int(table["nll"].arg_min()), named=True)
     for ax, metric in zip(axes, METRIC_LABELS):
-        ax.plot(table["k"], table[metric], marker="o", color=sns.color_palette()[0])
+        ax.plot(table["k"], table[metric], marker="o", color=PALETTE[0])
         ax.axvline(best["k"], color="grey", linestyle=":", linewidth=1)
     axes[0].set_title(f"lowest NLL at k = {best['k']}", fontsize=9)
     fig.suptitle(title or "Top-k mean ensemble")
-    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -41,7 +39,7 @@ def plot_topk_pairs(table: pl.DataFrame, path: str | os.PathLike) -> None:
     pairs = table.select(PAIR).unique(maintain_order=True).rows()
     mean = topk_summary(table)
     fig, axes = _axes(int(table["k"].max()))
-    colours = sns.color_palette("colorblind" if len(pairs) <= 10 else "husl", len(pairs))
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(pairs))]
     for ax, metric in zip(axes, METRIC_LABELS):
         for colour, pair in zip(colours, pairs):
             rows = table.filter(*(pl.col(c) == v for c, v in zip(PAIR, pair))).sort("k")
@@ -50,7 +48,6 @@ def plot_topk_pairs(table: pl.DataFrame, path: str | os.PathLike) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
     fig.suptitle(f"Top-k mean ensemble: {len(pairs)} evaluation pair{'s' if len(pairs) != 1 else ''} and their mean")
-    fig.tight_layout()
     save_figure(fig, path)
 
 
