@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from threadpoolctl import threadpool_limits
 
 from prompt_reliability.s0_base.config import (
     ConfigError,
@@ -43,6 +44,10 @@ MODELS = list(config["models"])
 TINY_MODELS = [
     m for m in models_with_backend(config, "hf") if config["models"][m].get("tiny")
 ]
+
+# Analysis jobs run as threads of this process (profiles/default): their parallelism is Snakemake's
+# --cores, so each BLAS call keeps to one thread instead of every job spreading over every core.
+threadpool_limits(1)
 
 # Scoring backends may checkpoint partial work here; removed once a family's cache is written.
 CHUNK_DIR = "results/scores/.chunks"
