@@ -49,6 +49,17 @@ TINY_MODELS = [
 # --cores, so each BLAS call keeps to one thread instead of every job spreading over every core.
 threadpool_limits(1)
 
+# hf models that ask for no GPU (tiny models, CPU runs) score inside the Snakemake process (rule
+# score_family_hf_cpu), so torch and transformers are imported once per run, not once per job;
+# models with GPUs get a process, GPU claim and conda environment of their own (score_family_hf).
+HF_GPU_MODELS = [
+    m
+    for m in models_with_backend(config, "hf")
+    if job_resources.scoring_resources(config["models"][m]).get("gpu", 0) > 0
+    or job_resources.scoring_resources(config["models"][m]).get("gres")
+]
+HF_CPU_MODELS = [m for m in models_with_backend(config, "hf") if m not in HF_GPU_MODELS]
+
 # Scoring backends may checkpoint partial work here; removed once a family's cache is written.
 CHUNK_DIR = "results/scores/.chunks"
 
@@ -205,3 +216,26 @@ def table_outputs(name, category="Tables"):
         "csv": report(csv, caption=f"../report/{name}.rst", category=category),
         "md": md,
     }
+
+
+# Self-assessment (self_assessment.smk; SA, SA_RUNS and SA_PROMPTS are defined there).
+def sa_run_files(name):
+    return [
+        f"results/self_assessment/{r['model']}/{r['dataset']}/{r['setting']}/{name}"
+        for r in SA_RUNS
+    ]
+
+
+def sa_settings():
+    """The self-assessment keys the inference jobs read (stability settings do not re-run them)."""
+    return {k: v for k, v in SA.items() if k not in ("stability", "models", "datasets")}
+
+
+def sa_model_inputs(wildcards):
+    inputs = {
+        "manifest": f"results/data/{wildcards.dataset}.parquet",
+        "prompts": SA_PROMPTS,
+    }
+    if wildcards.model in TINY_MODELS:
+        inputs["model_dir"] = tiny_model_folder(wildcards.model)
+    return inputs

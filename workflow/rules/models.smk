@@ -1,4 +1,6 @@
-# Tiny offline VLMs (config key models.<name>.tiny): real architectures, random weights, built here.
+# Tiny offline VLMs (config key models.<name>.tiny): real architectures, random weights, built here
+# (CPU, seconds), inside the Snakemake process like every step that needs no GPU.
+from prompt_reliability.s2_scoring import tiny_models
 
 
 rule tiny_model:
@@ -10,12 +12,9 @@ rule tiny_model:
         benchmark_path("models", "{model}")
     wildcard_constraints:
         model=one_of(TINY_MODELS),
-    conda:
-        "../../envs/inference.yaml"
     resources:
         **analysis_resources(),
     params:
-        function="prompt_reliability.s2_scoring.tiny_models:write_tiny_model",
         tiny=lambda w: config["models"][w.model]["tiny"],
-    script:
-        "../scripts/call.py"
+    run:
+        call(tiny_models.write_tiny_model, input, output, params, wildcards, log)

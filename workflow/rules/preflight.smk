@@ -6,6 +6,10 @@
 # preflight (a model or prompt changed) orders the jobs but does not by itself re-score models
 # whose caches are up to date.
 
+# On the machine that runs Snakemake (the login node under SLURM), inside the Snakemake process: it
+# needs the Hub, not a GPU.
+from prompt_reliability.s2_scoring import preflight
+
 PREFLIGHT_REPORT = "results/preflight/hf_models.json"
 HF_MODELS = models_with_backend(config, "hf")
 
@@ -19,19 +23,12 @@ rule preflight:
         report=PREFLIGHT_REPORT,
     log:
         log_path("preflight", "hf_models"),
-    conda:
-        "../../envs/inference.yaml"
+    localrule: True
     threads: 1
     params:
-        function="prompt_reliability.s2_scoring.preflight:write_preflight",
         models={m: hf_model_config(m) for m in HF_MODELS},
         prompt_dir=lambda w, input: os.path.dirname(input.prompt_files[-1]),
         families=config["prompts"],
         prompt_format=config["prompt_format"],
-    script:
-        "../scripts/call.py"
-
-
-# On the machine that runs Snakemake (the login node under SLURM): it needs the Hub, not a GPU.
-localrules:
-    preflight,
+    run:
+        call(preflight.write_preflight, input, output, params, wildcards, log)

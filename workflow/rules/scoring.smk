@@ -1,6 +1,6 @@
 # Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
-# score_family: simulate and import backends (numpy only, in the Snakemake process);
-# score_family_hf: Hugging Face VLMs (own process and environment: torch, GPUs).
+# score_family: simulate and import backends (numpy only) and hf models without GPUs, in the
+# Snakemake process; score_family_hf: hf models with GPUs (own process, GPU claim, environment).
 from prompt_reliability.s2_scoring import cache, matrix
 
 
@@ -14,11 +14,15 @@ rule score_family:
     benchmark:
         benchmark_path("scores", "{model}", "{dataset}", "{family}")
     wildcard_constraints:
-        model=one_of(models_with_backend(config, "simulate", "import")),
+        model=one_of(models_with_backend(config, "simulate", "import") + HF_CPU_MODELS),
     resources:
         **scoring_resources(),
     params:
-        model_config=lambda w: model_config(w.model),
+        model_config=lambda w: (
+            hf_model_config(w.model)
+            if w.model in HF_CPU_MODELS
+            else model_config(w.model)
+        ),
         prompt_dir=untracked(PROMPT_DIR),
         prompts=prompts_hash,
         families=config["prompts"],
@@ -38,7 +42,7 @@ rule score_family_hf:
     benchmark:
         benchmark_path("scores", "{model}", "{dataset}", "{family}")
     wildcard_constraints:
-        model=one_of(models_with_backend(config, "hf")),
+        model=one_of(HF_GPU_MODELS),
     conda:
         "../../envs/inference.yaml"
     resources:

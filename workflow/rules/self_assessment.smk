@@ -57,28 +57,6 @@ if SA_MODELS:
         )
 
 
-def sa_run_files(name):
-    return [
-        f"results/self_assessment/{r['model']}/{r['dataset']}/{r['setting']}/{name}"
-        for r in SA_RUNS
-    ]
-
-
-def sa_settings():
-    """The self-assessment keys the inference jobs read (stability settings do not re-run them)."""
-    return {k: v for k, v in SA.items() if k not in ("stability", "models", "datasets")}
-
-
-def sa_model_inputs(wildcards):
-    inputs = {
-        "manifest": f"results/data/{wildcards.dataset}.parquet",
-        "prompts": SA_PROMPTS,
-    }
-    if wildcards.model in TINY_MODELS:
-        inputs["model_dir"] = tiny_model_folder(wildcards.model)
-    return inputs
-
-
 if SA_MODELS:
     FINAL_TARGETS.extend(
         [

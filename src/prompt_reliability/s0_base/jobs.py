@@ -31,6 +31,15 @@ from typing import Any
 
 log = logging.getLogger("prompt_reliability")
 
+# The log stream of the job running in this thread (progress bars write there, see logs.progress).
+_current = threading.local()
+
+
+def current_log_stream():
+    """The log file of the job running in this thread, or None outside a job."""
+    return getattr(_current, "stream", None)
+
+
 # Fields of the Snakemake job that are passed on, in this order; a name may appear in only one.
 FIELDS = ("input", "output", "params", "wildcards")
 
@@ -118,12 +127,14 @@ def job_log(path: str | Path | None, console_prefix: str = "", capture_stderr: b
     saved_stderr = sys.stderr
     if capture_stderr and stream is not None:
         sys.stderr = stream
+    _current.stream = stream
     try:
         yield log
     except Exception:
         log.exception("job failed")
         raise
     finally:
+        _current.stream = None
         sys.stderr = saved_stderr
         for handler in handlers:
             root.removeHandler(handler)

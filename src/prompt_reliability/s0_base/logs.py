@@ -24,13 +24,16 @@ class _Lines:
 
 
 def progress(total: int, desc: str, unit: str = "sample", initial: int = 0, interval: float = 10.0):
-    """A tqdm bar on stderr (the job log under :func:`log_to`) showing rate and ETA.
+    """A tqdm bar showing rate and ETA, in the job's log file (or on stderr outside a job).
 
     On a terminal it redraws in place; in a log file it writes one line at most every ``interval`` seconds.
     """
     from tqdm import tqdm
 
-    tty = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr if tty else _Lines(sys.stderr),
+    from prompt_reliability.s0_base.jobs import current_log_stream
+
+    stream = current_log_stream() or sys.stderr
+    tty = stream.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream if tty else _Lines(stream),
                 mininterval=0.1 if tty else interval, maxinterval=interval, ascii=not tty, dynamic_ncols=tty,
                 smoothing=0.1)
