@@ -50,7 +50,11 @@ CONFIG = {
     "lock": {"dataset": "synth"},
     "evaluate": [{"dataset": "synth"}],
 }
-LOCAL_RULES = {"all", "scores", "score_matrix", "per_prompt_table"}
+LOCAL_RULES = {"all", "scores", "score_matrix", "per_prompt_table", "lock", "check_manifest"}
+# The analyses of one evaluation pair, which travel as one SLURM job (group pair_{model}_{dataset}_{split}).
+PAIR_RULES = {"per_prompt", "fragility", "fragility_figure", "reliability", "ranking_distribution", "ece_variants",
+              "reliability_diagram", "aggregation", "topk", "topk_figure", "calibration", "bootstrap", "selective",
+              "selective_figure"}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
@@ -109,9 +113,12 @@ def run(workdir: Path, *args: str, env: dict[str, str] | None = None, limit: int
 
 
 def submissions(log: str) -> list[tuple[str, int, Path]]:
-    """(rule, SLURM job id, SLURM log) of every job the run submitted; the rule is in the log path."""
-    return [(re.search(r"/slurm_logs/rule_(\w+)/", path).group(1), int(slurm_id), Path(path))
-            for _, slurm_id, path in SUBMITTED.findall(log)]
+    """(rule or ``group:<id>``, SLURM job id, SLURM log) of every job the run submitted (named in the log path)."""
+    found = []
+    for _, slurm_id, path in SUBMITTED.findall(log):
+        kind, name = re.search(r"/slurm_logs/(rule|group)_([^/]+)/", path).groups()
+        found.append((name if kind == "rule" else f"group:{name}", int(slurm_id), Path(path)))
+    return found
 
 
 def scontrol_job(slurm_id: int, env: dict[str, str]) -> str:
@@ -125,11 +132,18 @@ def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str])
     """Every job of the run except local rules went through SLURM and got its resources there."""
     jobs = submissions(result.log)
     started = re.findall(r"^rule (\w+):$", result.log, flags=re.M)  # local rules print "localrule"
-    assert jobs and sorted(started) == sorted(rule for rule, _, _ in jobs)
-    assert not LOCAL_RULES & {rule for rule, _, _ in jobs}
+    singles = [rule for rule, _, _ in jobs if not rule.startswith("group:")]
+    assert jobs and set(singles) <= set(started)
+    assert not LOCAL_RULES & set(singles)
     for rule, slurm_id, slurm_log in jobs:
         # slurmd wrote the job's output to a log named by its SLURM job id
-        assert slurm_log.name == f"{slurm_id}.log" and f"rule {rule}:" in slurm_log.read_text()
+        text = slurm_log.read_text()
+        assert slurm_log.name == f"{slurm_id}.log", slurm_log
+        if rule.startswith("group:"):  # one evaluation pair: every per-pair analysis in one SLURM job
+            ran = set(re.findall(r"^rule (\w+):$", text, flags=re.M))
+            assert PAIR_RULES <= ran, (PAIR_RULES - ran, text[-3000:])
+            continue
+        assert f"rule {rule}:" in text
         # and SLURM allocated what the config asks: the model's GPU, memory and time for scoring
         info = scontrol_job(slurm_id, env)  # within MinJobAge (300 s) of the job's end
         assert "JobState=COMPLETED" in info and f"Partition={PARTITION}" in info, info
@@ -163,7 +177,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     second = run(on_slurm, "--profile", str(slurm_profile), env=slurm_cluster)
     assert second.returncode == 0, second.log[-6000:]
     check_ran_on_slurm(second, slurm_cluster)
-    assert not {"dataset_manifest", "score_family"} & {rule for rule, _, _ in submissions(second.log)}
+    # one sbatch per evaluation pair (here one pair), none per analysis rule
+    assert [rule for rule, _, _ in submissions(second.log)] == ["group:pair_sim_synth_test"], submissions(second.log)
     local_rules = {m.group(1) for m in re.finditer(r"^localrule (\w+):$", first.log + second.log, flags=re.M)}
     assert LOCAL_RULES <= local_rules, local_rules
     submitted = submissions(first.log) + submissions(second.log)

@@ -14,8 +14,8 @@ rule check_manifest:
         summary="results/checks/{dataset}.json",
     log:
         log_path("checks", "{dataset}"),
-    conda:
-        "../../envs/analysis.yaml"
+    benchmark:
+        benchmark_path("checks", "{dataset}")
     resources:
         **analysis_resources(),
     params:

@@ -9,6 +9,7 @@ pass). The style is set once, when this package is imported.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,9 @@ from matplotlib.figure import Figure
 from prompt_reliability.s0_base.io import atomic_path
 
 DPI = 130
+# Drawing is not thread-safe in matplotlib (its mathtext parser, used for log-scale tick labels,
+# keeps shared state), and it holds the GIL anyway: figures are drawn one at a time.
+_DRAWING = threading.Lock()
 # Colour-blind-safe palette (the "colorblind" order of common plotting libraries).
 PALETTE = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9"]
 GOOD, BAD = PALETTE[0], PALETTE[1]
@@ -55,5 +59,5 @@ def pair_labels(rows, splits_vary: bool | None = None) -> list[str]:
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     """Write ``fig`` as PNG atomically."""
-    with atomic_path(Path(path)) as tmp:
+    with _DRAWING, atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from prompt_reliability.s0_base import io
+from prompt_reliability.s4_report.figures import save_figure
 
 TYPE_COLOURS = {"ta": "#2b8a3e", "fu": "#a9e34b", "tu": "#1864ab", "fa": "#e03131"}
 TYPE_NAMES = {"ta": "TA (answered answerable)", "fu": "FU (abstained on answerable)",
@@ -20,8 +20,7 @@ TYPE_NAMES = {"ta": "TA (answered answerable)", "fu": "FU (abstained on answerab
 
 
 def _save(fig: Figure, path: str | Path) -> None:
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    save_figure(fig, path)
 
 
 def _message(fig: Figure, text: str) -> None:
