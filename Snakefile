@@ -49,6 +49,7 @@ include: "workflow/rules/fragility.smk"
 include: "workflow/rules/reliability.smk"
 include: "workflow/rules/bootstrap.smk"
 include: "workflow/rules/selective.smk"
+include: "workflow/rules/operating_points.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/self_assessment.smk"
 

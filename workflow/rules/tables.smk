@@ -23,6 +23,7 @@ ASSEMBLED_TABLES = [
     "calibration",
     "bootstrap",
     "selective",
+    "operating_points",
 ]
 
 # Summary tables across pairs: name -> (assembled table read, package function).
