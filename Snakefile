@@ -52,6 +52,7 @@ include: "workflow/rules/selective.smk"
 include: "workflow/rules/operating_points.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/self_assessment.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
