@@ -63,3 +63,10 @@ rule all:
     default_target: True
     input:
         final_targets,
+
+
+onsuccess:
+    # printed at exit, after Snakemake's own closing lines (log path, elapsed time)
+    import atexit
+
+    atexit.register(print, report_line())

@@ -15,6 +15,7 @@ from prompt_reliability.s0_base.config import (
     validate_config,
 )
 from prompt_reliability.s0_base.jobs import call
+from prompt_reliability.s4_report import report_md
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources
 from prompt_reliability.s0_base.runtime import (
@@ -199,4 +200,38 @@ def table_outputs(name, category="Tables"):
         "table": parquet,
         "csv": report(csv, caption=f"../report/{name}.rst", category=category),
         "md": md,
+    }
+
+
+def report_line():
+    """The run's last console line: where REPORT.md is and the command that builds the HTML report."""
+    configfiles = "".join(
+        f" --configfile {os.path.abspath(f)}"
+        for f in workflow.overwrite_configfiles or []
+    )
+    return (
+        f"Report: {os.path.abspath('results/REPORT.md')} | HTML: snakemake -s "
+        f"{os.path.join(workflow.basedir, 'Snakefile')} -d {os.getcwd()}{configfiles} "
+        "--report results/report.html"
+    )
+
+
+def report_run_info():
+    """What was run, as the report's params (model configs without resources, prompt hashes, seeds)."""
+    return {
+        "models": {m: model_config(m) for m in MODELS},
+        "prompts": {
+            f: {
+                "prompt_ids": [p for p in PROMPT_IDS if FAMILY_OF[p] == f],
+                "hash": REGISTRY.text_hash(f),
+            }
+            for f in FAMILIES
+        },
+        "lock": dict(config["lock"]),
+        "evaluate": [dict(e) for e in config["evaluate"]],
+        "seeds": {
+            "analysis.seed": config["analysis"]["seed"],
+            "analysis.bootstrap.seed": config["analysis"]["bootstrap"]["seed"],
+        },
+        "config_hash": report_md.config_hash(config),
     }

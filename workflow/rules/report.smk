@@ -28,3 +28,34 @@ rule claims:
     localrule: True
     run:
         call(claims_check.write_claims, input, output, None, wildcards, log)
+
+
+# REPORT.md is the last file of every run: it reads every table, figure, manifest and lock.
+REPORT_MD = "results/REPORT.md"
+REPORT_TABLES = [
+    p.removesuffix(".csv") + ".parquet"
+    for p in FINAL_TARGETS
+    if p.startswith("results/tables/") and p.endswith(".csv")
+]
+
+
+rule report_md:
+    input:
+        tables_in=sorted(set(REPORT_TABLES)),
+        manifests=[f"results/data/{d}.parquet" for d in DATASETS],
+        locks=[f"results/lock/{m}.json" for m in MODELS],
+        figures=[p for p in FINAL_TARGETS if p.endswith(".png")],
+    output:
+        report=REPORT_MD,
+    log:
+        log_path("report", "REPORT"),
+    benchmark:
+        benchmark_path("report", "REPORT")
+    localrule: True
+    params:
+        run=report_run_info(),
+    run:
+        call(report_md.write_report, input, output, params, wildcards, log)
+
+
+FINAL_TARGETS.append(REPORT_MD)
