@@ -20,7 +20,7 @@ rule claims:
             if table_paths(name)[0] in FINAL_TARGETS
         ],
     output:
-        **table_outputs("claims", category="Claims"),
+        **table_outputs("claims"),
     log:
         log_path("tables", "claims"),
     benchmark:
