@@ -12,6 +12,7 @@ Table ``claims``: ``claim, statistic, this_run, pairs, paper, holds, paper_table
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,13 @@ def check_claims(claims: Sequence[Mapping[str, Any]], frames: Mapping[str, pl.Da
     return pl.DataFrame([evaluate_claim(c, frames.get(c["table"])) for c in claims], schema=schema)
 
 
-def write_claims(*, claims: str, source_tables: Sequence[str], table: str, csv: str, md: str) -> pl.DataFrame:
+def file_hash(path: str | Path) -> str:
+    """sha256 (16 hex) of the claims file's bytes: the rule re-runs when the claims change, not when the path does."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def write_claims(*, claims: str | Path, source_tables: Sequence[str], table: str, csv: str, md: str,
+                 claims_hash: str | None = None) -> pl.DataFrame:
     """Rule-facing: read the claims file and this run's Parquet tables, write the claims table."""
     frames = {Path(p).name.removesuffix(".parquet"): pl.read_parquet(p) for p in source_tables if Path(p).exists()}
     return tables.write_table(check_claims(load_claims(claims), frames), table, csv, md,
