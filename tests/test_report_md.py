@@ -22,7 +22,7 @@ def test_report_names_paper_tables_and_missing_inputs(tmp_path):
         versions={"numpy": "2"})
     figure = str(tmp_path / "figures" / "x.png")
     text = report_md.build_report(frames=frames, run=run, figures=[figure], table_files=[], base=str(tmp_path))
-    assert "| m | hf | org/model | abc | bfloat16 |" in text
+    assert "| m | hf | org/model | abc | bfloat16 |  |" in text
     assert "| d | test | 1 | 1.0000 | evaluate |" in text
     assert "1 of 2 claims of the paper hold on this run; 1 could not be checked" in text
     for paper in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Table 8", "Table 9"):

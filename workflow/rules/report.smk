@@ -47,6 +47,10 @@ rule report_md:
         tables_in=sorted(set(REPORT_TABLES)),
         manifests=[f"results/data/{d}.parquet" for d in DATASETS],
         locks=[f"results/lock/{m}.json" for m in MODELS],
+        caches=[
+            f"results/scores/{m}/{config['lock']['dataset']}/{FAMILIES[0]}.parquet"
+            for m in MODELS
+        ],
         figures=[p for p in FINAL_TARGETS if p.endswith(".png")],
     output:
         report=REPORT_MD,

@@ -87,13 +87,28 @@ def _md(frame: pl.DataFrame) -> str:
     return tables.to_markdown(frame)
 
 
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def model_row(name: str, cfg: Mapping[str, Any], provenance: Mapping[str, Any]) -> dict[str, str]:
+    """One model: what the score cache recorded (resolved revision, dtype, fingerprint), else the config."""
+    tiny = cfg.get("tiny")
+    path = provenance.get("model_id") or cfg.get("path") or (f"tiny {_text(tiny)}" if tiny else "")
+    revision = provenance.get("commit_hash") or provenance.get("revision") or cfg.get("revision")
+    return {"model": name, "backend": _text(provenance.get("backend") or cfg.get("backend")), "path": _text(path),
+            "revision": _text(revision), "dtype": _text(provenance.get("dtype") or cfg.get("dtype")),
+            "fingerprint": _text(provenance.get("model_fingerprint"))}
+
+
 def run_section(*, models: Mapping[str, Mapping[str, Any]], manifests: Mapping[str, pl.DataFrame],
                 locks: Sequence[Mapping[str, Any]], prompts: Mapping[str, Mapping[str, Any]],
                 lock_split: Mapping[str, str], evaluate: Sequence[Mapping[str, Any]], seeds: Mapping[str, Any],
-                config_digest: str, versions: Mapping[str, str]) -> str:
-    model_rows = [{"model": name, "backend": cfg.get("backend"), "path": cfg.get("path") or cfg.get("tiny") or "",
-                   "revision": cfg.get("revision") or "", "dtype": cfg.get("dtype") or ""}
-                  for name, cfg in models.items()]
+                config_digest: str, versions: Mapping[str, str],
+                provenance: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    model_rows = [model_row(name, cfg, (provenance or {}).get(name, {})) for name, cfg in models.items()]
     roles = {(lock_split["dataset"], lock_split["split"]): "lock"}
     for pair in evaluate:
         roles[(pair["dataset"], pair["split"])] = "evaluate" + (" + lock" if roles.get(
@@ -192,16 +207,21 @@ def build_report(*, frames: Mapping[str, pl.DataFrame], run: str, figures: Seque
 
 
 def write_report(*, tables_in: Sequence[str], manifests: Sequence[str], locks: Sequence[str], figures: Sequence[str],
-                 report: str, run: Mapping[str, Any]) -> str:
+                 report: str, run: Mapping[str, Any], caches: Sequence[str] = ()) -> str:
     """Rule ``report_md``: read the run's Parquet tables, manifests and locks; write REPORT.md."""
     frames = {Path(p).name.removesuffix(".parquet"): pl.read_parquet(p) for p in tables_in}
     base = str(Path(report).parent)
     manifest_frames = {Path(p).name.removesuffix(".parquet"): pl.read_parquet(p, columns=["split", "label"])
                        for p in manifests}
+    # one score cache per model: its provenance (resolved revision, dtype, fingerprint) from the file metadata
+    provenance = {}
+    for path in caches:
+        meta = io.read_parquet_metadata(path)
+        provenance.setdefault(meta.get("model") or Path(path).parts[-3], meta)
     run_text = run_section(
         models=run["models"], manifests=manifest_frames, locks=[io.read_json(p) for p in locks],
         prompts=run["prompts"], lock_split=run["lock"], evaluate=run["evaluate"], seeds=run["seeds"],
-        config_digest=run["config_hash"], versions=package_versions())
+        config_digest=run["config_hash"], versions=package_versions(), provenance=provenance)
     extra = []
     if "self_assessment" in frames:
         extra.append(self_assessment_markdown(frames["self_assessment"], frames.get("metric_stability"),
