@@ -222,6 +222,8 @@ def write_report(*, tables_in: Sequence[str], manifests: Sequence[str], locks: S
         models=run["models"], manifests=manifest_frames, locks=[io.read_json(p) for p in locks],
         prompts=run["prompts"], lock_split=run["lock"], evaluate=run["evaluate"], seeds=run["seeds"],
         config_digest=run["config_hash"], versions=package_versions(), provenance=provenance)
+    # Optional sections from other analyses, each from its own table when the run produced it. (The safety
+    # calibration branch adds its `safety_calibration_markdown(...)` here the same way.)
     extra = []
     if "self_assessment" in frames:
         extra.append(self_assessment_markdown(frames["self_assessment"], frames.get("metric_stability"),
