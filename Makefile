@@ -17,7 +17,7 @@ $(BIN)/.installed: requirements.txt requirements-torch.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-.PHONY: venv run test test-slurm lint report
+.PHONY: venv run test test-slurm test-browser lint report
 venv: $(BIN)/.installed
 
 run: venv
@@ -29,6 +29,10 @@ test: venv
 # Only the tests against a real single-node SLURM cluster (root: they start it, see tests/slurm/).
 test-slurm: venv
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
+
+# Only the HTML report in a real browser (installs Debian's chromium when root, see the test).
+test-browser: venv
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 # Static checks CI runs next to the tests: Python lint, Snakemake formatting and lint.
 lint: venv

@@ -49,8 +49,11 @@ include: "workflow/rules/fragility.smk"
 include: "workflow/rules/reliability.smk"
 include: "workflow/rules/bootstrap.smk"
 include: "workflow/rules/selective.smk"
+include: "workflow/rules/operating_points.smk"
+include: "workflow/rules/family_view.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/self_assessment.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
@@ -61,3 +64,10 @@ rule all:
     default_target: True
     input:
         final_targets,
+
+
+onsuccess:
+    # printed at exit, after Snakemake's own closing lines (log path, elapsed time)
+    import atexit
+
+    atexit.register(print, report_line())

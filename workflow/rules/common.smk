@@ -16,6 +16,7 @@ from prompt_reliability.s0_base.config import (
     validate_config,
 )
 from prompt_reliability.s0_base.jobs import call
+from prompt_reliability.s4_report import report_md
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources
 from prompt_reliability.s0_base.runtime import (
@@ -208,12 +209,47 @@ def table_paths(name):
     return [f"results/tables/{name}.{ext}" for ext in ("parquet", "csv", "md")]
 
 
-def table_outputs(name, category="Tables"):
+# The HTML report's category of each table (figures name theirs in their rules); a table not listed
+# here goes to "Tables". Every table sits in subcategory "Tables", labelled with its name.
+TABLE_CATEGORY = {
+    **dict.fromkeys(["fragility", "fragility_summary"], "Fragility"),
+    **dict.fromkeys(
+        [
+            "per_prompt",
+            "reliability",
+            "ranking_distribution",
+            "ece_variants",
+            "ece_variants_summary",
+            "wins",
+            "family_view",
+            "family_wins",
+            "bootstrap",
+            "bootstrap_summary",
+        ],
+        "Reliability",
+    ),
+    **dict.fromkeys(
+        ["aggregation", "aggregation_summary", "topk", "topk_summary"], "Aggregation"
+    ),
+    **dict.fromkeys(["calibration", "calibration_summary"], "Calibration"),
+    **dict.fromkeys(["selective", "selective_summary"], "Uncertainty"),
+    "operating_points": "Operating points",
+    "claims": "Claims",
+}
+
+
+def table_outputs(name, category=None):
     """Named outputs ``table``, ``csv`` (in the HTML report) and ``md`` of table ``name``."""
     parquet, csv, md = table_paths(name)
     return {
         "table": parquet,
-        "csv": report(csv, caption=f"../report/{name}.rst", category=category),
+        "csv": report(
+            csv,
+            caption=f"../report/{name}.rst",
+            category=category or TABLE_CATEGORY.get(name, "Tables"),
+            subcategory="Tables",
+            labels={"table": name},
+        ),
         "md": md,
     }
 
@@ -239,3 +275,37 @@ def sa_model_inputs(wildcards):
     if wildcards.model in TINY_MODELS:
         inputs["model_dir"] = tiny_model_folder(wildcards.model)
     return inputs
+
+
+def report_line():
+    """The run's last console line: where REPORT.md is and the command that builds the HTML report."""
+    configfiles = "".join(
+        f" --configfile {os.path.abspath(f)}"
+        for f in workflow.overwrite_configfiles or []
+    )
+    return (
+        f"Report: {os.path.abspath('results/REPORT.md')} | HTML: snakemake -s "
+        f"{os.path.join(workflow.basedir, 'Snakefile')} -d {os.getcwd()}{configfiles} "
+        "--report results/report.html"
+    )
+
+
+def report_run_info():
+    """What was run, as the report's params (model configs without resources, prompt hashes, seeds)."""
+    return {
+        "models": {m: model_config(m) for m in MODELS},
+        "prompts": {
+            f: {
+                "prompt_ids": [p for p in PROMPT_IDS if FAMILY_OF[p] == f],
+                "hash": REGISTRY.text_hash(f),
+            }
+            for f in FAMILIES
+        },
+        "lock": dict(config["lock"]),
+        "evaluate": [dict(e) for e in config["evaluate"]],
+        "seeds": {
+            "analysis.seed": config["analysis"]["seed"],
+            "analysis.bootstrap.seed": config["analysis"]["bootstrap"]["seed"],
+        },
+        "config_hash": report_md.config_hash(config),
+    }

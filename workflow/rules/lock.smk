@@ -18,6 +18,7 @@ rule lock:
         dataset=config["lock"]["dataset"],
         split=config["lock"]["split"],
         prompt_ids=PROMPT_IDS,
+        family_of=FAMILY_OF,
         analysis=analysis_params(
             "seed", "ece_bins", "eps", "threshold", "temperature_bounds"
         ),

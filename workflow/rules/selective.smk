@@ -38,7 +38,7 @@ rule selective_figure:
         figure=report(
             "results/figures/selective/{model}/{dataset}/{split}/risk_coverage.png",
             caption="../report/selective_figure.rst",
-            category="Selective prediction",
+            category="Uncertainty",
             subcategory="{model}",
             labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
         ),

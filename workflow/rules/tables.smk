@@ -5,6 +5,7 @@ from prompt_reliability.s3_analysis import (
     aggregation,
     bootstrap,
     calibration,
+    family_view,
     fragility,
     reliability,
     selective,
@@ -23,6 +24,8 @@ ASSEMBLED_TABLES = [
     "calibration",
     "bootstrap",
     "selective",
+    "operating_points",
+    "family_view",
 ]
 
 # Summary tables across pairs: name -> (assembled table read, package function).
@@ -34,6 +37,7 @@ SUMMARY_TABLES = {
     "calibration_summary": ("calibration", calibration.write_calibration_summary),
     "bootstrap_summary": ("bootstrap", bootstrap.write_bootstrap_summary),
     "selective_summary": ("selective", selective.write_selective_summary),
+    "family_wins": ("family_view", family_view.write_family_wins),
 }
 
 for name in [*ASSEMBLED_TABLES, *SUMMARY_TABLES, "wins"]:
@@ -88,7 +92,11 @@ rule wins:
     output:
         wins=table_paths("wins")[0],
         csv=report(
-            table_paths("wins")[1], caption="../report/wins.rst", category="Tables"
+            table_paths("wins")[1],
+            caption="../report/wins.rst",
+            category=TABLE_CATEGORY["wins"],
+            subcategory="Tables",
+            labels={"table": "wins"},
         ),
         md=table_paths("wins")[2],
     log:

@@ -2,7 +2,8 @@
 
 Builds the lock file whose contract and reader live in :mod:`lockfile`: the selected prompt
 (minimum lock-split NLL; ties by ECE, then error, then registry order), the random prompt
-(``prompt_ids[default_rng(seed).integers(K)]``), the prompt order and the calibrators.
+(``prompt_ids[default_rng(seed).integers(K)]``), the prompt order, the calibrators and, per family, the
+family-local selected prompt (``family_selected``: the same ranking restricted to the family's prompts).
 """
 
 from __future__ import annotations
@@ -37,8 +38,17 @@ def random_prompt(prompt_ids: Sequence[str], seed: int) -> str:
     return prompt_ids[int(np.random.default_rng(seed).integers(len(prompt_ids)))]
 
 
+def family_selected(order: Sequence[str], family_of: Mapping[str, str]) -> dict[str, str]:
+    """The lock-split best prompt of each family: the family's first prompt in ``order`` (the same ranking as
+    ``selected_prompt``, restricted to the family's own prompts; the paper's within-family view, Table 7)."""
+    best: dict[str, str] = {}
+    for pid in order:
+        best.setdefault(family_of[pid], pid)
+    return best
+
+
 def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, prompt_ids: Sequence[str],
-               analysis: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+               analysis: Mapping[str, Any], source: str = "", family_of: Mapping[str, str] | None = None) -> dict[str, Any]:
     rows = split_rows(matrix, split, source)
     y = rows["label"].to_numpy()
     p = probabilities(rows, prompt_ids)
@@ -56,6 +66,8 @@ def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, pr
         "per_prompt": per_prompt,
         "calibrators": {},
     }
+    if family_of is not None:
+        lock["family_selected"] = family_selected(order, family_of)
     lock["calibrators"] = calibration.fit_calibrators(
         locked_scores(rows, lock), y, eps=analysis["eps"], source=f"{source} ({dataset}/{split})",
         temperature_bounds=analysis["temperature_bounds"])
@@ -63,9 +75,9 @@ def build_lock(matrix: pl.DataFrame, *, model: str, dataset: str, split: str, pr
 
 
 def write_lock(*, matrix: str, lock: str, model: str, dataset: str, split: str, prompt_ids: Sequence[str],
-               analysis: Mapping[str, Any]) -> dict[str, Any]:
+               analysis: Mapping[str, Any], family_of: Mapping[str, str] | None = None) -> dict[str, Any]:
     built = build_lock(pl.read_parquet(matrix), model=model, dataset=dataset, split=split, prompt_ids=prompt_ids,
-                       analysis=analysis, source=matrix)
+                       analysis=analysis, source=matrix, family_of=family_of)
     io.write_json(built, lock)
     log.info("selected %s, random %s", built["selected_prompt"], built["random_prompt"])
     return built

@@ -3,7 +3,7 @@
 ``lock/{model}.json`` (plain JSON, written by :mod:`lock`): ``model``, ``lock: {dataset, split}``,
 ``n``, ``unsafe_rate``, ``prompt_ids`` (registry order), ``selected_prompt``, ``random_prompt``,
 ``random_seed``, ``prompt_order`` (every prompt, best first) and ``per_prompt`` (lock-split
-nll/ece/error) and ``calibrators``. Every analysis reads it with :func:`read_lock`, which checks
+nll/ece/error), ``calibrators`` and (optional) ``family_selected`` (family -> its lock-split best prompt). Every analysis reads it with :func:`read_lock`, which checks
 these fields and, given the score matrix, that both come from the same prompts.
 See docs/architecture.md, "Lock".
 """
@@ -37,6 +37,10 @@ def validate_lock(lock: Mapping[str, Any], source: str = "") -> None:
         if lock[field] not in prompts:
             raise LockMismatchError(f"{source}: lock field {field!r} is {lock[field]!r}, not one of prompt_ids {prompts}; "
                                     "re-run the lock rule")
+    for family, pid in (lock.get("family_selected") or {}).items():
+        if pid not in prompts:
+            raise LockMismatchError(f"{source}: lock field 'family_selected' names {pid!r} for family {family!r}, "
+                                    f"not one of prompt_ids {prompts}; re-run the lock rule")
     if sorted(lock["prompt_order"]) != sorted(prompts):
         raise LockMismatchError(f"{source}: lock field 'prompt_order' is not a permutation of prompt_ids; re-run the lock rule")
 
@@ -68,3 +72,24 @@ def locked_scores(rows: pl.DataFrame, lock: Mapping[str, Any]) -> dict[str, np.n
         "random": p[:, column[lock["random_prompt"]]],
         "mean": p.mean(axis=1),
     }
+
+
+def family_selected_prompts(lock: Mapping[str, Any], family_of: Mapping[str, str]) -> dict[str, str]:
+    """Each family's lock-split selected prompt: the lock's ``family_selected`` when it has one, else the family's
+    first prompt in ``prompt_order`` (the same ranking restricted to the family)."""
+    stored = lock.get("family_selected")
+    best: dict[str, str] = {}
+    for pid in lock["prompt_order"]:
+        best.setdefault(family_of[pid], pid)
+    chosen = {f: best[f] for f in dict.fromkeys(family_of.values())}  # registry order of families
+    if stored:
+        missing = sorted(set(chosen) - set(stored))
+        if missing:
+            raise LockMismatchError(f"the lock of model {lock.get('model')!r} has no family_selected prompt for "
+                                    f"famil(ies) {missing}; re-run the lock rule")
+        wrong = {f: p for f, p in stored.items() if f in chosen and family_of.get(p) != f}
+        if wrong:
+            raise LockMismatchError(f"lock field 'family_selected' names prompts of other families: {wrong}; "
+                                    "re-run the lock rule")
+        return {f: stored[f] for f in chosen}
+    return chosen

@@ -1,0 +1,103 @@
+"""The HTML report (snakemake --report) in a real browser: Debian's chromium driven headless by playwright.
+
+Chromium comes from apt, installed by this test when missing (as tests/slurm/cluster.sh installs
+SLURM); that needs root. Outside CI the test skips when it cannot get a browser; in CI (CI=true) it
+fails. Checks: the report opens with no console errors or uncaught exceptions, the sidebar lists
+every category, and a per-pair figure opens from its category and renders at a non-zero size.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_snakemake, write_config
+
+pytestmark = [pytest.mark.browser, pytest.mark.workflow]
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CATEGORIES = ["Fragility", "Reliability", "Aggregation", "Calibration", "Uncertainty", "Operating points", "Claims"]
+CONFIG = {
+    "prompts": ["A", "B", "C"],
+    "datasets": {"synth": {"adapter": "synthetic", "images": False,
+                           "splits": {"train": {"n": 120, "unsafe_rate": 0.4}, "test": {"n": 120, "unsafe_rate": 0.4}}}},
+    "models": {"sim": {"backend": "simulate", "simulate": {"seed": 3}}},
+    "lock": {"dataset": "synth", "split": "train"},
+    "evaluate": [{"dataset": "synth", "split": "test"}],
+    "analysis": {"bootstrap": {"resamples": 200}},
+}
+
+
+def unusable(reason: str):
+    if IN_CI:
+        pytest.fail(f"CI must run the browser test: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of the system chromium, installed from apt when missing (root only)."""
+    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        unusable("no chromium, and installing it (apt-get install chromium) needs root on Debian")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:  # a fresh image has no package lists yet
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True, timeout=900)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        unusable(f"apt-get install chromium failed:\n{result.stderr[-3000:]}")
+    return shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("browser")
+    write_config(workdir, CONFIG)
+    run_snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2")
+    run_snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "--report", "results/report.html")
+    assert (workdir / "results/REPORT.md").is_file()
+    return workdir / "results/report.html"
+
+
+def test_report_in_a_real_browser(chromium, report_html):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unusable("playwright is not installed (pip install -r requirements.txt)")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+            page.goto(report_html.as_uri())
+            page.wait_for_load_state("load")
+            sidebar = page.inner_text("body")
+            missing = [c for c in CATEGORIES if c not in sidebar.splitlines()]
+            assert not missing, f"categories missing from the report's sidebar: {missing}\n{sidebar[:2000]}"
+
+            # a per-pair figure: category -> model subcategory -> its row's eye button
+            page.get_by_text("Reliability", exact=True).click()
+            page.get_by_text("sim", exact=True).first.click()
+            labels = page.inner_text("table")
+            assert "test" in labels and "sim" in labels, labels  # labelled by model / dataset / split
+            page.locator("a[iconname=eye]").first.click()
+            page.wait_for_function(
+                "() => Array.from(document.querySelectorAll('img')).some("
+                "i => i.src.startsWith('data:image/png') && i.naturalWidth > 0 && i.clientWidth > 0)",
+                timeout=15000)
+            size = page.evaluate(
+                "() => Array.from(document.querySelectorAll('img')).filter(i => i.src.startsWith('data:image/png'))"
+                ".map(i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight])[0]")
+            assert min(size) > 0, size
+        finally:
+            browser.close()
+    assert not errors, "the report logged errors:\n" + "\n".join(errors)

@@ -1,0 +1,24 @@
+# The within-family view (paper Table 7): each family's mean against its family-local selected
+# prompt, and against the global selected prompt (tables family_view, family_wins: tables.smk).
+from prompt_reliability.s3_analysis import family_view
+
+
+rule family_view:
+    input:
+        matrix="results/matrix/{model}/{dataset}.parquet",
+        lock="results/lock/{model}.json",
+    output:
+        table=per_pair_piece("family_view"),
+    log:
+        log_path("family_view", "{model}", "{dataset}", "{split}"),
+    benchmark:
+        benchmark_path("family_view", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
+    resources:
+        **analysis_resources(),
+    params:
+        family_of=FAMILY_OF,
+        analysis=analysis_params("ece_bins", "eps", "threshold"),
+    run:
+        call(family_view.write_family_view, input, output, params, wildcards, log)

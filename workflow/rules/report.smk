@@ -1,0 +1,68 @@
+# What a user reads after a run: the claims check (table claims) and results/REPORT.md.
+from prompt_reliability.s3_analysis import claims as claims_check
+
+CLAIMS_FILE = config["claims"] or os.path.join(workflow.basedir, "workflow/claims.yaml")
+try:
+    CLAIMS = claims_check.load_claims(CLAIMS_FILE)
+except claims_check.ClaimsError as err:
+    raise WorkflowError(f"Invalid claims file: {err}") from None
+
+FINAL_TARGETS.extend(table_paths("claims"))
+
+
+rule claims:
+    input:
+        # only the tables this run produces; a claim on any other table is reported as missing
+        source_tables=[
+            table_paths(name)[0]
+            for name in claims_check.claim_tables(CLAIMS)
+            if table_paths(name)[0] in FINAL_TARGETS
+        ],
+    output:
+        **table_outputs("claims"),
+    log:
+        log_path("tables", "claims"),
+    benchmark:
+        benchmark_path("tables", "claims")
+    localrule: True
+    params:
+        # the file by content, not by path (another clone re-runs nothing; an edit re-runs the check)
+        claims=untracked(CLAIMS_FILE),
+        claims_hash=claims_check.file_hash(CLAIMS_FILE),
+    run:
+        call(claims_check.write_claims, input, output, params, wildcards, log)
+
+
+# REPORT.md is the last file of every run: it reads every table, figure, manifest and lock.
+REPORT_MD = "results/REPORT.md"
+REPORT_TABLES = [
+    p.removesuffix(".csv") + ".parquet"
+    for p in FINAL_TARGETS
+    if p.startswith("results/tables/") and p.endswith(".csv")
+]
+
+
+rule report_md:
+    input:
+        tables_in=sorted(set(REPORT_TABLES)),
+        manifests=[f"results/data/{d}.parquet" for d in DATASETS],
+        locks=[f"results/lock/{m}.json" for m in MODELS],
+        caches=[
+            f"results/scores/{m}/{config['lock']['dataset']}/{FAMILIES[0]}.parquet"
+            for m in MODELS
+        ],
+        figures=[p for p in FINAL_TARGETS if p.endswith(".png")],
+    output:
+        report=REPORT_MD,
+    log:
+        log_path("report", "REPORT"),
+    benchmark:
+        benchmark_path("report", "REPORT")
+    localrule: True
+    params:
+        run=report_run_info(),
+    run:
+        call(report_md.write_report, input, output, params, wildcards, log)
+
+
+FINAL_TARGETS.append(REPORT_MD)
