@@ -139,6 +139,21 @@ def _text_hash(text: str | None) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
 
 
+def _variant(vlm: VLM, settings: Mapping[str, Any], provenance: dict):
+    """Steering hook of a calibration variant (settings key ``steering: {vectors, layer, alpha}``), recorded in the provenance."""
+    steer = settings.get("steering")
+    if not steer:
+        return contextlib.nullcontext()
+    from prompt_reliability.s2_scoring import steering
+
+    vector = steering.load_vector(steer["vectors"], steer["layer"])
+    provenance["steering"] = {"layer": int(steer["layer"]), "alpha": float(steer["alpha"]),
+                              "vectors": str(steer["vectors"]), "vectors_hash": steering.file_hash(steer["vectors"]),
+                              "vector_norm": float(np.linalg.norm(vector)),
+                              "vector_provenance": steering.read_provenance(steer["vectors"])}
+    return steering.steering(vlm.model, int(steer["layer"]), vector, float(steer["alpha"]))
+
+
 # --- the backend ---------------------------------------------------------------------------------
 
 
@@ -229,6 +244,8 @@ def chunk_key_parts(job: ScoringJob, provenance: Mapping[str, Any]) -> dict[str,
         "chat_template": provenance["chat_template_hash"],
         "settings": {key: provenance[key] for key in ("engine", "batch_size", "chunk_size", "dtype", "hardware")},
         "versions": {name: versions.get(name) for name in ("torch", "transformers", "tokenizers", "torchvision", "pillow")},
+        # calibration variants (issue 14), present only when set so plain checkpoints keep their key
+        **{key: provenance[key] for key in ("steering", "few_shot") if provenance.get(key)},
     }
 
 
@@ -239,6 +256,7 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
     k = len(job.prompt_ids)
     started = time.perf_counter()
     vlm, provenance = open_vlm(job, settings)
+    variant = _variant(vlm, settings, provenance)
     store = ChunkStore(job.chunk_dir, chunk_key_parts(job, provenance), len(sample_ids), settings["chunk_size"])
     resumed = sum(stop - start for start, stop in store.done())
     log.info("model %s (%s, %s on %s, engine %s): %d samples x %d prompts, labels %s -> ids %d/%d; checkpoints in %s, "
@@ -249,7 +267,7 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
 
     scorer = SCORERS[settings["engine"]]
     scoring_started = time.perf_counter()
-    with progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed) as bar:
+    with variant, progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed) as bar:
         for start, stop in store.todo():
             images = [_open_image(image_paths[i], sample_ids[i], job.dataset) for i in range(start, stop)]
             texts = [[render_chat(vlm.processor, text) for text in row] for row in _instructions(job, queries[start:stop])]
