@@ -136,3 +136,24 @@ def variant_scores(cache_path: str | Path, split: str) -> pl.DataFrame:
 
 def reliability_of(y: np.ndarray, p: np.ndarray, n_bins: int = 15, eps: float = metrics.EPS) -> dict[str, float]:
     return {"nll": metrics.nll(y, p, eps), "ece": metrics.ece(y, p, n_bins), "auroc": metrics.auroc(y, p)}
+
+
+# --- response mode: SRA from judged responses --------------------------------------------------
+
+
+def write_response_sra(*, responses: str, table: str, model: str, dataset: str, split: str, method: str,
+                       judgement: str | None = None, threshold: float = 0.5,
+                       verdicts: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS) -> pl.DataFrame:
+    """SRA per category from judged responses: refusal/warning counts as flagging unsafe (string judge
+    without ``judgement``, the model judge's p_refusal with it)."""
+    from prompt_reliability.s2_scoring.judges import refusals
+
+    answered = pl.read_parquet(responses).filter(pl.col("split") == split)
+    if not answered.height:
+        raise SafetyCalibrationError(f"{responses}: no responses in split {split!r}")
+    judge = "model" if judgement else "string"
+    p = refusals(answered, judge, pl.read_parquet(judgement) if judgement else None)
+    out = sra_frame({method: p}, answered["label"].to_numpy(), answered["category"].to_list(), model=model,
+                    dataset=dataset, split=split, threshold=threshold, thresholds=verdicts)
+    io.write_parquet(out, table, {"judge": judge})
+    return out
