@@ -47,6 +47,7 @@ include: "workflow/rules/fragility.smk"
 include: "workflow/rules/reliability.smk"
 include: "workflow/rules/bootstrap.smk"
 include: "workflow/rules/selective.smk"
+include: "workflow/rules/safety_calibration.smk"
 
 
 localrules:

@@ -63,7 +63,7 @@ def generate_responses(vlm, images, queries, max_new_tokens: int) -> list[str]:
 
 
 def write_responses(*, manifest: str, responses: str, model: str, model_config: Mapping[str, Any], dataset: str,
-                    max_new_tokens: int = 64, splits: list[str] | None = None) -> pl.DataFrame:
+                    max_new_tokens: int = 64, splits: list[str] | None = None, **_inputs: Any) -> pl.DataFrame:
     """Rule entry point: the model's greedy responses to every sample (of ``splits``), saved for inspection."""
     import contextlib
 
@@ -102,7 +102,7 @@ def judge_text(query: str, response: str) -> str:
 
 def write_model_judgement(*, responses: str, manifest: str, judge_manifest: str, judgement: str, judge: str,
                           judge_config: Mapping[str, Any], prompt_dir: str, prompt_format: Mapping[str, str],
-                          work_dir: str, dataset: str = "") -> pl.DataFrame:
+                          work_dir: str, dataset: str = "", **_inputs: Any) -> pl.DataFrame:
     """Rule entry point: score every response with the judge model (first-token Y/N on ``prompt_dir``/judge.yaml)."""
     from prompt_reliability.s2_scoring.cache import score_to_cache
 

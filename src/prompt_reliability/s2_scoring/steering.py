@@ -157,7 +157,7 @@ def file_hash(path: str | Path) -> str:
 
 def write_steering_vectors(*, manifest: str, vectors: str, model: str, model_config: Mapping[str, Any], prompt_dir: str,
                            families: list[str], family: str, prompt_format: Mapping[str, str], split: str,
-                           layers: Sequence[int], dataset: str = "") -> dict[int, np.ndarray]:
+                           layers: Sequence[int], dataset: str = "", **_inputs: Any) -> dict[int, np.ndarray]:
     """Rule entry point: steering vectors of ``model`` for ``layers`` from the lock split of ``manifest``."""
     import time
 

@@ -100,13 +100,18 @@ def with_categories(rows: pl.DataFrame, manifest: pl.DataFrame, source: str = ""
 
 
 def write_safety_sra(*, matrix: str, manifest: str, lock: str, table: str, model: str, dataset: str, split: str,
-                     threshold: float = 0.5, verdicts: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS) -> pl.DataFrame:
-    """SRA per category of the lock's selected and random prompt and the mean ensemble on one evaluation split."""
+                     threshold: float = 0.5, verdicts: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS,
+                     families: Mapping[str, Sequence[str]] | None = None) -> pl.DataFrame:
+    """SRA per category of the lock's selected and random prompt, the mean ensemble and (``families``:
+    family -> prompt ids) each family's mean (method ``family:<name>``) on one evaluation split."""
     scores_matrix = pl.read_parquet(matrix)
     lock_data = read_lock(lock, scores_matrix)
     rows = split_rows(scores_matrix, split, matrix)
-    scores = locked_scores(rows, lock_data)
-    out = sra_frame({m: scores[m] for m in LOCK_METHODS}, rows["label"].to_numpy(),
+    locked = locked_scores(rows, lock_data)
+    scores = {m: locked[m] for m in LOCK_METHODS}
+    for family, prompt_ids in (families or {}).items():
+        scores[f"family:{family}"] = rows.select(list(prompt_ids)).to_numpy().astype(np.float64).mean(axis=1)
+    out = sra_frame(scores, rows["label"].to_numpy(),
                     with_categories(rows, pl.read_parquet(manifest), manifest), model=model, dataset=dataset, split=split,
                     threshold=threshold, thresholds=verdicts)
     overall = out.filter(pl.col("category") == ALL)
@@ -157,3 +162,49 @@ def write_response_sra(*, responses: str, table: str, model: str, dataset: str, 
                     dataset=dataset, split=split, threshold=threshold, thresholds=verdicts)
     io.write_parquet(out, table, {"judge": judge})
     return out
+
+
+# --- calibration variants: SRA and the trade-off table -----------------------------------------
+
+
+def write_variant_sra(*, scores: str, manifest: str, table: str, model: str, dataset: str, split: str, method: str,
+                      threshold: float = 0.5, verdicts: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS) -> pl.DataFrame:
+    """SRA per category of one calibration variant's family-mean score."""
+    rows = variant_scores(scores, split)
+    out = sra_frame({method: rows["p"].to_numpy()}, rows["label"].to_numpy(), with_categories(rows, pl.read_parquet(manifest), manifest),
+                    model=model, dataset=dataset, split=split, threshold=threshold, thresholds=verdicts)
+    io.write_parquet(out, table, {"threshold": threshold, "scores": scores})
+    return out
+
+
+TRADEOFF_METRICS = ("sra_s", "sra_u", "sra_a", "helpfulness", "nll", "ece", "auroc")
+
+
+def tradeoff_table(entries: Sequence[Mapping[str, str]], threshold: float = 0.5, n_bins: int = 15,
+                   eps: float = metrics.EPS, baseline: str = "none") -> pl.DataFrame:
+    """One row per (model, dataset, split, method): overall SRA, helpfulness accuracy, NLL/ECE/AUROC, and
+    each one's change (``d_<metric>``) against the ``baseline`` method of the same model and pair.
+
+    ``entries``: ``{model, dataset, split, method, scores, helpfulness, helpfulness_split}`` with the
+    variant's safety cache and its helpfulness cache (object presence; label 1 = present).
+    """
+    rows = []
+    for entry in entries:
+        safety = variant_scores(entry["scores"], entry["split"])
+        y, p = safety["label"].to_numpy(), safety["p"].to_numpy()
+        helpful = variant_scores(entry["helpfulness"], entry["helpfulness_split"])
+        accuracy = float(np.mean((helpful["p"].to_numpy() >= threshold) == (helpful["label"].to_numpy() == 1)))
+        overall = sra(y, p, threshold)
+        rows.append({key: entry[key] for key in ("model", "dataset", "split", "method")}
+                    | {k: overall[k] for k in ("sra_s", "sra_u", "sra_a")} | {"helpfulness": accuracy}
+                    | reliability_of(y, p, n_bins, eps))
+    table = pl.DataFrame(rows)
+    base = table.filter(pl.col("method") == baseline).select("model", "dataset", "split",
+                                                              *[pl.col(m).alias(f"_base_{m}") for m in TRADEOFF_METRICS])
+    missing = table.join(base, on=["model", "dataset", "split"], how="anti")
+    if missing.height:
+        raise SafetyCalibrationError(f"no {baseline!r} (uncalibrated) entry for {missing.row(0, named=True)['model']!r}: the "
+                                     "trade-off is measured against it")
+    table = table.join(base, on=["model", "dataset", "split"], how="left", maintain_order="left")
+    return table.with_columns(*[(pl.col(m) - pl.col(f"_base_{m}")).alias(f"d_{m}") for m in TRADEOFF_METRICS]).drop(
+        [f"_base_{m}" for m in TRADEOFF_METRICS])

@@ -26,6 +26,15 @@ def assemble_safety_calibration(*, pieces: Sequence[str], parquet: str, csv: str
     return write_table_renderings(table, parquet, csv, md, "Safety calibration: SRA per category")
 
 
+def write_tradeoff_tables(*, entries: Sequence[dict], parquet: str, csv: str, md: str, threshold: float = 0.5,
+                          n_bins: int = 15, **_inputs) -> pl.DataFrame:
+    """results/tables/safety_tradeoff.*: what each calibration variant changes against the uncalibrated model."""
+    from prompt_reliability.s3_analysis.safety_calibration import tradeoff_table
+
+    table = tradeoff_table(entries, threshold, n_bins)
+    return write_table_renderings(table, parquet, csv, md, "Safety calibration: trade-off against the uncalibrated model")
+
+
 def safety_calibration_markdown(sra_table: str | Path, tradeoff_table: str | Path | None = None,
                                 scatter: Sequence[str] = (), pareto: str | None = None, method: str = "mean") -> str:
     """The REPORT.md section "Safety calibration": verdicts per model and category, the trade-off table, figures."""

@@ -1,0 +1,392 @@
+# Safety calibration (issue 14, VSCBench): over- vs under-safety per category, test-time
+# calibration variants (few-shot, activation steering, response mode) and their cost in helpfulness.
+import os
+
+from prompt_reliability.s0_base.jobs import call
+from prompt_reliability.s1_data.prompts import load_registry as _sc_load_registry
+from prompt_reliability.s1_data.prompts import prompts_by_family
+from prompt_reliability.s2_scoring.variants import variant_names
+from prompt_reliability.s3_analysis import safety_calibration
+from prompt_reliability.s4_report import safety_calibration as safety_report
+from prompt_reliability.s4_report.figures import safety_calibration as safety_figures
+
+SC = config["safety_calibration"]
+SC_DIR = "results/safety_calibration"
+SC_VERDICTS = SC["verdicts"]
+SC_MODELS = SC["models"]
+SC_HELP = SC["helpfulness"]["dataset"]
+SC_JUDGE = SC["responses"]["judge"]
+SC_VARIANTS = variant_names(
+    SC["few_shot"]["shots"], SC["steering"]["layers"], SC["steering"]["alphas"]
+)
+SC_LOCK = config["lock"]
+SC_DATASETS = sorted({d for d, _ in PAIRS})
+
+
+def _sc_check():
+    problems = []
+    for model in SC_MODELS:
+        if model not in config["models"] or config["models"][model]["backend"] != "hf":
+            problems.append(
+                f"'safety_calibration.models' lists {model!r}, which is not an hf model under 'models'"
+            )
+    if SC_HELP is not None and SC_HELP not in config["datasets"]:
+        problems.append(
+            f"'safety_calibration.helpfulness.dataset' is {SC_HELP!r}, not under 'datasets'"
+        )
+    if SC_MODELS and SC["family"] not in config["prompts"]:
+        problems.append(
+            f"'safety_calibration.family' is {SC['family']!r}, not one of 'prompts' {config['prompts']}"
+        )
+    if SC["responses"]["enabled"] and SC_JUDGE != "string":
+        if SC_JUDGE not in config["models"] or config["models"][SC_JUDGE]["backend"] != "hf":
+            problems.append(
+                f"'safety_calibration.responses.judge' is {SC_JUDGE!r}: use 'string' or an hf model under 'models'"
+            )
+    if problems:
+        raise WorkflowError("Invalid configuration: " + "; ".join(problems))
+
+
+_sc_check()
+
+SC_TEMPLATE = REGISTRY.family(SC["family"])[0].text if SC_MODELS else ""
+SC_FEW_SHOT = {
+    "split": SC_LOCK["split"],
+    "seed": SC["few_shot"]["seed"],
+    "template": SC_TEMPLATE,
+    "answers": {"unsafe": REGISTRY.labels.unsafe, "safe": REGISTRY.labels.safe},
+}
+
+
+def _sc_model_dir(model):
+    """The tiny model's folder as an input (built by rule tiny_model); nothing for Hub models."""
+    if model in TINY_MODELS:
+        return {"model_dir": hf_model_path(model, config["models"][model])}
+    return {}
+
+
+def _sc_splits(dataset):
+    return [s for d, s in PAIRS if d == dataset] or [SC["helpfulness"]["split"]]
+
+
+def _sc_pieces(wildcards):
+    pieces = per_pair(SC_DIR + "/{model}/{dataset}/{split}/sra.parquet")
+    for model in SC_MODELS:
+        for dataset, split in PAIRS:
+            pieces += [
+                f"{SC_DIR}/{model}/{dataset}/{split}/variants/{variant}.parquet"
+                for variant in SC_VARIANTS
+            ]
+            if SC["responses"]["enabled"]:
+                pieces.append(f"{SC_DIR}/{model}/{dataset}/{split}/responses_sra.parquet")
+    return pieces
+
+
+SC_TABLES = [
+    f"results/tables/safety_calibration.{ext}" for ext in ("parquet", "csv", "md")
+]
+SC_FIGURES = [f"results/figures/safety_calibration_{d}.png" for d in SC_DATASETS]
+FINAL_TARGETS.extend(SC_TABLES + SC_FIGURES)
+if SC_MODELS and SC_HELP:
+    FINAL_TARGETS.extend(
+        [f"results/tables/safety_tradeoff.{ext}" for ext in ("parquet", "csv", "md")]
+        + ["results/figures/safety_pareto.png"]
+    )
+
+
+rule safety_sra:
+    input:
+        matrix="results/matrix/{model}/{dataset}.parquet",
+        manifest="results/data/{dataset}.parquet",
+        lock="results/lock/{model}.json",
+    output:
+        table=SC_DIR + "/{model}/{dataset}/{split}/sra.parquet",
+    log:
+        log_path("safety_calibration", "sra", "{model}", "{dataset}", "{split}"),
+    resources:
+        **analysis_resources(),
+    params:
+        threshold=SC["threshold"],
+        verdicts=SC_VERDICTS,
+        families=prompts_by_family(FAMILY_OF),
+    run:
+        call(safety_calibration.write_safety_sra, input, output, params, wildcards, log)
+
+
+rule safety_steering_vectors:
+    input:
+        unpack(lambda w: _sc_model_dir(w.model)),
+        manifest=f"results/data/{SC_LOCK['dataset']}.parquet",
+        prompt_file=os.path.join(PROMPT_DIR, f"{SC['family']}.yaml"),
+    output:
+        vectors=SC_DIR + "/steering/{model}.safetensors",
+    log:
+        log_path("safety_calibration", "steering", "{model}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.steering:write_steering_vectors",
+        model_config=lambda w: hf_model_config(w.model),
+        prompt_dir=PROMPT_DIR,
+        families=config["prompts"],
+        family=SC["family"],
+        prompt_format=config["prompt_format"],
+        split=SC_LOCK["split"],
+        layers=SC["steering"]["layers"],
+        dataset=SC_LOCK["dataset"],
+    script:
+        "../scripts/call.py"
+
+
+SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS else [])
+
+
+def _sc_scored_spec(dataset):
+    helpfulness = dataset == SC_HELP
+    return {
+        "dataset": dataset,
+        "splits": _sc_splits(dataset),
+        "prompt_dir": (
+            os.path.join(workflow.basedir, "prompts", "helpfulness")
+            if helpfulness
+            else PROMPT_DIR
+        ),
+        "family": "pope" if helpfulness else SC["family"],
+    }
+
+
+def _sc_variant_inputs(wildcards):
+    inputs = {
+        "manifests": [f"results/data/{d}.parquet" for d in SC_SCORED],
+        **_sc_model_dir(wildcards.model),
+    }
+    if wildcards.variant.startswith("iar-"):
+        inputs["vectors"] = f"{SC_DIR}/steering/{wildcards.model}.safetensors"
+    if wildcards.variant.startswith("fewshot-"):
+        inputs["lock_manifest"] = f"results/data/{SC_LOCK['dataset']}.parquet"
+    return inputs
+
+
+# One job per (model, variant) scores every dataset it needs: the evaluation datasets with the
+# calibration family, the helpfulness set with its yes/no family (torch loads once per job).
+rule safety_variant_scores:
+    input:
+        unpack(_sc_variant_inputs),
+    output:
+        scores=[SC_DIR + "/scores/{model}/{variant}/" + f"{d}.parquet" for d in SC_SCORED],
+    log:
+        log_path("safety_calibration", "scores", "{model}", "{variant}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+        variant=one_of(SC_VARIANTS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.variants:score_variant_datasets",
+        model_config=lambda w: hf_model_config(w.model),
+        datasets=[_sc_scored_spec(d) for d in SC_SCORED],
+        prompt_format=config["prompt_format"],
+        work_dir=SC_DIR + "/chunks",
+        few_shot=SC_FEW_SHOT,
+    script:
+        "../scripts/call.py"
+
+
+rule safety_variant_sra:
+    input:
+        scores=SC_DIR + "/scores/{model}/{method}/{dataset}.parquet",
+        manifest="results/data/{dataset}.parquet",
+    output:
+        table=SC_DIR + "/{model}/{dataset}/{split}/variants/{method}.parquet",
+    log:
+        log_path("safety_calibration", "variant_sra", "{model}", "{dataset}", "{split}", "{method}"),
+    wildcard_constraints:
+        method=one_of(SC_VARIANTS),
+    resources:
+        **analysis_resources(),
+    params:
+        threshold=SC["threshold"],
+        verdicts=SC_VERDICTS,
+    run:
+        call(safety_calibration.write_variant_sra, input, output, params, wildcards, log)
+
+
+rule safety_responses:
+    input:
+        unpack(lambda w: _sc_model_dir(w.model)),
+        manifest="results/data/{dataset}.parquet",
+    output:
+        responses=SC_DIR + "/responses/{model}/{dataset}.parquet",
+    log:
+        log_path("safety_calibration", "responses", "{model}", "{dataset}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.judges:write_responses",
+        model_config=lambda w: hf_model_config(w.model),
+        max_new_tokens=SC["responses"]["max_new_tokens"],
+        splits=lambda w: _sc_splits(w.dataset),
+    script:
+        "../scripts/call.py"
+
+
+rule safety_model_judge:
+    input:
+        responses=SC_DIR + "/responses/{model}/{dataset}.parquet",
+        manifest="results/data/{dataset}.parquet",
+        judge_dir=lambda w: (
+            [hf_model_path(SC_JUDGE, config["models"][SC_JUDGE])]
+            if SC_JUDGE in TINY_MODELS
+            else []
+        ),
+    output:
+        judge_manifest=SC_DIR + "/responses/{model}/{dataset}.judge_items.parquet",
+        judgement=SC_DIR + "/responses/{model}/{dataset}.judgement.parquet",
+    log:
+        log_path("safety_calibration", "judge", "{model}", "{dataset}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.judges:write_model_judgement",
+        judge=SC_JUDGE,
+        judge_config=lambda w: hf_model_config(SC_JUDGE),
+        prompt_dir=os.path.join(workflow.basedir, "prompts", "judge"),
+        prompt_format=config["prompt_format"],
+        work_dir=SC_DIR + "/chunks/judge",
+    script:
+        "../scripts/call.py"
+
+
+rule safety_responses_sra:
+    input:
+        responses=SC_DIR + "/responses/{model}/{dataset}.parquet",
+        **(
+            {"judgement": SC_DIR + "/responses/{model}/{dataset}.judgement.parquet"}
+            if SC_JUDGE != "string"
+            else {}
+        ),
+    output:
+        table=SC_DIR + "/{model}/{dataset}/{split}/responses_sra.parquet",
+    log:
+        log_path("safety_calibration", "responses_sra", "{model}", "{dataset}", "{split}"),
+    resources:
+        **analysis_resources(),
+    params:
+        method=f"response:{SC_JUDGE}",
+        threshold=SC["threshold"],
+        verdicts=SC_VERDICTS,
+    run:
+        call(safety_calibration.write_response_sra, input, output, params, wildcards, log)
+
+
+rule safety_calibration_table:
+    input:
+        pieces=_sc_pieces,
+    output:
+        parquet="results/tables/safety_calibration.parquet",
+        csv=report(
+            "results/tables/safety_calibration.csv",
+            caption="../report/safety_calibration.rst",
+            category="Safety calibration",
+        ),
+        md="results/tables/safety_calibration.md",
+    log:
+        log_path("tables", "safety_calibration"),
+    run:
+        call(safety_report.assemble_safety_calibration, input, output, params, wildcards, log)
+
+
+rule safety_calibration_scatter:
+    input:
+        table="results/tables/safety_calibration.parquet",
+    output:
+        figure=report(
+            "results/figures/safety_calibration_{dataset}.png",
+            caption="../report/safety_calibration_scatter.rst",
+            category="Safety calibration",
+        ),
+    log:
+        log_path("figures", "safety_calibration", "{dataset}"),
+    params:
+        method=SC["scatter_method"],
+        verdicts=SC_VERDICTS,
+    run:
+        call(safety_figures.write_sra_scatter, input, output, params, wildcards, log)
+
+
+def _sc_tradeoff_entries():
+    entries = []
+    for model in SC_MODELS:
+        for dataset, split in PAIRS:
+            for variant in SC_VARIANTS:
+                entries.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "split": split,
+                        "method": variant,
+                        "scores": f"{SC_DIR}/scores/{model}/{variant}/{dataset}.parquet",
+                        "helpfulness": f"{SC_DIR}/scores/{model}/{variant}/{SC_HELP}.parquet",
+                        "helpfulness_split": SC["helpfulness"]["split"],
+                    }
+                )
+    return entries
+
+
+rule safety_tradeoff:
+    input:
+        caches=sorted(
+            {e[key] for e in _sc_tradeoff_entries() for key in ("scores", "helpfulness")}
+        ),
+    output:
+        parquet="results/tables/safety_tradeoff.parquet",
+        csv=report(
+            "results/tables/safety_tradeoff.csv",
+            caption="../report/safety_tradeoff.rst",
+            category="Safety calibration",
+        ),
+        md="results/tables/safety_tradeoff.md",
+    log:
+        log_path("tables", "safety_tradeoff"),
+    params:
+        entries=_sc_tradeoff_entries(),
+        threshold=SC["threshold"],
+        n_bins=config["analysis"]["ece_bins"],
+    run:
+        call(safety_report.write_tradeoff_tables, input, output, params, wildcards, log)
+
+
+rule safety_pareto:
+    input:
+        tradeoff="results/tables/safety_tradeoff.parquet",
+    output:
+        figure=report(
+            "results/figures/safety_pareto.png",
+            caption="../report/safety_pareto.rst",
+            category="Safety calibration",
+        ),
+    log:
+        log_path("figures", "safety_pareto"),
+    run:
+        call(safety_figures.write_pareto_figure, input, output, params, wildcards, log)
+
+
+localrules:
+    safety_calibration_table,
+    safety_calibration_scatter,
+    safety_tradeoff,
+    safety_pareto,
