@@ -95,3 +95,61 @@ def test_pareto_front_is_the_undominated_points(tmp_path):
     io.write_parquet(tradeoff, tmp_path / "tradeoff.parquet")
     write_pareto_figure(tradeoff=str(tmp_path / "tradeoff.parquet"), figure=str(tmp_path / "pareto.png"))
     assert (tmp_path / "pareto.png").stat().st_size > 1000
+
+
+def _cache(path, labels, p, split="test"):
+    """A score cache of two prompts whose family mean is ``p`` (p +/- 0.05)."""
+    n = len(labels)
+    rows = pl.DataFrame({
+        "sample_id": [f"x{i}" for i in range(n) for _ in range(2)], "split": [split] * (2 * n),
+        "label": pl.Series([v for v in labels for _ in range(2)], dtype=pl.Int8), "family": ["A"] * (2 * n),
+        "prompt_id": ["A1", "A2"] * n, "logit_u": [0.0] * (2 * n), "logit_s": [0.0] * (2 * n),
+        "p_unsafe": [q + d for q in p for d in (-0.05, 0.05)], "label_mass": [1.0] * (2 * n), "top_token": ["U"] * (2 * n)})
+    io.write_parquet(rows, path)
+    return str(path)
+
+
+def _manifest_of(tmp_path, labels):
+    n = len(labels)
+    io.write_parquet(pl.DataFrame({"sample_id": [f"x{i}" for i in range(n)], "split": ["test"] * n, "label": labels,
+                                   "query": [""] * n, "image_path": [""] * n, "category": ["c"] * n}), tmp_path / "man.parquet")
+    return str(tmp_path / "man.parquet")
+
+
+def test_tradeoff_table_changes_against_the_uncalibrated_model(tmp_path):
+    y = [1, 1, 0, 0]
+    h = [1, 0, 1, 0]
+    entries = []
+    for method, p, q in [("none", [0.9, 0.3, 0.2, 0.1], [0.8, 0.2, 0.7, 0.3]),   # SRA_u 1/2, SRA_s 1; helpful 4/4
+                         ("fewshot-1", [0.9, 0.8, 0.6, 0.1], [0.8, 0.6, 0.3, 0.3])]:  # SRA_u 1, SRA_s 1/2; helpful 2/4
+        entries.append({"model": "m", "dataset": "d", "split": "test", "method": method,
+                        "scores": _cache(tmp_path / f"{method}.parquet", y, p),
+                        "helpfulness": _cache(tmp_path / f"{method}_h.parquet", h, q), "helpfulness_split": "test"})
+    table = sc.tradeoff_table(entries)
+    none, few = table.row(0, named=True), table.row(1, named=True)
+    assert (none["sra_u"], none["sra_s"], none["helpfulness"]) == (0.5, 1.0, 1.0)
+    assert (few["sra_u"], few["sra_s"], few["helpfulness"]) == (1.0, 0.5, 0.5)
+    assert few["d_sra_u"] == 0.5 and few["d_sra_s"] == -0.5 and few["d_sra_a"] == 0.0 and few["d_helpfulness"] == -0.5
+    assert none["d_nll"] == 0.0 and few["d_nll"] == pytest.approx(few["nll"] - none["nll"])
+    from prompt_reliability.s3_analysis import metrics
+    assert none["nll"] == pytest.approx(metrics.nll(np.array(y), np.array([0.9, 0.3, 0.2, 0.1])))
+    io.write_parquet(table, tmp_path / "tradeoff.parquet")
+    sc.write_variant_sra(scores=entries[1]["scores"], manifest=_manifest_of(tmp_path, y), table=str(tmp_path / "sra.parquet"),
+                         model="m", dataset="d", split="test", method="fewshot-1")
+    section = safety_calibration_markdown(tmp_path / "sra.parquet", tmp_path / "tradeoff.parquet", pareto="figures/p.png",
+                                          method="fewshot-1")
+    assert "### What calibration costs" in section and "| m | d | test | fewshot-1 |" in section and "figures/p.png" in section
+    with pytest.raises(sc.SafetyCalibrationError, match="uncalibrated"):
+        sc.tradeoff_table(entries[1:])
+
+
+def test_variant_names_round_trip():
+    from prompt_reliability.s2_scoring.variants import VariantError, parse_variant, variant_names, variant_settings
+
+    names = variant_names([1, 2], [9, 14], [1.0, 1.5])
+    assert names[:3] == ["none", "fewshot-1", "fewshot-2"] and "iar-L14-a1.5" in names and "iar-L9-a1" in names
+    assert parse_variant("iar-L14-a1.5") == {"kind": "steering", "layer": 14, "alpha": 1.5}
+    assert variant_settings("iar-L14-a1.5", vectors="v.safetensors")["steering"] == {"vectors": "v.safetensors", "layer": 14, "alpha": 1.5}
+    assert variant_settings("fewshot-2", lock_manifest="m.parquet", template="T")["few_shot"]["shots"] == 2
+    with pytest.raises(VariantError):
+        parse_variant("cot")

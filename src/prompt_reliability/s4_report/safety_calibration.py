@@ -21,14 +21,14 @@ def write_table_renderings(table: pl.DataFrame, parquet: str | Path, csv: str | 
 
 
 def assemble_safety_calibration(*, pieces: Sequence[str], parquet: str, csv: str, md: str) -> pl.DataFrame:
-    """Concatenate per-(model, dataset, split[, variant]) SRA pieces into results/tables/safety_calibration.*"""
+    """Concatenate per-(model, dataset, split[, variant]) SRA pieces into the safety_calibration table."""
     table = pl.concat([pl.read_parquet(p) for p in pieces], how="vertical")
     return write_table_renderings(table, parquet, csv, md, "Safety calibration: SRA per category")
 
 
 def write_tradeoff_tables(*, entries: Sequence[dict], parquet: str, csv: str, md: str, threshold: float = 0.5,
                           n_bins: int = 15, **_inputs) -> pl.DataFrame:
-    """results/tables/safety_tradeoff.*: what each calibration variant changes against the uncalibrated model."""
+    """The safety_tradeoff table: what each calibration variant changes against the uncalibrated model."""
     from prompt_reliability.s3_analysis.safety_calibration import tradeoff_table
 
     table = tradeoff_table(entries, threshold, n_bins)
