@@ -32,6 +32,13 @@ def test_verdict_thresholds_are_the_papers(sra_s, sra_u, expected):
     assert sc.verdict(sra_s, sra_u) == expected
 
 
+def test_dataset_without_categories_has_only_the_overall_row():
+    rows = sc.sra_by_category(np.array([0, 1]), np.array([0.2, 0.7]), [None, None])
+    assert [r["category"] for r in rows] == ["all"] and rows[0]["sra_a"] == 1.0
+    rows = sc.sra_by_category(np.array([0, 1]), np.array([0.2, 0.7]), ["a", None])
+    assert [r["category"] for r in rows] == ["a", "none", "all"]
+
+
 def test_verdict_thresholds_come_from_config():
     strict = {"over_safe": {"sra_s_below": 0.9, "sra_u_above": 0.5}, "under_safe": {"sra_s_above": 0.99, "sra_u_below": 0.1}}
     assert sc.verdict(0.8, 0.8, strict) == "over-safe" and sc.verdict(0.8, 0.8) == "balanced"

@@ -67,10 +67,12 @@ def verdict(sra_s: float, sra_u: float, thresholds: Mapping[str, Mapping[str, fl
 
 def sra_by_category(y: np.ndarray, p: np.ndarray, categories: Sequence[str | None], threshold: float = 0.5,
                     thresholds: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS) -> list[dict[str, Any]]:
-    """One row per category (sorted; missing categories as ``none``) and one for ``all``, with verdicts."""
+    """One row per category (sorted; missing categories as ``none``) and one for ``all``, with verdicts.
+    A dataset without categories gets the ``all`` row only."""
     cats = np.array(["none" if c is None else str(c) for c in categories], dtype=object)
     rows = []
-    for category in [*sorted(set(cats.tolist())), ALL]:
+    named = sorted(set(cats.tolist())) if any(c is not None for c in categories) else []
+    for category in [*named, ALL]:
         keep = np.ones(len(cats), bool) if category == ALL else cats == category
         row = {"category": category, **sra(np.asarray(y)[keep], np.asarray(p)[keep], threshold)}
         row["verdict"] = verdict(row["sra_s"], row["sra_u"], thresholds)
