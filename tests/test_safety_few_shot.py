@@ -101,3 +101,34 @@ def test_rendered_prompt_shows_demonstrations_before_the_scored_sample(tmp_path,
     assert text.count("<|image_pad|>") == 3
     assert text.index("DEMO-ONE") < text.index("DEMO-TWO") < text.index("SCORED")
     assert "assistant\nU<|im_end|>" in text and text.endswith("assistant\n")
+
+
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl", "llava", "gemma3", "idefics3", "mllama", "internvl"])
+def test_few_shot_on_every_architecture_engines_agree(tmp_path, tiny_models, arch):
+    manifest = _manifest(tmp_path)
+    few_shot = {"manifest": str(manifest), "split": "train", "shots": 1, "seed": 0, "template": TEMPLATE}
+    shared = _score(tmp_path, manifest, tiny_models[arch], "shared", few_shot=few_shot)
+    reference = _score(tmp_path, manifest, tiny_models[arch], "reference", few_shot=few_shot, engine="reference", batch_size=4)
+    np.testing.assert_allclose(reference["p_unsafe"].to_numpy(), shared["p_unsafe"].to_numpy(), atol=1e-5)
+
+
+def test_checkpoint_key_holds_the_demonstrations(tmp_path, qwen):
+    """Chunks of another demonstration plan (seed) are stale, never resumed."""
+    from prompt_reliability.s2_scoring.backends import hf
+
+    manifest = _manifest(tmp_path)
+    keys = []
+    for seed in (0, 1):
+        cfg = {"backend": "hf", "path": str(qwen), "few_shot": {"manifest": str(manifest), "split": "train", "shots": 1,
+                                                                 "seed": seed, "template": TEMPLATE}}
+        from prompt_reliability.s1_data.prompts import load_registry
+        from prompt_reliability.s2_scoring.cache import ScoringJob, manifest_hash
+
+        rows = pl.read_parquet(manifest)
+        job = ScoringJob("tiny", cfg, "synth", "A", rows, manifest_hash(rows), load_registry(REPO / "prompts", ["A"]), FORMAT,
+                         tmp_path / "chunks")
+        settings = hf.hf_settings("tiny", cfg)
+        vlm, provenance = hf.open_vlm(job, settings)
+        hf._FewShot(job, vlm, settings, provenance)
+        keys.append(hf.chunk_key_parts(job, provenance))
+    assert keys[0]["few_shot"]["seed"] == 0 and keys[0] != keys[1]

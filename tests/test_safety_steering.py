@@ -127,3 +127,15 @@ def test_layer_out_of_range_names_the_config_key(tmp_path, tiny):
     manifest = _manifest(tmp_path)
     with pytest.raises(steering.SteeringError, match="safety_calibration.steering.layers"):
         _vectors(tmp_path, manifest, tiny["qwen2_vl"], "v.safetensors", layers=(9,))
+
+
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl", "gemma3", "idefics3", "mllama", "internvl"])
+def test_steering_hook_on_every_architecture(tmp_path, tiny_models, arch):
+    manifest = _manifest(tmp_path)
+    _vectors(tmp_path, manifest, tiny_models[arch], "v.safetensors", layers=(2,))
+    vectors = str(tmp_path / "v.safetensors")
+    plain = _score(tmp_path, manifest, tiny_models[arch], "plain")
+    zero = _score(tmp_path, manifest, tiny_models[arch], "zero", steering={"vectors": vectors, "layer": 2, "alpha": 0.0})
+    np.testing.assert_array_equal(zero["logit_u"].to_numpy(), plain["logit_u"].to_numpy())
+    steered = _score(tmp_path, manifest, tiny_models[arch], "steered", steering={"vectors": vectors, "layer": 2, "alpha": 3.0})
+    assert np.abs(steered["logit_u"].to_numpy() - plain["logit_u"].to_numpy()).max() > 1e-4

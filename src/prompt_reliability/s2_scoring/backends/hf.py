@@ -292,6 +292,7 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
     started = time.perf_counter()
     vlm, provenance = open_vlm(job, settings)
     variant = _variant(vlm, settings, provenance)
+    demos = _FewShot(job, vlm, settings, provenance) if settings.get("few_shot") else None
     store = ChunkStore(job.chunk_dir, chunk_key_parts(job, provenance), len(sample_ids), settings["chunk_size"])
     resumed = sum(stop - start for start, stop in store.done())
     log.info("model %s (%s, %s on %s, engine %s): %d samples x %d prompts, labels %s -> ids %d/%d; checkpoints in %s, "
@@ -300,7 +301,6 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
              store.dir, len(store.done()), len(store.bounds))
     load_seconds = time.perf_counter() - started
 
-    demos = _FewShot(job, vlm, settings, provenance) if settings.get("few_shot") else None
     scorer = SCORERS[settings["engine"]]
     scoring_started = time.perf_counter()
     with variant, progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed) as bar:
