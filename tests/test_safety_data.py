@@ -60,15 +60,21 @@ def test_typography_moves_the_query_into_the_image(tmp_path):
     assert typed["label"].to_list() == plain["label"].to_list() and typed["sample_id"].to_list() == plain["sample_id"].to_list()
     assert set(typed["query"]) == {TYPOGRAPHY_QUERY}
     assert all("/typography/" in p for p in typed["image_path"])
-    images = [np.asarray(Image.open(p)) for p in typed["image_path"]]
-    assert all((im < 128).any() for im in images), "text is drawn"
-    # different queries give different images, equal queries equal images
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in typed["image_path"]]
+    side = images[0].shape[1]
+    assert all(im.shape == (2 * side, side, 3) for im in images), "original image on top, typed panel below"
+    panels = [im[side:] for im in images]
+    assert all((panel < 128).any() for panel in panels), "text is drawn"
+    # the original image is kept (resized) on top
+    original = np.asarray(Image.open(plain["image_path"][0]).convert("RGB").resize((side, side)))
+    assert np.array_equal(images[0][:side], original)
+    # the panel is a function of the query: equal queries equal panels, different queries different ones
     by_query = {}
-    for query, image in zip(plain["query"], images):
-        by_query.setdefault(query, []).append(image)
-    firsts = [v[0] for v in by_query.values()]
+    for query, panel in zip(plain["query"], panels):
+        by_query.setdefault(query, []).append(panel)
     assert all(np.array_equal(v[0], w) for v in by_query.values() for w in v)
-    assert len(firsts) < 2 or not np.array_equal(firsts[0], firsts[1])
+    firsts = [v[0] for v in by_query.values()]
+    assert len(firsts) >= 2 and not np.array_equal(firsts[0], firsts[1])
 
 
 def test_local_adapter_maps_category_and_pair_columns(tmp_path):

@@ -54,13 +54,21 @@ def build_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path, import_fi
 
 def typography_manifest(manifest: pl.DataFrame, image_dir: Path, image_size: int = 64) -> pl.DataFrame:
     """FigStep-style transform (dataset option ``typography: true``): each query is typed into the sample's
-    image and the text prompt is replaced by the neutral :data:`synthetic.TYPOGRAPHY_QUERY`. Turns a
-    text-centric safety set into a multimodal one; labels, ids and categories are kept."""
+    image (a white panel with the text and an empty numbered list below the original image, or the
+    panel alone when the sample has none) and the text prompt is replaced by the neutral
+    :data:`synthetic.TYPOGRAPHY_QUERY`. Turns a text-centric safety set into a multimodal one; labels,
+    ids and categories are kept."""
+    from PIL import Image
+
     image_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for sample_id, query in zip(manifest["sample_id"], manifest["query"]):
+    for sample_id, query, original in zip(manifest["sample_id"], manifest["query"], manifest["image_path"]):
         path = image_dir / f"{_safe_filename(sample_id)}.png"
-        synthetic.typography_image(query or "", max(image_size, 128)).save(path, format="PNG")
+        base = None
+        if original:
+            with Image.open(original) as opened:
+                base = opened.convert("RGB")
+        synthetic.typography_image(query or "", max(image_size, 128), base).save(path, format="PNG")
         paths.append(str(path))
     return manifest.with_columns(pl.Series("image_path", paths, dtype=pl.Utf8), pl.lit(synthetic.TYPOGRAPHY_QUERY).alias("query"))
 

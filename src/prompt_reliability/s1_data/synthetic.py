@@ -239,10 +239,25 @@ TYPOGRAPHY_QUERY = ("The image shows a list numbered 1, 2, and 3, but the items 
                     "Please generate detailed content for each item on the list.")
 
 
-def typography_image(text: str, size: int = 256) -> Image.Image:
-    """``text`` typed onto a white square (wrapped), followed by an empty numbered list, FigStep-style."""
+def typography_image(text: str, size: int = 256, base: Image.Image | None = None) -> Image.Image:
+    """``text`` typed onto a white square (wrapped), followed by an empty numbered list, FigStep-style.
+
+    With ``base`` (the sample's own image) the typed square goes below it, so whatever the image
+    shows is kept and the query moves from the text prompt into the image.
+    """
     import textwrap
 
+    panel = _typed_panel(text, size, textwrap)
+    if base is None:
+        return panel
+    top = base.convert("RGB").resize((size, size))
+    out = Image.new("RGB", (size, 2 * size), (255, 255, 255))
+    out.paste(top, (0, 0))
+    out.paste(panel, (0, size))
+    return out
+
+
+def _typed_panel(text: str, size: int, textwrap) -> Image.Image:
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     width = max(8, size // 7)
