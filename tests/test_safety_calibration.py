@@ -8,8 +8,15 @@ import pytest
 
 from prompt_reliability.s0_base import io
 from prompt_reliability.s3_analysis import safety_calibration as sc
-from prompt_reliability.s4_report.figures.safety_calibration import pareto_front, write_pareto_figure, write_sra_scatter
-from prompt_reliability.s4_report.safety_calibration import assemble_safety_calibration, safety_calibration_markdown
+from prompt_reliability.s4_report.figures.safety_calibration import (
+    pareto_front,
+    write_pareto_figure,
+    write_sra_scatter,
+)
+from prompt_reliability.s4_report.safety_calibration import (
+    assemble_safety_calibration,
+    safety_calibration_markdown,
+)
 
 
 def test_sra_matches_a_hand_count():
@@ -60,7 +67,8 @@ def _pair(tmp_path):
     io.write_parquet(matrix, tmp_path / "matrix.parquet")
     io.write_parquet(manifest, tmp_path / "manifest.parquet")
     io.write_json(lock, tmp_path / "lock.json")
-    return dict(matrix=str(tmp_path / "matrix.parquet"), manifest=str(tmp_path / "manifest.parquet"), lock=str(tmp_path / "lock.json"))
+    return {"matrix": str(tmp_path / "matrix.parquet"), "manifest": str(tmp_path / "manifest.parquet"),
+            "lock": str(tmp_path / "lock.json")}
 
 
 def test_table_from_the_matrix_matches_a_hand_count(tmp_path):
@@ -151,7 +159,12 @@ def test_tradeoff_table_changes_against_the_uncalibrated_model(tmp_path):
 
 
 def test_variant_names_round_trip():
-    from prompt_reliability.s2_scoring.variants import VariantError, parse_variant, variant_names, variant_settings
+    from prompt_reliability.s2_scoring.variants import (
+        VariantError,
+        parse_variant,
+        variant_names,
+        variant_settings,
+    )
 
     names = variant_names([1, 2], [9, 14], [1.0, 1.5])
     assert names[:3] == ["none", "fewshot-1", "fewshot-2"] and "iar-L14-a1.5" in names and "iar-L9-a1" in names

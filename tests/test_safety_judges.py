@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import REPO
+
 from prompt_reliability.s0_base import io
 from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring import judges

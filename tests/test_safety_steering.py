@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import REPO
+
 from prompt_reliability.s0_base import io
 from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring import steering
@@ -83,7 +83,10 @@ def test_vector_is_mean_unsafe_minus_mean_safe_of_hidden_states(tmp_path, tiny):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from prompt_reliability.s1_data.prompts import load_registry, render_instruction
-    from prompt_reliability.s2_scoring.hf_engines import adds_special_tokens, render_chat
+    from prompt_reliability.s2_scoring.hf_engines import (
+        adds_special_tokens,
+        render_chat,
+    )
 
     manifest = _manifest(tmp_path)
     vectors = _vectors(tmp_path, manifest, tiny["llava"], "v.safetensors", layers=(1,))

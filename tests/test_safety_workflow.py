@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-
 from conftest import run_snakemake, write_config
 
 pytest.importorskip("transformers")

@@ -39,7 +39,10 @@ def _sc_check():
             f"'safety_calibration.family' is {SC['family']!r}, not one of 'prompts' {config['prompts']}"
         )
     if SC["responses"]["enabled"] and SC_JUDGE != "string":
-        if SC_JUDGE not in config["models"] or config["models"][SC_JUDGE]["backend"] != "hf":
+        if (
+            SC_JUDGE not in config["models"]
+            or config["models"][SC_JUDGE]["backend"] != "hf"
+        ):
             problems.append(
                 f"'safety_calibration.responses.judge' is {SC_JUDGE!r}: use 'string' or an hf model under 'models'"
             )
@@ -78,7 +81,9 @@ def _sc_pieces(wildcards):
                 for variant in SC_VARIANTS
             ]
             if SC["responses"]["enabled"]:
-                pieces.append(f"{SC_DIR}/{model}/{dataset}/{split}/responses_sra.parquet")
+                pieces.append(
+                    f"{SC_DIR}/{model}/{dataset}/{split}/responses_sra.parquet"
+                )
     return pieces
 
 
@@ -177,7 +182,9 @@ rule safety_variant_scores:
     input:
         unpack(_sc_variant_inputs),
     output:
-        scores=[SC_DIR + "/scores/{model}/{variant}/" + f"{d}.parquet" for d in SC_SCORED],
+        scores=[
+            SC_DIR + "/scores/{model}/{variant}/" + f"{d}.parquet" for d in SC_SCORED
+        ],
     log:
         log_path("safety_calibration", "scores", "{model}", "{variant}"),
     wildcard_constraints:
@@ -205,7 +212,14 @@ rule safety_variant_sra:
     output:
         table=SC_DIR + "/{model}/{dataset}/{split}/variants/{method}.parquet",
     log:
-        log_path("safety_calibration", "variant_sra", "{model}", "{dataset}", "{split}", "{method}"),
+        log_path(
+            "safety_calibration",
+            "variant_sra",
+            "{model}",
+            "{dataset}",
+            "{split}",
+            "{method}",
+        ),
     wildcard_constraints:
         method=one_of(SC_VARIANTS),
     resources:
@@ -214,7 +228,9 @@ rule safety_variant_sra:
         threshold=SC["threshold"],
         verdicts=SC_VERDICTS,
     run:
-        call(safety_calibration.write_variant_sra, input, output, params, wildcards, log)
+        call(
+            safety_calibration.write_variant_sra, input, output, params, wildcards, log
+        )
 
 
 rule safety_responses:
@@ -273,16 +289,18 @@ rule safety_model_judge:
 
 rule safety_responses_sra:
     input:
-        responses=SC_DIR + "/responses/{model}/{dataset}.parquet",
         **(
             {"judgement": SC_DIR + "/responses/{model}/{dataset}.judgement.parquet"}
             if SC_JUDGE != "string"
             else {}
         ),
+        responses=SC_DIR + "/responses/{model}/{dataset}.parquet",
     output:
         table=SC_DIR + "/{model}/{dataset}/{split}/responses_sra.parquet",
     log:
-        log_path("safety_calibration", "responses_sra", "{model}", "{dataset}", "{split}"),
+        log_path(
+            "safety_calibration", "responses_sra", "{model}", "{dataset}", "{split}"
+        ),
     resources:
         **analysis_resources(),
     params:
@@ -290,7 +308,9 @@ rule safety_responses_sra:
         threshold=SC["threshold"],
         verdicts=SC_VERDICTS,
     run:
-        call(safety_calibration.write_response_sra, input, output, params, wildcards, log)
+        call(
+            safety_calibration.write_response_sra, input, output, params, wildcards, log
+        )
 
 
 rule safety_calibration_table:
@@ -307,7 +327,14 @@ rule safety_calibration_table:
     log:
         log_path("tables", "safety_calibration"),
     run:
-        call(safety_report.assemble_safety_calibration, input, output, params, wildcards, log)
+        call(
+            safety_report.assemble_safety_calibration,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
 
 
 rule safety_calibration_scatter:
@@ -350,7 +377,11 @@ def _sc_tradeoff_entries():
 rule safety_tradeoff:
     input:
         caches=sorted(
-            {e[key] for e in _sc_tradeoff_entries() for key in ("scores", "helpfulness")}
+            {
+                e[key]
+                for e in _sc_tradeoff_entries()
+                for key in ("scores", "helpfulness")
+            }
         ),
     output:
         parquet="results/tables/safety_tradeoff.parquet",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +68,11 @@ def write_responses(*, manifest: str, responses: str, model: str, model_config: 
 
     from prompt_reliability.s2_scoring import steering
     from prompt_reliability.s2_scoring.backends import hf
-    from prompt_reliability.s2_scoring.hf_engines import VLM, adds_special_tokens, render_chat
+    from prompt_reliability.s2_scoring.hf_engines import (
+        VLM,
+        adds_special_tokens,
+        render_chat,
+    )
 
     started = time.perf_counter()
     rows = pl.read_parquet(manifest)

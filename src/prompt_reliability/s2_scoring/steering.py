@@ -88,9 +88,9 @@ def capture_last_token(model, layers: Sequence[int]) -> Iterator[dict[int, list]
     """Record, per forward, each layer's output at the last position: ``{layer: [tensor (batch, hidden), ...]}``."""
     captured: dict[int, list] = {int(layer): [] for layer in layers}
     handles = []
-    for layer in captured:
-        def hook(module, args, output, layer=layer):
-            captured[layer].append(_hidden(output)[:, -1].detach().float().cpu())
+    for layer, rows in captured.items():
+        def hook(module, args, output, rows=rows):
+            rows.append(_hidden(output)[:, -1].detach().float().cpu())
         handles.append(_check_layer(model, layer).register_forward_hook(hook))
     try:
         yield captured

@@ -40,9 +40,9 @@ def safety_calibration_markdown(sra_table: str | Path, tradeoff_table: str | Pat
     """The REPORT.md section "Safety calibration": verdicts per model and category, the trade-off table, figures."""
     table = pl.read_parquet(sra_table)
     lines = ["## Safety calibration", "",
-             "SRA_s = accuracy on safe samples (not flagged), SRA_u = accuracy on unsafe samples (flagged), "
-             "SRA_a = their mean, at the configured threshold. Over-safe: flags safe look-alikes; under-safe: "
-             "misses unsafe inputs.", ""]
+             ("SRA_s = accuracy on safe samples (not flagged), SRA_u = accuracy on unsafe samples (flagged), "
+              "SRA_a = their mean, at the configured threshold. Over-safe: flags safe look-alikes; under-safe: "
+              "misses unsafe inputs."), ""]
     overall = table.filter(pl.col("category") == ALL)
     lines += [f"### Overall ({', '.join(overall['method'].unique(maintain_order=True).to_list())})", "",
               to_markdown(overall.select("model", "dataset", "split", "method", "n_safe", "n_unsafe", "sra_s", "sra_u",
@@ -57,8 +57,8 @@ def safety_calibration_markdown(sra_table: str | Path, tradeoff_table: str | Pat
         lines += ["None: every (model, category) is balanced or undefined.", ""]
     if tradeoff_table is not None:
         lines += ["### What calibration costs", "",
-                  "Change of each calibration variant against the uncalibrated model (same prompt family): "
-                  "safety (SRA), helpfulness (object-presence accuracy) and reliability (NLL, ECE, AUROC).", "",
+                  ("Change of each calibration variant against the uncalibrated model (same prompt family): "
+                   "safety (SRA), helpfulness (object-presence accuracy) and reliability (NLL, ECE, AUROC)."), "",
                   to_markdown(pl.read_parquet(tradeoff_table), digits=3)]
     for path in [*scatter, *([pareto] if pareto else [])]:
         lines += [f"![{Path(path).stem}]({path})", ""]
