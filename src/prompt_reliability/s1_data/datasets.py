@@ -2,7 +2,8 @@
 
 Manifest ``results/data/{dataset}.parquet``, one row per sample:
 ``sample_id: str`` (unique), ``split: str``, ``label: int8`` (1 = unsafe), ``query: str``
-(may be empty), ``image_path: str``, ``category: str`` (may be null).
+(may be empty), ``image_path: str``, ``category: str`` (may be null), ``pair_id: str`` (may be null;
+matched safe/unsafe look-alikes share one).
 """
 
 from __future__ import annotations
