@@ -106,7 +106,8 @@ def test_pareto_front_is_the_undominated_points(tmp_path):
     x = [0.5, 0.6, 0.7, 0.55, 0.7]
     y = [0.9, 0.8, 0.5, 0.7, 0.4]
     assert pareto_front(x, y) == [0, 1, 2]
-    tradeoff = pl.DataFrame({"model": ["m"] * 5, "method": list("abcde"), "sra_a": x, "helpfulness": y})
+    tradeoff = pl.DataFrame({"model": ["m"] * 5, "dataset": ["d"] * 5, "split": ["test"] * 5, "method": list("abcde"),
+                             "sra_a": x, "helpfulness": y})
     io.write_parquet(tradeoff, tmp_path / "tradeoff.parquet")
     write_pareto_figure(tradeoff=str(tmp_path / "tradeoff.parquet"), figure=str(tmp_path / "pareto.png"))
     assert (tmp_path / "pareto.png").stat().st_size > 1000

@@ -54,8 +54,8 @@ def sra_scatter(table: pl.DataFrame, dataset: str, method: str = "mean",
         ax.scatter([], [], marker="s", color=colours[category], label=category)
     for m, model in enumerate(models):
         ax.scatter([], [], marker=_MARKERS[m % len(_MARKERS)], color="grey", label=model)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.03, 1.03)  # points on the edges (SRA 0 or 1) stay visible
+    ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("SRA$_s$ (accuracy on safe samples)")
     ax.set_ylabel("SRA$_u$ (accuracy on unsafe samples)")
     ax.set_title(f"{dataset}: safety calibration ({method} score)")
@@ -76,22 +76,29 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
     return sorted(front, key=lambda i: (x[i], -y[i]))
 
 
-def pareto_figure(tradeoff: pl.DataFrame) -> Figure:
-    """SRA_a (x) vs helpfulness accuracy (y) per (model, method); each model's frontier drawn."""
-    fig = Figure(figsize=(5.4, 4.4))
-    ax = fig.add_subplot()
-    for m, model in enumerate(tradeoff["model"].unique(maintain_order=True).to_list()):
-        view = tradeoff.filter(pl.col("model") == model)
-        x, y = view["sra_a"].to_numpy(), view["helpfulness"].to_numpy()
-        ax.scatter(x, y, color=f"C{m % 10}", label=model)
-        for xi, yi, name in zip(x, y, view["method"].to_list()):
-            ax.annotate(name, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        front = pareto_front(x, y)
-        ax.plot(x[front], y[front], color=f"C{m % 10}", lw=1, ls="--")
-    ax.set_xlabel("safety: SRA$_a$")
-    ax.set_ylabel("helpfulness: object-presence accuracy")
-    ax.set_title("Safety vs helpfulness per calibration variant")
-    ax.legend(fontsize=7)
+def pareto_figure(tradeoff: pl.DataFrame, baseline: str = "none") -> Figure:
+    """One panel per (dataset, split): SRA_a (x) vs helpfulness accuracy (y) per (model, method), the
+    uncalibrated ``baseline`` as a star, each model's Pareto frontier dashed."""
+    pairs = tradeoff.select("dataset", "split").unique(maintain_order=True).rows()
+    fig = Figure(figsize=(5.4 * len(pairs), 4.4))
+    models = tradeoff["model"].unique(maintain_order=True).to_list()
+    for p, (dataset, split) in enumerate(pairs):
+        ax = fig.add_subplot(1, len(pairs), p + 1)
+        for m, model in enumerate(models):
+            view = tradeoff.filter((pl.col("model") == model) & (pl.col("dataset") == dataset) & (pl.col("split") == split))
+            x, y = view["sra_a"].to_numpy(), view["helpfulness"].to_numpy()
+            methods = view["method"].to_list()
+            colour = f"C{m % 10}"
+            for xi, yi, name in zip(x, y, methods):
+                ax.scatter(xi, yi, color=colour, marker="*" if name == baseline else "o", s=90 if name == baseline else 30)
+                ax.annotate(name, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            front = pareto_front(x, y)
+            ax.plot(x[front], y[front], color=colour, lw=1, ls="--", marker="o", mfc="none", ms=9,
+                    label=f"{model} (frontier)")
+        ax.set_xlabel("safety: SRA$_a$")
+        ax.set_ylabel("helpfulness: object-presence accuracy")
+        ax.set_title(f"{dataset}/{split}: safety vs helpfulness")
+        ax.legend(fontsize=7)
     return fig
 
 
