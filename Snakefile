@@ -53,6 +53,7 @@ include: "workflow/rules/operating_points.smk"
 include: "workflow/rules/family_view.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/self_assessment.smk"
+include: "workflow/rules/safety_calibration.smk"
 include: "workflow/rules/report.smk"
 
 

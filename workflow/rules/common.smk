@@ -309,3 +309,102 @@ def report_run_info():
         },
         "config_hash": report_md.config_hash(config),
     }
+
+
+# Safety calibration (safety_calibration.smk; SC and the SC_* names are defined there).
+def _sc_check():
+    problems = []
+    for model in SC_MODELS:
+        if model not in config["models"] or config["models"][model]["backend"] != "hf":
+            problems.append(
+                f"'safety_calibration.models' lists {model!r}, which is not an hf model under 'models'"
+            )
+    if SC_HELP is not None and SC_HELP not in config["datasets"]:
+        problems.append(
+            f"'safety_calibration.helpfulness.dataset' is {SC_HELP!r}, not under 'datasets'"
+        )
+    if SC_MODELS and SC["family"] not in config["prompts"]:
+        problems.append(
+            f"'safety_calibration.family' is {SC['family']!r}, not one of 'prompts' {config['prompts']}"
+        )
+    if SC["responses"]["enabled"] and SC_JUDGE != "string":
+        if (
+            SC_JUDGE not in config["models"]
+            or config["models"][SC_JUDGE]["backend"] != "hf"
+        ):
+            problems.append(
+                f"'safety_calibration.responses.judge' is {SC_JUDGE!r}: use 'string' or an hf model under 'models'"
+            )
+    if problems:
+        raise WorkflowError("Invalid configuration: " + "; ".join(problems))
+
+
+def _sc_model_dir(model):
+    """The tiny model's folder as an input (built by rule tiny_model); nothing for Hub models."""
+    if model in TINY_MODELS:
+        return {"model_dir": tiny_model_folder(model)}
+    return {}
+
+
+def _sc_splits(dataset):
+    return [s for d, s in PAIRS if d == dataset] or [SC["helpfulness"]["split"]]
+
+
+def _sc_pieces(wildcards):
+    pieces = per_pair(os.path.join(SC_DIR, "{model}/{dataset}/{split}/sra.parquet"))
+    for model in SC_MODELS:
+        for dataset, split in PAIRS:
+            pieces += [
+                f"{SC_DIR}/{model}/{dataset}/{split}/variants/{variant}.parquet"
+                for variant in SC_VARIANTS
+            ]
+            if SC["responses"]["enabled"]:
+                pieces.append(
+                    f"{SC_DIR}/{model}/{dataset}/{split}/responses_sra.parquet"
+                )
+    return pieces
+
+
+def _sc_scored_spec(dataset):
+    helpfulness = dataset == SC_HELP
+    return {
+        "dataset": dataset,
+        "splits": _sc_splits(dataset),
+        "prompt_dir": (
+            os.path.join(workflow.basedir, "prompts", "helpfulness")
+            if helpfulness
+            else PROMPT_DIR
+        ),
+        "family": "pope" if helpfulness else SC["family"],
+    }
+
+
+def _sc_variant_inputs(wildcards):
+    inputs = {
+        "manifests": [f"results/data/{d}.parquet" for d in SC_SCORED],
+        **_sc_model_dir(wildcards.model),
+    }
+    if wildcards.variant.startswith("iar-"):
+        inputs["vectors"] = f"{SC_DIR}/steering/{wildcards.model}.safetensors"
+    if wildcards.variant.startswith("fewshot-"):
+        inputs["lock_manifest"] = f"results/data/{SC_LOCK['dataset']}.parquet"
+    return inputs
+
+
+def _sc_tradeoff_entries():
+    entries = []
+    for model in SC_MODELS:
+        for dataset, split in PAIRS:
+            for variant in SC_VARIANTS:
+                entries.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "split": split,
+                        "method": variant,
+                        "scores": f"{SC_DIR}/scores/{model}/{variant}/{dataset}.parquet",
+                        "helpfulness": f"{SC_DIR}/scores/{model}/{variant}/{SC_HELP}.parquet",
+                        "helpfulness_split": SC["helpfulness"]["split"],
+                    }
+                )
+    return entries

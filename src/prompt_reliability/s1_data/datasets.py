@@ -2,7 +2,8 @@
 
 One row per sample:
 ``sample_id: str`` (unique), ``split: str``, ``label: int8`` (1 = unsafe), ``query: str``
-(may be empty), ``image_path: str``, ``category: str`` (may be null).
+(may be empty), ``image_path: str``, ``category: str`` (may be null), ``pair_id: str`` (may be null;
+matched safe/unsafe look-alikes share one).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "query": pl.Utf8,
     "image_path": pl.Utf8,
     "category": pl.Utf8,
+    "pair_id": pl.Utf8,  # optional: matched safe/unsafe look-alikes share one (issue 14)
 }
 _DEFAULT_UNSAFE = {"1", "true", "unsafe", "u", "yes"}
 _DEFAULT_SAFE = {"0", "false", "safe", "s", "no"}
@@ -50,7 +52,31 @@ def build_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path, import_fi
         manifest = scores_manifest(name, list(import_files))
     else:  # the config schema already rejects this; keep the message for library users
         raise DatasetError(f"dataset {name!r}: unknown adapter {adapter!r}")
-    return validate_manifest(manifest, f"dataset {name!r}")
+    manifest = validate_manifest(manifest, f"dataset {name!r}")
+    if cfg.get("typography"):
+        manifest = typography_manifest(manifest, image_dir / "typography", int(cfg.get("image_size", 64)))
+    return manifest
+
+
+def typography_manifest(manifest: pl.DataFrame, image_dir: Path, image_size: int = 64) -> pl.DataFrame:
+    """FigStep-style transform (dataset option ``typography: true``): each query is typed into the sample's
+    image (a white panel with the text and an empty numbered list below the original image, or the
+    panel alone when the sample has none) and the text prompt is replaced by the neutral
+    :data:`synthetic.TYPOGRAPHY_QUERY`. Turns a text-centric safety set into a multimodal one; labels,
+    ids and categories are kept."""
+    from PIL import Image
+
+    image_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for sample_id, query, original in zip(manifest["sample_id"], manifest["query"], manifest["image_path"]):
+        path = image_dir / f"{_safe_filename(sample_id)}.png"
+        base = None
+        if original:
+            with Image.open(original) as opened:
+                base = opened.convert("RGB")
+        synthetic.typography_image(query or "", max(image_size, 128), base).save(path, format="PNG")
+        paths.append(str(path))
+    return manifest.with_columns(pl.Series("image_path", paths, dtype=pl.Utf8), pl.lit(synthetic.TYPOGRAPHY_QUERY).alias("query"))
 
 
 def write_manifest(*, manifest: str, dataset: str, dataset_config: Mapping[str, Any], image_dir: str,
@@ -116,6 +142,12 @@ def synthetic_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path) -> pl
     splits = cfg.get("splits") or DEFAULT_SYNTHETIC_SPLITS
     if not isinstance(splits, Mapping):
         raise DatasetError(f"dataset {name!r}: synthetic 'splits' must map split name -> {{n, unsafe_rate}}")
+    kind = cfg.get("kind") or "safety"
+    if kind in ("paired", "pope"):
+        generate = synthetic.generate_paired_split if kind == "paired" else synthetic.generate_pope_split
+        return pl.concat([generate(name, split, int(size["n"]), int(cfg.get("seed", 0)),
+                                   image_dir if cfg.get("images", True) else None, int(cfg.get("image_size", 64)))
+                          for split, size in splits.items()], how="diagonal_relaxed")
     frames = [
         synthetic.generate_split(
             name,
@@ -178,7 +210,7 @@ def hub_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path) -> pl.DataF
 
 
 def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Path, source: str, single_file: bool = False) -> pl.DataFrame:
-    columns = {field: field for field in ("sample_id", "split", "label", "query", "category")}
+    columns = {field: field for field in ("sample_id", "split", "label", "query", "category", "pair_id")}
     columns["image"] = "image"
     columns.update(cfg.get("columns") or {})
     keep = cfg.get("splits")
@@ -207,6 +239,7 @@ def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Pa
                 "label": map_labels(table[columns["label"]], cfg.get("labels"), f"{source}, column {columns['label']!r}"),
                 "query": table[columns["query"]].cast(pl.Utf8) if columns["query"] in table.columns else pl.Series([""] * n),
                 "category": table[columns["category"]].cast(pl.Utf8) if columns["category"] in table.columns else pl.Series([None] * n, dtype=pl.Utf8),
+                "pair_id": table[columns["pair_id"]].cast(pl.Utf8) if columns["pair_id"] in table.columns else pl.Series([None] * n, dtype=pl.Utf8),
             }
         )
         frame = frame.with_columns(pl.Series("image_path", _materialise_images(ds, columns["image"], frame["sample_id"], image_dir, base_dir, source)))

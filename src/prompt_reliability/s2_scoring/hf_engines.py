@@ -79,7 +79,9 @@ class VLM:
 
     def process(self, texts: list[str], images: list, **kwargs):
         """Processor outputs as tensors on the model's input device (floats in the model's dtype)."""
-        batch = self.processor(text=texts, images=[[image] for image in images], return_tensors="pt",
+        # one image per text, or a list of images per text (few-shot demonstrations before the scored image)
+        nested = [list(image) if isinstance(image, (list, tuple)) else [image] for image in images]
+        batch = self.processor(text=texts, images=nested, return_tensors="pt",
                                add_special_tokens=self.add_special_tokens, **kwargs)
         return batch.to(self.input_device, dtype=self.model.dtype)
 
@@ -103,12 +105,20 @@ class FirstTokenScores:
             target[index] = values
 
 
-def render_chat(processor, instruction: str) -> str:
-    """The model's own chat template for one user turn: the image first, then the instruction."""
+def render_chat(processor, instruction: str, demonstrations: Sequence[tuple[str, str]] = ()) -> str:
+    """The model's own chat template for one user turn: the image first, then the instruction.
+
+    ``demonstrations``: (instruction, answer) pairs rendered first as earlier turns (user: image +
+    instruction, assistant: answer); their images come before the scored one, in the same order.
+    """
     if not getattr(processor, "chat_template", None):
         raise EngineError("the processor has no chat template; score a chat (instruct) checkpoint, or add a "
                           "chat_template.jinja to the model folder")
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}]
+    messages = []
+    for demo_instruction, answer in demonstrations:
+        messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": demo_instruction}]})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]})
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 

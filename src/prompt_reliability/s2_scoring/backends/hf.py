@@ -132,6 +132,56 @@ def _text_hash(text: str | None) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
 
 
+def _variant(vlm: VLM, settings: Mapping[str, Any], provenance: dict):
+    """Steering hook of a calibration variant (settings key ``steering: {vectors, layer, alpha}``), recorded in the provenance."""
+    steer = settings.get("steering")
+    if not steer:
+        return contextlib.nullcontext()
+    from prompt_reliability.s2_scoring import steering
+
+    vector = steering.load_vector(steer["vectors"], steer["layer"])
+    provenance["steering"] = {"layer": int(steer["layer"]), "alpha": float(steer["alpha"]),
+                              "vectors": str(steer["vectors"]), "vectors_hash": steering.file_hash(steer["vectors"]),
+                              "vector_norm": float(np.linalg.norm(vector)),
+                              "vector_provenance": steering.read_provenance(steer["vectors"])}
+    return steering.steering(vlm.model, int(steer["layer"]), vector, float(steer["alpha"]))
+
+
+class _FewShot:
+    """Few-shot demonstrations of a calibration variant (settings key ``few_shot``: manifest, split, shots,
+    seed, template, optional answers {unsafe, safe}); see :mod:`prompt_reliability.s2_scoring.few_shot`."""
+
+    def __init__(self, job: ScoringJob, vlm: VLM, settings: Mapping[str, Any], provenance: dict):
+        from prompt_reliability.s2_scoring import few_shot
+        from prompt_reliability.s2_scoring.cache import manifest_hash
+
+        cfg = settings["few_shot"]
+        lock = pl.read_parquet(cfg["manifest"])
+        self.plan = few_shot.plan_demonstrations(lock, cfg["split"], int(cfg["shots"]), int(cfg.get("seed", 0)),
+                                                 f"model {job.model!r}, few_shot.manifest {cfg['manifest']}")
+        answers = cfg.get("answers") or {"unsafe": job.registry.labels.unsafe, "safe": job.registry.labels.safe}
+        self.answer = {1: answers["unsafe"], 0: answers["safe"]}
+        self.template, self.fmt, self.vlm, self.dataset = cfg["template"], job.prompt_format, vlm, job.dataset
+        self._images: dict[str, Any] = {}
+        provenance["few_shot"] = few_shot.few_shot_provenance(self.plan, job.manifest["sample_id"].to_list(), cfg,
+                                                              manifest_hash(lock))
+
+    def _image(self, demo):
+        if demo.sample_id not in self._images:
+            self._images[demo.sample_id] = _open_image(demo.image_path, demo.sample_id, self.dataset)
+        return self._images[demo.sample_id]
+
+    def render(self, sample_ids: list[str], instructions: list[list[str]], images: list) -> tuple[list[list[str]], list]:
+        texts, all_images = [], []
+        for sample_id, row, image in zip(sample_ids, instructions, images):
+            demos = self.plan.for_sample(sample_id)
+            turns = [(render_instruction(self.template, d.query, self.fmt["with_query"], self.fmt["without_query"]),
+                      self.answer[d.label]) for d in demos]
+            texts.append([render_chat(self.vlm.processor, text, turns) for text in row])
+            all_images.append([*(self._image(d) for d in demos), image])
+        return texts, all_images
+
+
 # --- the backend ---------------------------------------------------------------------------------
 
 
@@ -222,6 +272,8 @@ def chunk_key_parts(job: ScoringJob, provenance: Mapping[str, Any]) -> dict[str,
         "chat_template": provenance["chat_template_hash"],
         "settings": {key: provenance[key] for key in ("engine", "batch_size", "chunk_size", "dtype", "hardware")},
         "versions": {name: versions.get(name) for name in ("torch", "transformers", "tokenizers", "torchvision", "pillow")},
+        # calibration variants (issue 14), present only when set so plain checkpoints keep their key
+        **{key: provenance[key] for key in ("steering", "few_shot") if provenance.get(key)},
     }
 
 
@@ -232,6 +284,8 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
     k = len(job.prompt_ids)
     started = time.perf_counter()
     vlm, provenance = open_vlm(job, settings)
+    variant = _variant(vlm, settings, provenance)
+    demos = _FewShot(job, vlm, settings, provenance) if settings.get("few_shot") else None
     store = ChunkStore(job.chunk_dir, chunk_key_parts(job, provenance), len(sample_ids), settings["chunk_size"])
     resumed = sum(stop - start for start, stop in store.done())
     log.info("model %s (%s, %s on %s, engine %s): %d samples x %d prompts, labels %s -> ids %d/%d; checkpoints in %s, "
@@ -242,10 +296,13 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
 
     scorer = SCORERS[settings["engine"]]
     scoring_started = time.perf_counter()
-    with progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed) as bar:
+    with variant, progress(len(sample_ids), f"{job.model}/{job.dataset}/{job.family}", initial=resumed) as bar:
         for start, stop in store.todo():
             images = [_open_image(image_paths[i], sample_ids[i], job.dataset) for i in range(start, stop)]
-            texts = [[render_chat(vlm.processor, text) for text in row] for row in _instructions(job, queries[start:stop])]
+            if demos is None:
+                texts = [[render_chat(vlm.processor, text) for text in row] for row in _instructions(job, queries[start:stop])]
+            else:
+                texts, images = demos.render(sample_ids[start:stop], _instructions(job, queries[start:stop]), images)
             scores = scorer(vlm, images, texts, settings["batch_size"], on_samples=bar.update)
             store.save(start, stop, _chunk_rows(sample_ids[start:stop], job.prompt_ids, scores, vlm.tokenizer))
     seconds = time.perf_counter() - scoring_started

@@ -1,0 +1,50 @@
+"""Safety calibration in the workflow (issue 14): SRA tables, variants, response mode, trade-off, figures."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from conftest import run_snakemake, write_config
+
+pytest.importorskip("transformers")
+
+CONFIG = {
+    "datasets": {
+        "synth": {"adapter": "synthetic", "seed": 0, "image_size": 32,
+                  "splits": {"train": {"n": 16, "unsafe_rate": 0.5}, "test": {"n": 12, "unsafe_rate": 0.5}}},
+        "pope": {"adapter": "synthetic", "kind": "pope", "seed": 0, "image_size": 32, "splits": {"test": {"n": 8}}},
+    },
+    "models": {"tiny": {"backend": "hf", "tiny": {"arch": "qwen2_vl", "seed": 0}}},
+    "prompts": ["A"],
+    "lock": {"dataset": "synth", "split": "train"},
+    "evaluate": [{"dataset": "synth", "split": "test"}],
+    "safety_calibration": {
+        "models": ["tiny"],
+        "few_shot": {"shots": [1]},
+        "steering": {"layers": [1], "alphas": [0.0, 1.5]},
+        "helpfulness": {"dataset": "pope"},
+        "responses": {"enabled": True, "max_new_tokens": 4, "judge": "tiny"},
+    },
+}
+TARGETS = ["results/tables/safety_calibration.csv", "results/tables/safety_tradeoff.csv", "results/figures/safety_pareto.png",
+           "results/figures/safety_calibration_synth.png"]
+
+
+def test_safety_calibration_targets(tmp_path):
+    write_config(tmp_path, CONFIG)
+    run_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", *TARGETS)
+    table = pl.read_csv(tmp_path / "results/tables/safety_calibration.csv")
+    assert {"selected", "random", "mean", "family:A", "none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5", "response:tiny"} == set(table["method"])
+    assert table.columns == ["model", "dataset", "split", "method", "category", "n_safe", "n_unsafe", "sra_s", "sra_u", "sra_a", "verdict"]
+    overall = table.filter(pl.col("category") == "all")
+    assert (overall["n_safe"] + overall["n_unsafe"] == 12).all()
+    tradeoff = pl.read_parquet(tmp_path / "results/tables/safety_tradeoff.parquet")
+    assert set(tradeoff["method"]) == {"none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5"}
+    zero = tradeoff.filter(pl.col("method") == "iar-L1-a0").row(0, named=True)
+    assert all(zero[f"d_{m}"] == 0.0 for m in ("sra_s", "sra_u", "sra_a", "helpfulness", "nll", "ece", "auroc")), zero
+    steered = tradeoff.filter(pl.col("method") == "iar-L1-a1.5").row(0, named=True)
+    assert steered["d_nll"] != 0.0
+    responses = pl.read_parquet(tmp_path / "results/safety_calibration/responses/tiny/synth.parquet")
+    assert responses.height == 12 and responses["response"].dtype == pl.Utf8
+    for figure in TARGETS[2:]:
+        assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"

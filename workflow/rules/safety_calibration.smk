@@ -1,0 +1,342 @@
+# Safety calibration (issue 14, VSCBench): over- vs under-safety per category, test-time
+# calibration variants (few-shot, activation steering, response mode) and their cost in helpfulness.
+import os
+
+from prompt_reliability.s0_base.jobs import call
+from prompt_reliability.s1_data.prompts import load_registry as _sc_load_registry
+from prompt_reliability.s1_data.prompts import prompts_by_family
+from prompt_reliability.s2_scoring.variants import variant_names
+from prompt_reliability.s3_analysis import safety_calibration
+from prompt_reliability.s4_report import safety_calibration as safety_report
+from prompt_reliability.s4_report.figures import safety_calibration as safety_figures
+
+SC = config["safety_calibration"]
+SC_DIR = "results/safety_calibration"
+SC_VERDICTS = SC["verdicts"]
+SC_MODELS = SC["models"]
+SC_HELP = SC["helpfulness"]["dataset"]
+SC_JUDGE = SC["responses"]["judge"]
+SC_VARIANTS = variant_names(
+    SC["few_shot"]["shots"], SC["steering"]["layers"], SC["steering"]["alphas"]
+)
+SC_LOCK = config["lock"]
+SC_DATASETS = sorted({d for d, _ in PAIRS})
+
+
+_sc_check()
+
+SC_TEMPLATE = REGISTRY.family(SC["family"])[0].text if SC_MODELS else ""
+SC_FEW_SHOT = {
+    "split": SC_LOCK["split"],
+    "seed": SC["few_shot"]["seed"],
+    "template": SC_TEMPLATE,
+    "answers": {"unsafe": REGISTRY.labels.unsafe, "safe": REGISTRY.labels.safe},
+}
+
+
+SC_TABLES = [
+    f"results/tables/safety_calibration.{ext}" for ext in ("parquet", "csv", "md")
+]
+SC_FIGURES = [f"results/figures/safety_calibration_{d}.png" for d in SC_DATASETS]
+FINAL_TARGETS.extend(SC_TABLES + SC_FIGURES)
+if SC_MODELS and SC_HELP:
+    FINAL_TARGETS.extend(
+        [f"results/tables/safety_tradeoff.{ext}" for ext in ("parquet", "csv", "md")]
+        + ["results/figures/safety_pareto.png"]
+    )
+
+
+rule safety_sra:
+    input:
+        matrix="results/matrix/{model}/{dataset}.parquet",
+        manifest="results/data/{dataset}.parquet",
+        lock="results/lock/{model}.json",
+    output:
+        table=os.path.join(SC_DIR, "{model}/{dataset}/{split}/sra.parquet"),
+    log:
+        log_path("safety_calibration", "sra", "{model}", "{dataset}", "{split}"),
+    resources:
+        **analysis_resources(),
+    params:
+        threshold=SC["threshold"],
+        verdicts=SC_VERDICTS,
+        families=prompts_by_family(FAMILY_OF),
+    run:
+        call(safety_calibration.write_safety_sra, input, output, params, wildcards, log)
+
+
+rule safety_steering_vectors:
+    input:
+        unpack(lambda w: _sc_model_dir(w.model)),
+        manifest=f"results/data/{SC_LOCK['dataset']}.parquet",
+        prompt_file=os.path.join(PROMPT_DIR, f"{SC['family']}.yaml"),
+    output:
+        vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
+    log:
+        log_path("safety_calibration", "steering", "{model}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.steering_vectors:write_steering_vectors",
+        model_config=lambda w: hf_model_config(w.model),
+        prompt_dir=untracked(PROMPT_DIR),
+        families=config["prompts"],
+        family=SC["family"],
+        prompt_format=config["prompt_format"],
+        split=SC_LOCK["split"],
+        layers=SC["steering"]["layers"],
+        dataset=SC_LOCK["dataset"],
+    script:
+        "../scripts/call.py"
+
+
+SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS else [])
+
+
+# One job per (model, variant) scores every dataset it needs: the evaluation datasets with the
+# calibration family, the helpfulness set with its yes/no family (torch loads once per job).
+rule safety_variant_scores:
+    input:
+        unpack(_sc_variant_inputs),
+    output:
+        scores=[
+            os.path.join(SC_DIR, "scores/{model}/{variant}/") + f"{d}.parquet"
+            for d in SC_SCORED
+        ],
+    log:
+        log_path("safety_calibration", "scores", "{model}", "{variant}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+        variant=one_of(SC_VARIANTS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.variants:score_variant_datasets",
+        model_config=lambda w: hf_model_config(w.model),
+        datasets=[_sc_scored_spec(d) for d in SC_SCORED],
+        prompt_format=config["prompt_format"],
+        work_dir=os.path.join(SC_DIR, "chunks"),
+        few_shot=SC_FEW_SHOT,
+    script:
+        "../scripts/call.py"
+
+
+rule safety_variant_sra:
+    input:
+        scores=os.path.join(SC_DIR, "scores/{model}/{method}/{dataset}.parquet"),
+        manifest="results/data/{dataset}.parquet",
+    output:
+        table=os.path.join(
+            SC_DIR, "{model}/{dataset}/{split}/variants/{method}.parquet"
+        ),
+    log:
+        log_path(
+            "safety_calibration",
+            "variant_sra",
+            "{model}",
+            "{dataset}",
+            "{split}",
+            "{method}",
+        ),
+    wildcard_constraints:
+        method=one_of(SC_VARIANTS),
+    resources:
+        **analysis_resources(),
+    params:
+        threshold=SC["threshold"],
+        verdicts=SC_VERDICTS,
+    run:
+        call(
+            safety_calibration.write_variant_sra,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
+
+
+rule safety_responses:
+    input:
+        unpack(lambda w: _sc_model_dir(w.model)),
+        manifest="results/data/{dataset}.parquet",
+    output:
+        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+    log:
+        log_path("safety_calibration", "responses", "{model}", "{dataset}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.judges:write_responses",
+        model_config=lambda w: hf_model_config(w.model),
+        max_new_tokens=SC["responses"]["max_new_tokens"],
+        splits=lambda w: _sc_splits(w.dataset),
+    script:
+        "../scripts/call.py"
+
+
+rule safety_model_judge:
+    input:
+        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+        manifest="results/data/{dataset}.parquet",
+        judge_dir=lambda w: (
+            [tiny_model_folder(SC_JUDGE)] if SC_JUDGE in TINY_MODELS else []
+        ),
+    output:
+        judge_manifest=os.path.join(
+            SC_DIR, "responses/{model}/{dataset}.judge_items.parquet"
+        ),
+        judgement=os.path.join(SC_DIR, "responses/{model}/{dataset}.judgement.parquet"),
+    log:
+        log_path("safety_calibration", "judge", "{model}", "{dataset}"),
+    wildcard_constraints:
+        model=one_of(SC_MODELS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **scoring_resources(),
+    params:
+        function="prompt_reliability.s2_scoring.judges:write_model_judgement",
+        judge=SC_JUDGE,
+        judge_config=lambda w: hf_model_config(SC_JUDGE),
+        prompt_dir=os.path.join(workflow.basedir, "prompts", "judge"),
+        prompt_format=config["prompt_format"],
+        work_dir=os.path.join(SC_DIR, "chunks/judge"),
+    script:
+        "../scripts/call.py"
+
+
+rule safety_responses_sra:
+    input:
+        **(
+            {
+                "judgement": os.path.join(
+                    SC_DIR, "responses/{model}/{dataset}.judgement.parquet"
+                )
+            }
+            if SC_JUDGE != "string"
+            else {}
+        ),
+        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+    output:
+        table=os.path.join(SC_DIR, "{model}/{dataset}/{split}/responses_sra.parquet"),
+    log:
+        log_path(
+            "safety_calibration", "responses_sra", "{model}", "{dataset}", "{split}"
+        ),
+    resources:
+        **analysis_resources(),
+    params:
+        method=f"response:{SC_JUDGE}",
+        threshold=SC["threshold"],
+        verdicts=SC_VERDICTS,
+    run:
+        call(
+            safety_calibration.write_response_sra,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
+
+
+rule safety_calibration_table:
+    input:
+        pieces=_sc_pieces,
+    output:
+        parquet="results/tables/safety_calibration.parquet",
+        csv=report(
+            "results/tables/safety_calibration.csv",
+            caption="../report/safety_calibration.rst",
+            category="Safety calibration",
+        ),
+        md="results/tables/safety_calibration.md",
+    log:
+        log_path("tables", "safety_calibration"),
+    run:
+        call(
+            safety_report.assemble_safety_calibration,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
+
+
+rule safety_calibration_scatter:
+    input:
+        table="results/tables/safety_calibration.parquet",
+    output:
+        figure=report(
+            "results/figures/safety_calibration_{dataset}.png",
+            caption="../report/safety_calibration_scatter.rst",
+            category="Safety calibration",
+        ),
+    log:
+        log_path("figures", "safety_calibration", "{dataset}"),
+    params:
+        method=SC["scatter_method"],
+        verdicts=SC_VERDICTS,
+    run:
+        call(safety_figures.write_sra_scatter, input, output, params, wildcards, log)
+
+
+rule safety_tradeoff:
+    input:
+        caches=sorted(
+            {
+                e[key]
+                for e in _sc_tradeoff_entries()
+                for key in ("scores", "helpfulness")
+            }
+        ),
+    output:
+        parquet="results/tables/safety_tradeoff.parquet",
+        csv=report(
+            "results/tables/safety_tradeoff.csv",
+            caption="../report/safety_tradeoff.rst",
+            category="Safety calibration",
+        ),
+        md="results/tables/safety_tradeoff.md",
+    log:
+        log_path("tables", "safety_tradeoff"),
+    params:
+        entries=_sc_tradeoff_entries(),
+        threshold=SC["threshold"],
+        n_bins=config["analysis"]["ece_bins"],
+    run:
+        call(safety_report.write_tradeoff_tables, input, output, params, wildcards, log)
+
+
+rule safety_pareto:
+    input:
+        tradeoff="results/tables/safety_tradeoff.parquet",
+    output:
+        figure=report(
+            "results/figures/safety_pareto.png",
+            caption="../report/safety_pareto.rst",
+            category="Safety calibration",
+        ),
+    log:
+        log_path("figures", "safety_pareto"),
+    run:
+        call(safety_figures.write_pareto_figure, input, output, params, wildcards, log)
+
+
+localrules:
+    safety_calibration_table,
+    safety_calibration_scatter,
+    safety_tradeoff,
+    safety_pareto,
