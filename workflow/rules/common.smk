@@ -15,7 +15,7 @@ from prompt_reliability.s0_base.config import (
     needed_datasets,
     validate_config,
 )
-from prompt_reliability.s0_base.jobs import call
+from prompt_reliability.s0_base.jobs import call, call_model
 from prompt_reliability.s4_report import report_md
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources

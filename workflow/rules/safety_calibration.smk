@@ -76,12 +76,9 @@ rule safety_steering_vectors:
         log_path("safety_calibration", "steering", "{model}"),
     wildcard_constraints:
         model=one_of(SC_MODELS),
-    conda:
-        "../../envs/inference.yaml"
     resources:
         **scoring_resources(),
     params:
-        function="prompt_reliability.s2_scoring.steering_vectors:write_steering_vectors",
         model_config=lambda w: hf_model_config(w.model),
         prompt_dir=untracked(PROMPT_DIR),
         families=config["prompts"],
@@ -90,8 +87,16 @@ rule safety_steering_vectors:
         split=SC_LOCK["split"],
         layers=SC["steering"]["layers"],
         dataset=SC_LOCK["dataset"],
-    script:
-        "../scripts/call.py"
+    run:
+        call_model(
+            "prompt_reliability.s2_scoring.steering_vectors:write_steering_vectors",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
 
 
 SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS else [])
@@ -112,19 +117,24 @@ rule safety_variant_scores:
     wildcard_constraints:
         model=one_of(SC_MODELS),
         variant=one_of(SC_VARIANTS),
-    conda:
-        "../../envs/inference.yaml"
     resources:
         **scoring_resources(),
     params:
-        function="prompt_reliability.s2_scoring.variants:score_variant_datasets",
         model_config=lambda w: hf_model_config(w.model),
         datasets=[_sc_scored_spec(d) for d in SC_SCORED],
         prompt_format=config["prompt_format"],
         work_dir=os.path.join(SC_DIR, "chunks"),
         few_shot=SC_FEW_SHOT,
-    script:
-        "../scripts/call.py"
+    run:
+        call_model(
+            "prompt_reliability.s2_scoring.variants:score_variant_datasets",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
 
 
 rule safety_variant_sra:
@@ -172,17 +182,22 @@ rule safety_responses:
         log_path("safety_calibration", "responses", "{model}", "{dataset}"),
     wildcard_constraints:
         model=one_of(SC_MODELS),
-    conda:
-        "../../envs/inference.yaml"
     resources:
         **scoring_resources(),
     params:
-        function="prompt_reliability.s2_scoring.judges:write_responses",
         model_config=lambda w: hf_model_config(w.model),
         max_new_tokens=SC["responses"]["max_new_tokens"],
         splits=lambda w: _sc_splits(w.dataset),
-    script:
-        "../scripts/call.py"
+    run:
+        call_model(
+            "prompt_reliability.s2_scoring.judges:write_responses",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
 
 
 rule safety_model_judge:
@@ -201,19 +216,24 @@ rule safety_model_judge:
         log_path("safety_calibration", "judge", "{model}", "{dataset}"),
     wildcard_constraints:
         model=one_of(SC_MODELS),
-    conda:
-        "../../envs/inference.yaml"
     resources:
         **scoring_resources(),
     params:
-        function="prompt_reliability.s2_scoring.judges:write_model_judgement",
         judge=SC_JUDGE,
         judge_config=lambda w: hf_model_config(SC_JUDGE),
         prompt_dir=os.path.join(workflow.basedir, "prompts", "judge"),
         prompt_format=config["prompt_format"],
         work_dir=os.path.join(SC_DIR, "chunks/judge"),
-    script:
-        "../scripts/call.py"
+    run:
+        call_model(
+            "prompt_reliability.s2_scoring.judges:write_model_judgement",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
 
 
 rule safety_responses_sra:

@@ -85,16 +85,21 @@ rule self_assessment_generate:
     wildcard_constraints:
         model=one_of(SA_MODELS),
         setting="mc|open",
-    conda:
-        "../../envs/inference.yaml"
     resources:
         **scoring_resources(),
     params:
-        function="prompt_reliability.s2_scoring.self_assessment:generate_questions",
         model_config=lambda w: hf_model_config(w.model),
         settings=sa_settings(),
-    script:
-        "../scripts/call.py"
+    run:
+        call_model(
+            "prompt_reliability.s2_scoring.self_assessment:generate_questions",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
 
 
 rule self_assessment_questions:
@@ -130,16 +135,21 @@ rule self_assessment_answer:
     wildcard_constraints:
         model=one_of(SA_MODELS),
         setting="mc|open",
-    conda:
-        "../../envs/inference.yaml"
     resources:
         **scoring_resources(),
     params:
-        function="prompt_reliability.s2_scoring.self_assessment:answer_questions",
         model_config=lambda w: hf_model_config(w.model),
         settings=sa_settings(),
-    script:
-        "../scripts/call.py"
+    run:
+        call_model(
+            "prompt_reliability.s2_scoring.self_assessment:answer_questions",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
 
 
 rule self_assessment_scores:

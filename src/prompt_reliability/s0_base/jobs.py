@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -177,6 +179,40 @@ def _signature_mismatch(function: Callable[..., Any], kwargs: Mapping[str, Any])
     return False
 
 
+def needs_gpu(resources: Any) -> bool:
+    """Whether a job's resources ask for a GPU (``gpu`` > 0, or a ``gres``)."""
+    return int(resources.get("gpu", 0) or 0) > 0 or bool(resources.get("gres"))
+
+
+def call_model(function: str, input: Any = None, output: Any = None, params: Any = None, wildcards: Any = None,
+               log: Any = None, resources: Any = None) -> Any:
+    """:func:`call` for a step that loads a model: in this process unless the job asks for GPUs.
+
+    A job without GPUs (tiny models, CPU runs) runs here and shares the imported torch; a job with
+    GPUs runs ``function`` ("module:function") in a Python process of its own, which claims its
+    GPUs (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA, as a separate job would.
+    """
+    if resources is None or not needs_gpu(resources):
+        return call(resolve(function), input, output, params, wildcards, log)
+    target = resolve(function)
+    payload = {"function": function, "kwargs": job_arguments(_accepts(target), input=input, output=output, params=params,
+                                                                  wildcards=wildcards),
+               "log": log[0] if log else None, "gpus": int(resources.get("gpu", 0) or 0)}
+    subprocess.run([sys.executable, "-m", "prompt_reliability.s0_base.jobs", json.dumps(payload, default=str)], check=True)
+    return None
+
+
+def _main(argv: list[str]) -> None:
+    """Entry point of :func:`call_model`'s own process: claim GPUs, log, call."""
+    from prompt_reliability.s0_base.gpus import claim_gpus
+
+    payload = json.loads(argv[1])
+    claim_gpus(payload["gpus"])
+    function = resolve(payload["function"])
+    with job_log(payload["log"], console_prefix=f"[{function.__name__}] ", capture_stderr=True):
+        function(**payload["kwargs"])
+
+
 def call_from_script(snakemake: Any) -> Any:
     """The body of ``workflow/scripts/call.py``: call ``params.function`` with the job's other fields.
 
@@ -189,3 +225,7 @@ def call_from_script(snakemake: Any) -> Any:
     claim_gpus(int(snakemake.resources.get("gpu", 0) or 0))
     return call(resolve(snakemake.params.function), snakemake.input, snakemake.output, params, snakemake.wildcards,
                 snakemake.log, capture_stderr=True)
+
+
+if __name__ == "__main__":
+    _main(sys.argv)
