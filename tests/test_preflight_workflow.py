@@ -23,7 +23,7 @@ CONFIG = {
 def test_a_bad_model_fails_in_the_preflight_before_any_scoring_job(tmp_path):
     config_file = write_config(tmp_path, CONFIG)
     planned = dry_run_jobs(tmp_path, "--configfile", str(config_file))
-    assert planned["preflight"] == 1 and planned["score_family_hf"] == 2 * 3 and planned["tiny_model"] == 2
+    assert planned["preflight"] == 1 and planned["score_family_hf_cpu"] == 2 * 3 and planned["tiny_model"] == 2
 
     failed = run_snakemake(tmp_path, "--configfile", str(config_file), "--cores", "2", check=False)
     assert failed.returncode != 0
@@ -40,4 +40,4 @@ def test_a_bad_model_fails_in_the_preflight_before_any_scoring_job(tmp_path):
     assert {name: facts["model_type"] for name, facts in report.items()} == {"good": "qwen2_vl", "bad": "minicpmv4_6"}
     assert report["bad"]["labels"]["strings"] == ["U", "S"]
     planned = dry_run_jobs(tmp_path, "--configfile", str(config_file))
-    assert "preflight" not in planned and planned["score_family_hf"] == 6
+    assert "preflight" not in planned and planned["score_family_hf_cpu"] == 6

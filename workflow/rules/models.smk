@@ -1,6 +1,5 @@
 # Tiny offline VLMs (config key models.<name>.tiny): real architectures, random weights, built here
 # (CPU, seconds), inside the Snakemake process like every step that needs no GPU.
-from prompt_reliability.s2_scoring import tiny_models
 
 
 rule tiny_model:
@@ -17,4 +16,11 @@ rule tiny_model:
     params:
         tiny=lambda w: config["models"][w.model]["tiny"],
     run:
-        call(tiny_models.write_tiny_model, input, output, params, wildcards, log)
+        call_model(
+            "prompt_reliability.s2_scoring.tiny_models:write_tiny_model",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )

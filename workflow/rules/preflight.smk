@@ -8,8 +8,6 @@
 
 # On the machine that runs Snakemake (the login node under SLURM), inside the Snakemake process: it
 # needs the Hub, not a GPU.
-from prompt_reliability.s2_scoring import preflight
-
 PREFLIGHT_REPORT = "results/preflight/hf_models.json"
 HF_MODELS = models_with_backend(config, "hf")
 
@@ -31,4 +29,11 @@ rule preflight:
         families=config["prompts"],
         prompt_format=config["prompt_format"],
     run:
-        call(preflight.write_preflight, input, output, params, wildcards, log)
+        call_model(
+            "prompt_reliability.s2_scoring.preflight:write_preflight",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )

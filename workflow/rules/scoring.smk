@@ -1,6 +1,7 @@
 # Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
-# score_family: simulate and import backends (numpy only) and hf models without GPUs, in the
-# Snakemake process; score_family_hf: hf models with GPUs (own process, GPU claim, environment).
+# score_family: simulate and import backends (numpy only), in the Snakemake process;
+# score_family_hf_cpu: hf models without GPUs, in the Snakemake process, one model step at a time;
+# score_family_hf: hf models with GPUs (own process, GPU claim and conda environment).
 from prompt_reliability.s2_scoring import cache, matrix
 
 
@@ -14,7 +15,7 @@ rule score_family:
     benchmark:
         benchmark_path("scores", "{model}", "{dataset}", "{family}")
     wildcard_constraints:
-        model=one_of(models_with_backend(config, "simulate", "import") + HF_CPU_MODELS),
+        model=one_of(models_with_backend(config, "simulate", "import")),
     resources:
         **scoring_resources(),
     params:
@@ -30,6 +31,38 @@ rule score_family:
         work_dir=CHUNK_DIR,
     run:
         call(cache.score_family, input, output, params, wildcards, log)
+
+
+rule score_family_hf_cpu:
+    input:
+        unpack(scoring_inputs),
+    output:
+        scores="results/scores/{model}/{dataset}/{family}.parquet",
+    log:
+        log_path("scores", "{model}", "{dataset}", "{family}"),
+    benchmark:
+        benchmark_path("scores", "{model}", "{dataset}", "{family}")
+    wildcard_constraints:
+        model=one_of(HF_CPU_MODELS),
+    resources:
+        **scoring_resources(),
+    params:
+        model_config=lambda w: hf_model_config(w.model),
+        prompt_dir=untracked(PROMPT_DIR),
+        prompts=prompts_hash,
+        families=config["prompts"],
+        prompt_format=config["prompt_format"],
+        work_dir=CHUNK_DIR,
+    run:
+        call_model(
+            "prompt_reliability.s2_scoring.cache:score_family",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
 
 
 rule score_family_hf:

@@ -179,6 +179,11 @@ def _signature_mismatch(function: Callable[..., Any], kwargs: Mapping[str, Any])
     return False
 
 
+# Model steps run in this process one at a time: torch already uses every core for one model, and
+# transformers' lazy imports and global settings (verbosity) are not safe across threads.
+_MODEL_STEP = threading.Lock()
+
+
 def needs_gpu(resources: Any) -> bool:
     """Whether a job's resources ask for a GPU (``gpu`` > 0, or a ``gres``)."""
     return int(resources.get("gpu", 0) or 0) > 0 or bool(resources.get("gres"))
@@ -188,12 +193,13 @@ def call_model(function: str, input: Any = None, output: Any = None, params: Any
                log: Any = None, resources: Any = None) -> Any:
     """:func:`call` for a step that loads a model: in this process unless the job asks for GPUs.
 
-    A job without GPUs (tiny models, CPU runs) runs here and shares the imported torch; a job with
-    GPUs runs ``function`` ("module:function") in a Python process of its own, which claims its
-    GPUs (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA, as a separate job would.
+    A job without GPUs (tiny models, CPU runs) runs here, one model step at a time, and shares the
+    imported torch; a job with GPUs runs ``function`` ("module:function") in a Python process of
+    its own, which claims its GPUs (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA.
     """
     if resources is None or not needs_gpu(resources):
-        return call(resolve(function), input, output, params, wildcards, log)
+        with _MODEL_STEP:
+            return call(resolve(function), input, output, params, wildcards, log)
     target = resolve(function)
     payload = {"function": function, "kwargs": job_arguments(_accepts(target), input=input, output=output, params=params,
                                                                   wildcards=wildcards),
