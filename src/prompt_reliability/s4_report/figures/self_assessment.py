@@ -56,26 +56,33 @@ def answer_types_figure(table: pl.DataFrame) -> Figure:
     return fig
 
 
-def footrule_heatmap(stability: pl.DataFrame) -> Figure:
-    """One dataset x dataset panel of footrule distances per metric."""
-    metrics = stability["metric"].unique(maintain_order=True).to_list() if stability.height else []
+def _metric_panels(table: pl.DataFrame, empty_message: str, panel_height: float) -> tuple[Figure, list]:
+    """A figure with one panel per ``metric`` of ``table`` (up to 4 a row), or a message when there is none."""
+    metrics = table["metric"].unique(maintain_order=True).to_list() if table.height else []
     if not metrics:
         fig = Figure(figsize=(5, 2))
-        _message(fig, "ranking stability needs at least two datasets with the same models")
-        return fig
+        _message(fig, empty_message)
+        return fig, []
     cols = min(4, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(3.2 * cols, 3.0 * rows), layout="constrained")
+    fig = Figure(figsize=(3.2 * cols, panel_height * rows), layout="constrained")
+    return fig, [(metric, fig.add_subplot(rows, cols, i + 1)) for i, metric in enumerate(metrics)]
+
+
+def footrule_heatmap(stability: pl.DataFrame) -> Figure:
+    """One dataset x dataset panel of footrule distances per metric."""
+    fig, panels = _metric_panels(stability, "ranking stability needs at least two datasets with the same models", 3.0)
+    if not panels:
+        return fig
     vmax = float(stability["max_footrule"].max()) or 1.0
     image = None
-    for i, metric in enumerate(metrics):
+    for metric, ax in panels:
         part = stability.filter(pl.col("metric") == metric)
         names = sorted(set(part["dataset_a"]) | set(part["dataset_b"]))
         grid = np.zeros((len(names), len(names)))
         for r in part.iter_rows(named=True):
             a, b = names.index(r["dataset_a"]), names.index(r["dataset_b"])
             grid[a, b] = grid[b, a] = r["footrule"]
-        ax = fig.add_subplot(rows, cols, i + 1)
         image = ax.imshow(grid, vmin=0, vmax=vmax, cmap="magma_r")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=6)
         ax.set_yticks(range(len(names)), names, fontsize=6)
@@ -86,16 +93,8 @@ def footrule_heatmap(stability: pl.DataFrame) -> Figure:
 
 def sample_size_figure(table: pl.DataFrame) -> Figure:
     """CV against subsample size, one panel per metric, one line per model x dataset (paper Figure 3)."""
-    metrics = table["metric"].unique(maintain_order=True).to_list() if table.height else []
-    if not metrics:
-        fig = Figure(figsize=(5, 2))
-        _message(fig, "no sample-size results")
-        return fig
-    cols = min(4, len(metrics))
-    rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(3.2 * cols, 2.8 * rows), layout="constrained")
-    for i, metric in enumerate(metrics):
-        ax = fig.add_subplot(rows, cols, i + 1)
+    fig, panels = _metric_panels(table, "no sample-size results", 2.8)
+    for i, (metric, ax) in enumerate(panels):
         part = table.filter(pl.col("metric") == metric)
         for (model, dataset), line in part.group_by("model", "dataset", maintain_order=True):
             ax.plot(line["n"].to_numpy(), line["cv"].to_numpy(), marker="o", ms=3, label=f"{model} {dataset}")
