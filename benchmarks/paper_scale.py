@@ -7,7 +7,9 @@ wall time, the number of jobs, the summed job time and the five slowest rules (f
 `benchmark:` files), and the peak RSS of the largest process. `--scale 4` / `--scale 16` multiply every
 split size of the config. Medians over `--runs` repetitions (each from an empty directory).
 
-    .venv/bin/python benchmarks/paper_scale.py [--runs 3] [--scale 1] [--cores 2] [--keep DIR]
+    .venv/bin/python benchmarks/paper_scale.py [--runs 3] [--scale 1] [--cores 2] [--keep DIR] [--repo CHECKOUT]
+
+``--repo`` runs another checkout's Snakefile (e.g. an older commit, for before/after figures).
 
 Targets (issue 11, 2-core machine): analyses from existing caches <= 60 s; from nothing <= 90 s;
 peak RSS of any job <= 2 GiB.
@@ -31,11 +33,12 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO  # the checkout whose Snakefile runs (--repo)
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
 def scaled_config(scale: int) -> dict:
-    config = yaml.safe_load((REPO / "config/paper_sim.yaml").read_text())
+    config = yaml.safe_load((WORKFLOW / "config/paper_sim.yaml").read_text())
     for dataset in config["datasets"].values():
         for split in dataset["splits"].values():
             split["n"] *= scale
@@ -46,7 +49,7 @@ def run_snakemake(workdir: Path, cores: int, targets: list[str]) -> tuple[float,
     """Run Snakemake on ``targets`` (default target when empty); (wall seconds, peak RSS in MiB of the
     largest process this benchmark has run so far, Snakemake and its jobs included)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLCONFIGDIR": str(workdir / ".mpl")}
-    cmd = [str(SNAKEMAKE), *targets, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+    cmd = [str(SNAKEMAKE), *targets, "-s", str(WORKFLOW / "Snakefile"), "-d", str(workdir), "--configfile",
            str(workdir / "config.yaml"), "--cores", str(cores), "--quiet"]
     started = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -101,8 +104,11 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it (one run)")
+    parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose Snakefile runs (default: this one)")
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
+    global WORKFLOW
+    WORKFLOW = args.repo.resolve()
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {WORKFLOW}: "
           f"config/paper_sim.yaml x{args.scale}, --cores {args.cores}, {args.runs} run(s)")
     runs = [one_run(args.scale, args.cores, args.keep if args.runs == 1 else None) for _ in range(args.runs)]
     for phase in ("scoring", "analysis"):
