@@ -32,7 +32,10 @@ BLOCKED_SAMPLE = 8  # chunks [0, 4) and [4, 8) finish, then the job waits on thi
 
 def test_tiny_hf_model_runs_resumes_after_a_kill_and_records_provenance(tmp_path, monkeypatch):
     config_file = write_config(tmp_path, CONFIG)
-    run_snakemake(tmp_path, "--configfile", str(config_file), "--cores", "1", "results/data/synth.parquet")
+    # the manifest and its check (which opens every image) come first: the check is an ancient()
+    # input of scoring, so the blocked image below stops the scoring jobs only
+    run_snakemake(tmp_path, "--configfile", str(config_file), "--cores", "1", "results/data/synth.parquet",
+                  "results/checks/synth.json")
     manifest = pl.read_parquet(tmp_path / "results/data/synth.parquet")
 
     # Freeze every scoring job at a known point: the image of one sample becomes a named pipe, whose
