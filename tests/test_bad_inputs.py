@@ -146,7 +146,7 @@ def test_the_loader_passes_trust_remote_code_only_when_opted_in(monkeypatch):
     for opt_in in (None, True):
         config = changed(lambda c, opt_in=opt_in: c["models"]["tiny-llava"].update({} if opt_in is None else {"trust_remote_code": True}))
         cfg = checked(config)["models"]["tiny-llava"]
-        hf.load_model("tiny-llava", hf.hf_settings("tiny-llava", cfg))
+        hf.load_model("tiny-llava", hf.hf_settings("tiny-llava", {**cfg, "path": "results/models/tiny-llava"}))
     assert seen == [False, False, True, True]
 
 
@@ -321,13 +321,13 @@ def test_lock_split_with_one_class_stops_before_any_score(tmp_path):
 def test_warnings_reach_the_console_as_well_as_the_log(tmp_path, capfd):
     import logging
 
-    from prompt_reliability.s0_base.logs import log_to
+    from prompt_reliability.s0_base.jobs import job_log
 
-    with log_to(tmp_path / "job.log"):
+    with job_log(tmp_path / "job.log", console_prefix="[job] "):
         logging.getLogger("prompt_reliability.s3_analysis.calibration").warning("temperature scaling: T = 100 lies at a bound")
         logging.getLogger("prompt_reliability").info("routine detail")
     console = capfd.readouterr().err
-    assert "WARNING" in console and "lies at a bound" in console and "job.log" in console
+    assert "WARNING" in console and "lies at a bound" in console and "[job]" in console
     assert "routine detail" not in console
     assert "lies at a bound" in (tmp_path / "job.log").read_text()
 

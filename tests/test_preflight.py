@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from conftest import validated_model
 
 from prompt_reliability.s2_scoring.preflight import VERIFIED_MODEL_TYPES, PreflightError, check_architecture, run_preflight
 from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES
@@ -21,7 +22,7 @@ MINICPM_V_4_5 = {"model_type": "minicpmv", "architectures": ["MiniCPMV"],
 
 
 def _run(repo, models):
-    return run_preflight({name: {"backend": "hf", **cfg} for name, cfg in models.items()}, repo / "prompts",
+    return run_preflight({name: validated_model({"backend": "hf", **cfg}, name) for name, cfg in models.items()}, repo / "prompts",
                          ["A", "B", "C"], FORMAT)
 
 

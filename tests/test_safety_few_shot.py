@@ -7,19 +7,25 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO
+from conftest import REPO, validated_dataset, validated_model
 
 from prompt_reliability.s0_base import io
 from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring.cache import score_to_cache
 from prompt_reliability.s2_scoring.few_shot import FewShotError, plan_demonstrations
 
+
+def _validated_manifest(name, cfg, image_dir):
+    """build_manifest on the dataset entry as the workflow passes it (schema defaults filled)."""
+    return build_manifest(name, validated_dataset(cfg, name), image_dir)
+
 FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{template}"}
 TEMPLATE = "Is this image-query pair Unsafe (U) or Safe (S)? Start with the label."
 
 
+
 def _manifest(workdir: Path, images: bool = True) -> Path:
-    manifest = build_manifest("synth", {"adapter": "synthetic", "seed": 5, "image_size": 32, "images": images,
+    manifest = _validated_manifest("synth", {"adapter": "synthetic", "seed": 5, "image_size": 32, "images": images,
                                         "splits": {"train": {"n": 8, "unsafe_rate": 0.5}, "test": {"n": 4, "unsafe_rate": 0.5}}},
                               workdir / "images")
     io.write_parquet(manifest, workdir / "manifest.parquet")
@@ -68,7 +74,7 @@ def qwen(tmp_path_factory) -> Path:
 
 
 def _score(workdir, manifest, model_dir, name, **cfg):
-    return score_to_cache(model="tiny", model_cfg={"backend": "hf", "path": str(model_dir), **cfg}, dataset="synth", family="A",
+    return score_to_cache(model="tiny", model_cfg={**validated_model({"backend": "hf", "path": str(model_dir)}), **cfg}, dataset="synth", family="A",
                           manifest_path=str(manifest), prompt_dir=str(REPO / "prompts"), families=["A"], prompt_format=FORMAT,
                           output=str(workdir / f"{name}.parquet"), work_dir=str(workdir / "chunks"))
 
@@ -119,7 +125,7 @@ def test_checkpoint_key_holds_the_demonstrations(tmp_path, qwen):
     manifest = _manifest(tmp_path)
     keys = []
     for seed in (0, 1):
-        cfg = {"backend": "hf", "path": str(qwen), "few_shot": {"manifest": str(manifest), "split": "train", "shots": 1,
+        cfg = {**validated_model({"backend": "hf", "path": str(qwen)}), "few_shot": {"manifest": str(manifest), "split": "train", "shots": 1,
                                                                  "seed": seed, "template": TEMPLATE}}
         from prompt_reliability.s1_data.prompts import load_registry
         from prompt_reliability.s2_scoring.cache import ScoringJob, manifest_hash

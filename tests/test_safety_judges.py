@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO
+from conftest import REPO, validated_dataset, validated_model
 
 from prompt_reliability.s0_base import io
 from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring import judges
 from prompt_reliability.s3_analysis.safety_calibration import write_response_sra
+
+
+def _validated_manifest(name, cfg, image_dir):
+    """build_manifest on the dataset entry as the workflow passes it (schema defaults filled)."""
+    return build_manifest(name, validated_dataset(cfg, name), image_dir)
 
 FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{template}"}
 
@@ -38,6 +43,9 @@ ANSWERS = [
 
 
 @pytest.mark.parametrize("response", REFUSALS)
+
+
+
 def test_string_judge_flags_refusals(response):
     assert judges.string_judge(response)
 
@@ -77,10 +85,10 @@ def qwen(tmp_path_factory) -> Path:
 
 def test_responses_and_model_judge_end_to_end(tmp_path, qwen):
     pytest.importorskip("transformers")
-    manifest = build_manifest("synth", {"adapter": "synthetic", "seed": 2, "image_size": 32,
+    manifest = _validated_manifest("synth", {"adapter": "synthetic", "seed": 2, "image_size": 32,
                                         "splits": {"test": {"n": 6, "unsafe_rate": 0.5}}}, tmp_path / "images")
     io.write_parquet(manifest, tmp_path / "manifest.parquet")
-    cfg = {"backend": "hf", "path": str(qwen)}
+    cfg = validated_model({"backend": "hf", "path": str(qwen)})
     out = judges.write_responses(manifest=str(tmp_path / "manifest.parquet"), responses=str(tmp_path / "responses.parquet"),
                                  model="tiny", model_config=cfg, dataset="synth", max_new_tokens=6)
     assert out.height == 6 and out["response"].dtype == pl.Utf8

@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO
+from conftest import REPO, validated_dataset, validated_model
 
 from prompt_reliability.s0_base import io
 from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring import steering, steering_vectors
 from prompt_reliability.s2_scoring.cache import score_to_cache
+
+
+def _validated_manifest(name, cfg, image_dir):
+    """build_manifest on the dataset entry as the workflow passes it (schema defaults filled)."""
+    return build_manifest(name, validated_dataset(cfg, name), image_dir)
 
 pytest.importorskip("transformers")
 
@@ -20,6 +25,9 @@ FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{templat
 
 
 @pytest.fixture(scope="module")
+
+
+
 def tiny(tmp_path_factory) -> dict[str, Path]:
     import torch
 
@@ -33,7 +41,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 
 def _manifest(workdir: Path) -> Path:
-    manifest = build_manifest("synth", {"adapter": "synthetic", "seed": 3, "image_size": 32,
+    manifest = _validated_manifest("synth", {"adapter": "synthetic", "seed": 3, "image_size": 32,
                                         "splits": {"train": {"n": 6, "unsafe_rate": 0.5}, "test": {"n": 4, "unsafe_rate": 0.5}}},
                               workdir / "images")
     io.write_parquet(manifest, workdir / "manifest.parquet")
@@ -42,13 +50,13 @@ def _manifest(workdir: Path) -> Path:
 
 def _vectors(workdir: Path, manifest: Path, model_dir: Path, out: str, layers=(1, 2)):
     return steering_vectors.write_steering_vectors(
-        manifest=str(manifest), vectors=str(workdir / out), model="tiny", model_config={"backend": "hf", "path": str(model_dir)},
+        manifest=str(manifest), vectors=str(workdir / out), model="tiny", model_config=validated_model({"backend": "hf", "path": str(model_dir)}),
         prompt_dir=str(REPO / "prompts"), families=["A"], family="A", prompt_format=FORMAT, split="train", layers=list(layers),
         dataset="synth")
 
 
 def _score(workdir: Path, manifest: Path, model_dir: Path, name: str, **cfg) -> pl.DataFrame:
-    return score_to_cache(model="tiny", model_cfg={"backend": "hf", "path": str(model_dir), **cfg}, dataset="synth", family="A",
+    return score_to_cache(model="tiny", model_cfg={**validated_model({"backend": "hf", "path": str(model_dir)}), **cfg}, dataset="synth", family="A",
                           manifest_path=str(manifest), prompt_dir=str(REPO / "prompts"), families=["A"], prompt_format=FORMAT,
                           output=str(workdir / f"{name}.parquet"), work_dir=str(workdir / "chunks"))
 

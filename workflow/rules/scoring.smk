@@ -1,5 +1,6 @@
 # Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
-# score_family: simulate and import backends (numpy only), in the Snakemake process;
+# score_family: simulate and import backends (numpy only), in the Snakemake process (a job that
+# asks for GPUs, say to reserve them on a workstation, gets a process of its own that claims them);
 # score_family_hf_cpu: hf models without GPUs, in the Snakemake process, one model step at a time;
 # score_family_hf: hf models with GPUs (own process, GPU claim and conda environment).
 from prompt_reliability.s2_scoring import cache, matrix
@@ -30,7 +31,16 @@ rule score_family:
         prompt_format=config["prompt_format"],
         work_dir=CHUNK_DIR,
     run:
-        call(cache.score_family, input, output, params, wildcards, log)
+        call_model(
+            "prompt_reliability.s2_scoring.cache:score_family",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+            one_at_a_time=False,
+        )
 
 
 rule score_family_hf_cpu:

@@ -190,15 +190,16 @@ def needs_gpu(resources: Any) -> bool:
 
 
 def call_model(function: str, input: Any = None, output: Any = None, params: Any = None, wildcards: Any = None,
-               log: Any = None, resources: Any = None) -> Any:
+               log: Any = None, resources: Any = None, one_at_a_time: bool = True) -> Any:
     """:func:`call` for a step that loads a model: in this process unless the job asks for GPUs.
 
     A job without GPUs (tiny models, CPU runs) runs here, one model step at a time, and shares the
     imported torch; a job with GPUs runs ``function`` ("module:function") in a Python process of
     its own, which claims its GPUs (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA.
+    ``one_at_a_time=False`` lets steps that load no model (simulated scores) run side by side.
     """
     if resources is None or not needs_gpu(resources):
-        with _MODEL_STEP:
+        with _MODEL_STEP if one_at_a_time else contextlib.nullcontext():
             return call(resolve(function), input, output, params, wildcards, log)
     target = resolve(function)
     payload = {"function": function, "kwargs": job_arguments(_accepts(target), input=input, output=output, params=params,
@@ -213,9 +214,9 @@ def _main(argv: list[str]) -> None:
     from prompt_reliability.s0_base.gpus import claim_gpus
 
     payload = json.loads(argv[1])
-    claim_gpus(payload["gpus"])
     function = resolve(payload["function"])
     with job_log(payload["log"], console_prefix=f"[{function.__name__}] ", capture_stderr=True):
+        claim_gpus(payload["gpus"])
         function(**payload["kwargs"])
 
 
