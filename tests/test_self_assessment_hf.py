@@ -2,6 +2,7 @@
 
 import polars as pl
 import pytest
+from conftest import validated_model
 from PIL import Image
 
 from prompt_reliability.s2_scoring import self_assessment as stage
@@ -21,7 +22,7 @@ def generator(tmp_path_factory):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("sa") / "llava"
     build_tiny_model(folder, "llava", seed=1)
-    settings = hf_settings("tiny", {"path": str(folder), "device_map": "cpu", "dtype": "float32"})
+    settings = hf_settings("tiny", validated_model({"backend": "hf", "path": str(folder), "device_map": "cpu", "dtype": "float32"}))
     return HFGenerator.load("tiny", settings, max_new_tokens=12, batch_size=3)
 
 
