@@ -54,7 +54,7 @@ LOCAL_RULES = {"all", "scores", "score_matrix", "per_prompt_table", "lock", "che
 # The analyses of one evaluation pair, which travel as one SLURM job (group pair_{model}_{dataset}_{split}).
 PAIR_RULES = {"per_prompt", "fragility", "fragility_figure", "reliability", "ranking_distribution", "ece_variants",
               "reliability_diagram", "aggregation", "topk", "topk_figure", "calibration", "bootstrap", "selective",
-              "selective_figure"}
+              "selective_figure", "operating_points", "family_view", "safety_sra"}
 SUBMITTED = re.compile(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
@@ -179,7 +179,9 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     assert second.returncode == 0, second.log[-6000:]
     check_ran_on_slurm(second, slurm_cluster)
     # one sbatch per evaluation pair (here one pair), none per analysis rule
-    [(group, _, _)] = submissions(second.log)
+    groups = submissions(second.log)
+    assert len(groups) == 1, [rule for rule, _, _ in groups]
+    [(group, _, _)] = groups
     assert group.startswith("group:pair_sim_synth_test_"), submissions(second.log)
     local_rules = {m.group(1) for m in re.finditer(r"^localrule (\w+):$", first.log + second.log, flags=re.M)}
     assert LOCAL_RULES <= local_rules, local_rules

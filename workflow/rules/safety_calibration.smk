@@ -55,6 +55,8 @@ rule safety_sra:
         table=os.path.join(SC_DIR, "{model}/{dataset}/{split}/sra.parquet"),
     log:
         log_path("safety_calibration", "sra", "{model}", "{dataset}", "{split}"),
+    group:
+        PAIR_GROUP
     resources:
         **analysis_resources(),
     params:
