@@ -20,6 +20,7 @@ import polars as pl
 
 from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.cache import package_versions
+from prompt_reliability.s4_report.safety_calibration import safety_calibration_markdown
 from prompt_reliability.s4_report.self_assessment import self_assessment_markdown
 
 # (table, paper table, caption, how the table is shaped for the report)
@@ -222,12 +223,20 @@ def write_report(*, tables_in: Sequence[str], manifests: Sequence[str], locks: S
         models=run["models"], manifests=manifest_frames, locks=[io.read_json(p) for p in locks],
         prompts=run["prompts"], lock_split=run["lock"], evaluate=run["evaluate"], seeds=run["seeds"],
         config_digest=run["config_hash"], versions=package_versions(), provenance=provenance)
-    # Optional sections from other analyses, each from its own table when the run produced it. (The safety
-    # calibration branch adds its `safety_calibration_markdown(...)` here the same way.)
+    # Optional sections from other analyses, each from its own table when the run produced it.
     extra = []
     if "self_assessment" in frames:
         extra.append(self_assessment_markdown(frames["self_assessment"], frames.get("metric_stability"),
                                               frames.get("metric_sample_size")))
+    table_path = {Path(p).name.removesuffix(".parquet"): p for p in tables_in}
+    if "safety_calibration" in table_path:
+        def relative(path: str) -> str:
+            return os.path.relpath(path, base)
+
+        safety_figures = [relative(f) for f in figures if Path(f).name.startswith("safety_calibration_")]
+        pareto = next((relative(f) for f in figures if Path(f).name == "safety_pareto.png"), None)
+        extra.append(safety_calibration_markdown(table_path["safety_calibration"], table_path.get("safety_tradeoff"),
+                                                 scatter=safety_figures, pareto=pareto))
     csvs = [str(Path(p).with_suffix(".csv")) for p in tables_in]
     text = build_report(frames=frames, run=run_text, figures=figures, table_files=csvs, base=base,
                         extra_sections=extra)
