@@ -103,14 +103,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--keep", type=Path, help="run in this directory and keep it (one run)")
+    parser.add_argument("--keep", type=Path, help="run the last repetition in this directory and keep it")
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose Snakefile runs (default: this one)")
     args = parser.parse_args()
     global WORKFLOW
     WORKFLOW = args.repo.resolve()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {WORKFLOW}: "
           f"config/paper_sim.yaml x{args.scale}, --cores {args.cores}, {args.runs} run(s)")
-    runs = [one_run(args.scale, args.cores, args.keep if args.runs == 1 else None) for _ in range(args.runs)]
+    runs = [one_run(args.scale, args.cores, args.keep if i == args.runs - 1 else None) for i in range(args.runs)]
     for phase in ("scoring", "analysis"):
         walls = [r[phase]["wall"] for r in runs]
         last = runs[-1][phase]
