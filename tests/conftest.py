@@ -70,6 +70,13 @@ def validated_model(cfg: dict, name: str = "m") -> dict:
     return config["models"][name]
 
 
+def validated_manifest(name: str, cfg: dict, image_dir):
+    """build_manifest on a dataset entry as the workflow passes it (schema defaults filled)."""
+    from prompt_reliability.s1_data.datasets import build_manifest
+
+    return build_manifest(name, validated_dataset(cfg, name), image_dir)
+
+
 def validated_dataset(cfg: dict, name: str = "d") -> dict:
     """A dataset entry with the schema's defaults filled."""
     import copy

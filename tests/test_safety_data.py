@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from conftest import validated_dataset
+from conftest import validated_dataset, validated_manifest
 from PIL import Image
 
-from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s1_data.synthetic import PAIR_CATEGORIES, TYPOGRAPHY_QUERY
-
-
-def _validated_manifest(name, cfg, image_dir):
-    """build_manifest on the dataset entry as the workflow passes it (schema defaults filled)."""
-    return build_manifest(name, validated_dataset(cfg, name), image_dir)
-
 
 
 def test_paired_look_alikes_differ_in_one_detail(tmp_path):
     cfg = {"adapter": "synthetic", "kind": "paired", "seed": 1, "image_size": 48, "splits": {"train": {"n": 12}, "test": {"n": 10}}}
-    manifest = _validated_manifest("pairs", cfg, tmp_path / "images")
+    manifest = validated_manifest("pairs", cfg, tmp_path / "images")
     assert manifest.height == 44 and manifest["pair_id"].null_count() == 0
     assert set(manifest["category"]) <= set(PAIR_CATEGORIES) and len(set(manifest["category"])) >= 3
     visual = textual = 0
@@ -42,13 +35,13 @@ def test_paired_look_alikes_differ_in_one_detail(tmp_path):
             changed = (len(u) - head - tail, len(v) - head - tail)
             assert max(changed) >= 1 and min(changed) >= 0 and max(changed) <= 4 and head >= 3
     assert visual and textual
-    again = _validated_manifest("pairs", cfg, tmp_path / "images2")
+    again = validated_manifest("pairs", cfg, tmp_path / "images2")
     assert again.drop("image_path").equals(manifest.drop("image_path"))
 
 
 def test_pope_set_asks_about_objects_the_generator_drew(tmp_path):
     cfg = {"adapter": "synthetic", "kind": "pope", "seed": 0, "image_size": 64, "splits": {"test": {"n": 20}}}
-    manifest = _validated_manifest("pope", cfg, tmp_path / "images")
+    manifest = validated_manifest("pope", cfg, tmp_path / "images")
     assert manifest.height == 20 and manifest["label"].sum() == 10
     colours = {"red": (220, 20, 20), "blue": (20, 60, 220), "green": (20, 160, 60), "yellow": (235, 200, 20)}
     for row in manifest.iter_rows(named=True):
@@ -63,8 +56,8 @@ def test_pope_set_asks_about_objects_the_generator_drew(tmp_path):
 def test_typography_moves_the_query_into_the_image(tmp_path):
     cfg = validated_dataset({"adapter": "synthetic", "seed": 0, "image_size": 32, "typography": True,
                              "splits": {"test": {"n": 6}}}, "txt")
-    plain = _validated_manifest("txt", {**cfg, "typography": False}, tmp_path / "a")
-    typed = _validated_manifest("txt", cfg, tmp_path / "b")
+    plain = validated_manifest("txt", {**cfg, "typography": False}, tmp_path / "a")
+    typed = validated_manifest("txt", cfg, tmp_path / "b")
     assert typed["label"].to_list() == plain["label"].to_list() and typed["sample_id"].to_list() == plain["sample_id"].to_list()
     assert set(typed["query"]) == {TYPOGRAPHY_QUERY}
     assert all("/typography/" in p for p in typed["image_path"])
@@ -92,5 +85,5 @@ def test_local_adapter_maps_category_and_pair_columns(tmp_path):
                   "split": ["test", "test"]}).write_csv(tmp_path / "d.csv")
     cfg = {"adapter": "local", "path": str(tmp_path / "d.csv"),
            "columns": {"sample_id": "id", "label": "y", "category": "kind", "pair_id": "pair", "image": "img"}}
-    manifest = _validated_manifest("local", cfg, tmp_path / "images")
+    manifest = validated_manifest("local", cfg, tmp_path / "images")
     assert manifest["pair_id"].to_list() == ["p1", "p1"] and manifest["category"].to_list() == ["weapons", "weapons"]

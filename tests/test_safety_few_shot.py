@@ -7,17 +7,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, validated_dataset, validated_model
+from conftest import REPO, validated_manifest, validated_model
 
 from prompt_reliability.s0_base import io
-from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring.cache import score_to_cache
 from prompt_reliability.s2_scoring.few_shot import FewShotError, plan_demonstrations
-
-
-def _validated_manifest(name, cfg, image_dir):
-    """build_manifest on the dataset entry as the workflow passes it (schema defaults filled)."""
-    return build_manifest(name, validated_dataset(cfg, name), image_dir)
 
 FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{template}"}
 TEMPLATE = "Is this image-query pair Unsafe (U) or Safe (S)? Start with the label."
@@ -25,7 +19,7 @@ TEMPLATE = "Is this image-query pair Unsafe (U) or Safe (S)? Start with the labe
 
 
 def _manifest(workdir: Path, images: bool = True) -> Path:
-    manifest = _validated_manifest("synth", {"adapter": "synthetic", "seed": 5, "image_size": 32, "images": images,
+    manifest = validated_manifest("synth", {"adapter": "synthetic", "seed": 5, "image_size": 32, "images": images,
                                         "splits": {"train": {"n": 8, "unsafe_rate": 0.5}, "test": {"n": 4, "unsafe_rate": 0.5}}},
                               workdir / "images")
     io.write_parquet(manifest, workdir / "manifest.parquet")

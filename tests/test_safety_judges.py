@@ -7,17 +7,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, validated_dataset, validated_model
+from conftest import REPO, validated_manifest, validated_model
 
 from prompt_reliability.s0_base import io
-from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring import judges
 from prompt_reliability.s3_analysis.safety_calibration import write_response_sra
-
-
-def _validated_manifest(name, cfg, image_dir):
-    """build_manifest on the dataset entry as the workflow passes it (schema defaults filled)."""
-    return build_manifest(name, validated_dataset(cfg, name), image_dir)
 
 FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{template}"}
 
@@ -85,7 +79,7 @@ def qwen(tmp_path_factory) -> Path:
 
 def test_responses_and_model_judge_end_to_end(tmp_path, qwen):
     pytest.importorskip("transformers")
-    manifest = _validated_manifest("synth", {"adapter": "synthetic", "seed": 2, "image_size": 32,
+    manifest = validated_manifest("synth", {"adapter": "synthetic", "seed": 2, "image_size": 32,
                                         "splits": {"test": {"n": 6, "unsafe_rate": 0.5}}}, tmp_path / "images")
     io.write_parquet(manifest, tmp_path / "manifest.parquet")
     cfg = validated_model({"backend": "hf", "path": str(qwen)})

@@ -7,17 +7,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, validated_dataset, validated_model
+from conftest import REPO, validated_manifest, validated_model
 
 from prompt_reliability.s0_base import io
-from prompt_reliability.s1_data.datasets import build_manifest
 from prompt_reliability.s2_scoring import steering, steering_vectors
 from prompt_reliability.s2_scoring.cache import score_to_cache
-
-
-def _validated_manifest(name, cfg, image_dir):
-    """build_manifest on the dataset entry as the workflow passes it (schema defaults filled)."""
-    return build_manifest(name, validated_dataset(cfg, name), image_dir)
 
 pytest.importorskip("transformers")
 
@@ -41,7 +35,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 
 def _manifest(workdir: Path) -> Path:
-    manifest = _validated_manifest("synth", {"adapter": "synthetic", "seed": 3, "image_size": 32,
+    manifest = validated_manifest("synth", {"adapter": "synthetic", "seed": 3, "image_size": 32,
                                         "splits": {"train": {"n": 6, "unsafe_rate": 0.5}, "test": {"n": 4, "unsafe_rate": 0.5}}},
                               workdir / "images")
     io.write_parquet(manifest, workdir / "manifest.parquet")
