@@ -26,15 +26,15 @@ import polars as pl
 from scipy.special import xlogy
 
 from prompt_reliability.s0_base import io, tables
-from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
-from prompt_reliability.s3_analysis.selective_targets import (
+from prompt_reliability.s0_base.selective_targets import (
     GRID_TOL,
     Target,
     coverage_grid,
     parse_targets,
 )
+from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
+from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.s3_analysis.lockfile import locked_scores, read_lock
 
 SIGNALS = ("std", "entropy", "margin")
 

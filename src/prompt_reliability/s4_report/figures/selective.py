@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 from matplotlib.figure import Figure
 
+from prompt_reliability.s0_base.selective_targets import GRID_TOL, RISKS
 from prompt_reliability.s3_analysis.selective import SIGNALS
-from prompt_reliability.s3_analysis.selective_targets import GRID_TOL, RISKS
 from prompt_reliability.s4_report.figures import save_figure, subplots
 
 RISK_LABELS = {"error": "error", "nll": "NLL", "ece": "ECE"}
