@@ -209,15 +209,19 @@ def call_model(function: str, input: Any = None, output: Any = None, params: Any
     return None
 
 
-def _main(argv: list[str]) -> None:
-    """Entry point of :func:`call_model`'s own process: claim GPUs, log, call."""
+def run_in_own_process(function: Callable[..., Any], kwargs: Mapping[str, Any], log_file: str | None, gpus: int) -> Any:
+    """A job that is its own process: log (stderr included) to its file, claim its GPUs, then call."""
     from prompt_reliability.s0_base.gpus import claim_gpus
 
+    with job_log(log_file, console_prefix=f"[{function.__name__}] ", capture_stderr=True):
+        claim_gpus(gpus)  # before anything loads CUDA; its messages go to the job's log
+        return function(**kwargs)
+
+
+def _main(argv: list[str]) -> None:
+    """Entry point of :func:`call_model`'s own process."""
     payload = json.loads(argv[1])
-    function = resolve(payload["function"])
-    with job_log(payload["log"], console_prefix=f"[{function.__name__}] ", capture_stderr=True):
-        claim_gpus(payload["gpus"])
-        function(**payload["kwargs"])
+    run_in_own_process(resolve(payload["function"]), payload["kwargs"], payload["log"], payload["gpus"])
 
 
 def call_from_script(snakemake: Any) -> Any:
@@ -226,13 +230,12 @@ def call_from_script(snakemake: Any) -> Any:
     The job is its own process here, so its stderr (progress bars) goes to the log file too, and a
     job that asks for GPUs (the ``gpu`` resource) claims its own before anything loads CUDA.
     """
-    from prompt_reliability.s0_base.gpus import claim_gpus
-
     params = {name: value for name, value in snakemake.params.items() if name != "function"}
-    claim_gpus(int(snakemake.resources.get("gpu", 0) or 0))
-    return call(resolve(snakemake.params.function), snakemake.input, snakemake.output, params, snakemake.wildcards,
-                snakemake.log, capture_stderr=True)
-
+    function = resolve(snakemake.params.function)
+    kwargs = job_arguments(_accepts(function), input=snakemake.input, output=snakemake.output, params=params,
+                           wildcards=snakemake.wildcards)
+    return run_in_own_process(function, kwargs, snakemake.log[0] if snakemake.log else None,
+                              int(snakemake.resources.get("gpu", 0) or 0))
 
 if __name__ == "__main__":
     _main(sys.argv)
