@@ -321,7 +321,7 @@ def test_lock_split_with_one_class_stops_before_any_score(tmp_path):
 def test_warnings_reach_the_console_as_well_as_the_log(tmp_path, capfd):
     import logging
 
-    from prompt_reliability.s0_base.jobs import job_log
+    from prompt_reliability.s0_base.logs import job_log
 
     with job_log(tmp_path / "job.log", console_prefix="[job] "):
         logging.getLogger("prompt_reliability.s3_analysis.calibration").warning("temperature scaling: T = 100 lies at a bound")

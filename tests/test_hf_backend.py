@@ -90,7 +90,7 @@ def test_reference_engine_gives_the_same_cache(tmp_path, tiny_models):
 DRIVER = textwrap.dedent("""
     import json, sys, time
     from prompt_reliability.s2_scoring import hf_engines
-    from prompt_reliability.s0_base.jobs import job_log
+    from prompt_reliability.s0_base.logs import job_log
     from prompt_reliability.s2_scoring.cache import score_to_cache
 
     args, delay, log = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3]

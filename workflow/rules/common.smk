@@ -15,7 +15,7 @@ from prompt_reliability.s0_base.config import (
     needed_datasets,
     validate_config,
 )
-from prompt_reliability.s0_base.jobs import call, call_model
+from prompt_reliability.s0_base.jobs import call, call_model, use_workers
 from prompt_reliability.s4_report import report_md
 from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.s0_base import resources as job_resources
@@ -49,6 +49,13 @@ TINY_MODELS = [
 # Analysis jobs run as threads of this process (profiles/default): their parallelism is Snakemake's
 # --cores, so each BLAS call keeps to one thread instead of every job spreading over every core.
 threadpool_limits(1)
+
+# ... and each of them runs in one of --cores worker processes, started on the first job: threads
+# of one process share one interpreter lock, worker processes use every core (s0_base/workers.py).
+try:
+    use_workers(workflow.cores)
+except WorkflowError:  # no --cores (dry run, lint): no job runs
+    pass
 
 # hf models that ask for no GPU (tiny models, CPU runs) score inside the Snakemake process (rule
 # score_family_hf_cpu), so torch and transformers are imported once per run, not once per job;

@@ -12,35 +12,29 @@ them (docs/architecture.md, "Add an analysis")::
         run:
             call(reliability.write_reliability, input, output, params, wildcards, log)
 
-Analysis, table and figure rules use ``run:``, so they execute inside the Snakemake process
-(threads, with the workflow profile's ``force-use-threads``) and share its imports; scoring rules,
-which need their own environment (``conda:``), torch and a GPU, go through the one adapter script
-``workflow/scripts/call.py`` with the function named in ``params.function``.
+Analysis, table and figure rules use ``run:``: they start no Python of their own (threads of the
+Snakemake process, with the workflow profile's ``force-use-threads``), and each thread hands its
+function to one of ``--cores`` long-lived worker processes (:mod:`s0_base.workers`), so the jobs
+use every core and pay the imports once per worker. Model steps (:func:`call_model`) run in the
+Snakemake process, which keeps torch imported; a step with GPUs, and GPU scoring through the one
+adapter script ``workflow/scripts/call.py``, run in a process of their own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from prompt_reliability.s0_base.logs import job_log
+from prompt_reliability.s0_base.workers import Workers, resolve
+
 log = logging.getLogger("prompt_reliability")
-
-# The log stream of the job running in this thread (progress bars write there, see logs.progress).
-_current = threading.local()
-
-
-def current_log_stream():
-    """The log file of the job running in this thread, or None outside a job."""
-    return getattr(_current, "stream", None)
-
 
 # Fields of the Snakemake job that are passed on, in this order; a name may appear in only one.
 FIELDS = ("input", "output", "params", "wildcards")
@@ -81,75 +75,38 @@ def job_arguments(accepts: Callable[[str], bool] = lambda name: True, **fields: 
     return kwargs
 
 
-def resolve(function: str) -> Callable[..., Any]:
-    """``"package.module:function"`` as the function it names."""
-    module, _, name = function.partition(":")
-    return getattr(importlib.import_module(module), name)
+# Worker processes that run :func:`call`'s jobs, once the workflow asks for them (use_workers).
+_workers: Workers | None = None
 
 
-class _ThisThread(logging.Filter):
-    """Pass only records made by the thread that created the filter (jobs run side by side in threads)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.thread = threading.get_ident()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread == self.thread
+def use_workers(size: int) -> None:
+    """Run every later :func:`call` in one of ``size`` worker processes (see s0_base.workers)."""
+    global _workers
+    _workers = Workers(size)
 
 
-@contextlib.contextmanager
-def job_log(path: str | Path | None, console_prefix: str = "", capture_stderr: bool = False) -> Iterator[logging.Logger]:
-    """Log this job's records to ``path``; warnings also to the console, prefixed with the job's name.
-
-    Thread-safe: only records of the calling thread reach this job's file, so jobs running side by
-    side in the Snakemake process keep separate logs. A failure's traceback goes to the file.
-    ``capture_stderr`` (a job in its own process only) sends stderr, progress bars included, there too.
-    """
-    handlers: list[logging.Handler] = []
-    stream = None
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        stream = open(path, "w", buffering=1)
-        to_file = logging.StreamHandler(stream)
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-        handlers.append(to_file)
-    to_console = logging.StreamHandler(sys.__stderr__)
-    to_console.setLevel(logging.WARNING)
-    to_console.setFormatter(logging.Formatter(f"%(levelname)s {console_prefix}%(message)s"))
-    handlers.append(to_console)
-    this_thread = _ThisThread()
-    root = logging.getLogger()
-    for handler in handlers:
-        handler.addFilter(this_thread)
-        root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
-    saved_stderr = sys.stderr
-    if capture_stderr and stream is not None:
-        sys.stderr = stream
-    _current.stream = stream
-    try:
-        yield log
-    except Exception:
-        log.exception("job failed")
-        raise
-    finally:
-        _current.stream = None
-        sys.stderr = saved_stderr
-        for handler in handlers:
-            root.removeHandler(handler)
-        if stream is not None:
-            stream.close()
+def _importable_name(function: Callable[..., Any]) -> str | None:
+    """``"module:name"`` when a worker can import ``function`` by that name, else None."""
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or not name.isidentifier():
+        return None
+    return f"{module}:{name}" if getattr(sys.modules.get(module), name, None) is function else None
 
 
 def call(function: Callable[..., Any], input: Any = None, output: Any = None, params: Any = None,
          wildcards: Any = None, log: Any = None, capture_stderr: bool = False) -> Any:
-    """Run ``function`` with the job's named fields as keyword arguments, logging to the job's log file."""
+    """Run ``function`` with the job's named fields as keyword arguments, logging to the job's log file.
+
+    With :func:`use_workers` in effect the job runs in a worker process (its return value is not
+    passed back); otherwise, and for functions a worker cannot import by name, in this thread.
+    """
     kwargs = job_arguments(_accepts(function), input=input, output=output, params=params, wildcards=wildcards)
     log_file = log[0] if log else None
     name = getattr(function, "__name__", str(function))
+    importable = _importable_name(function)
+    if _workers is not None and _workers.usable and importable:
+        _check_arguments(function, name, kwargs)
+        return _workers.run(importable, kwargs, log_file, name)
     with job_log(log_file, console_prefix=f"[{name}] ", capture_stderr=capture_stderr):
         try:
             return function(**kwargs)
@@ -158,6 +115,15 @@ def call(function: Callable[..., Any], input: Any = None, output: Any = None, pa
                 raise JobArgumentError(f"{name}: {err}; the rule's named input/output/params/wildcards must match the "
                                        f"function's keyword arguments (got {sorted(kwargs)})") from err
             raise
+
+
+def _check_arguments(function: Callable[..., Any], name: str, kwargs: Mapping[str, Any]) -> None:
+    """Fail here, naming the rule fields, when ``kwargs`` do not fit ``function``'s signature."""
+    if _signature_mismatch(function, kwargs):
+        import inspect
+
+        raise JobArgumentError(f"{name}: the rule's named input/output/params/wildcards must match the function's "
+                               f"keyword arguments {sorted(inspect.signature(function).parameters)} (got {sorted(kwargs)})")
 
 
 def _accepts(function: Callable[..., Any]) -> Callable[[str], bool]:

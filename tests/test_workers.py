@@ -1,0 +1,57 @@
+"""The worker processes that run analysis, table and figure jobs (s0_base.workers, jobs.call)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import worker_jobs
+
+from prompt_reliability.s0_base import jobs
+from prompt_reliability.s0_base.workers import WorkerJobError, Workers
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def workers(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))  # the workers import worker_jobs by name
+    pool = Workers(2)
+    yield pool
+    pool.close()
+
+
+def test_jobs_run_in_reused_worker_processes_with_their_own_logs(workers, tmp_path):
+    for i in range(3):
+        workers.run("worker_jobs:write", {"path": str(tmp_path / f"{i}.txt"), "text": "hello"}, str(tmp_path / f"{i}.log"), "write")
+    pids = {(tmp_path / f"{i}.txt").read_text().split(" from ")[1] for i in range(3)}
+    assert len(pids) == 1 and int(pids.pop()) != __import__("os").getpid()  # one warm worker, not this process
+    log = (tmp_path / "0.log").read_text()
+    # the job's records, stderr and stdout reach its log (stdout did not break the JSON replies)
+    assert "writing" in log and "progress on stderr" in log and "stray output" in log and "1.txt" not in log
+
+
+def test_a_failing_job_raises_its_type_and_message_and_the_worker_stays(workers, tmp_path):
+    with pytest.raises(WorkerJobError, match=r"fail failed: ValueError: bad input in x.csv"):
+        workers.run("worker_jobs:fail", {"message": "bad input in x.csv"}, str(tmp_path / "f.log"), "fail")
+    assert "Traceback" in (tmp_path / "f.log").read_text()
+    workers.run("worker_jobs:write", {"path": str(tmp_path / "ok.txt"), "text": "after"}, None, "write")
+    assert (tmp_path / "ok.txt").read_text().startswith("after")
+
+
+def test_a_worker_that_dies_fails_only_its_job_and_is_replaced(workers, tmp_path):
+    with pytest.raises(WorkerJobError, match=r"exited with code 7.*its log: .*d.log"):
+        workers.run("worker_jobs:die", {"code": 7}, str(tmp_path / "d.log"), "die")
+    workers.run("worker_jobs:write", {"path": str(tmp_path / "ok.txt"), "text": "again"}, None, "write")
+    assert (tmp_path / "ok.txt").read_text().startswith("again")
+
+
+def test_call_uses_the_workers_only_for_functions_importable_by_name(workers, monkeypatch, tmp_path):
+    monkeypatch.setattr(jobs, "_workers", workers)
+    jobs.call(worker_jobs.write, output={"path": str(tmp_path / "w.txt")}, params={"text": "via call"})
+    assert int((tmp_path / "w.txt").read_text().split(" from ")[1]) != __import__("os").getpid()
+    seen = []
+    jobs.call(lambda value: seen.append(value), params={"value": 1})  # a lambda runs in this thread
+    assert seen == [1]
+    with pytest.raises(jobs.JobArgumentError, match=r"must match the function's keyword arguments"):
+        jobs.call(worker_jobs.write, output={"path": "x"}, params={"txt": "typo"})

@@ -1,0 +1,23 @@
+"""Jobs for the worker-process tests: the workers import this module by name (tests/ on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def write(*, path: str, text: str) -> None:
+    print("stray output on stdout must not reach the protocol")
+    logging.getLogger("prompt_reliability").info("writing %s", path)
+    print("progress on stderr", file=sys.stderr)
+    Path(path).write_text(f"{text} from {os.getpid()}")
+
+
+def fail(*, message: str) -> None:
+    raise ValueError(message)
+
+
+def die(*, code: int) -> None:
+    os._exit(code)
