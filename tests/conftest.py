@@ -18,6 +18,18 @@ BIN = Path(sys.executable).parent
 PROMPT_IDS = [f"{family}{i}" for family in "ABC" for i in range(1, 6)]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Longest first, so that parallel test workers (``make test`` runs pytest -n) end together.
+
+    The SLURM tests go first (minutes, mostly waiting on the cluster's status polls), then the
+    other end-to-end workflow runs, then the unit tests that fill the gaps.
+    """
+    def weight(item) -> int:
+        return 0 if item.get_closest_marker("slurm") else 1 if item.get_closest_marker("workflow") else 2
+
+    items.sort(key=weight)  # stable: collection order within each kind
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -46,10 +46,11 @@ def chromium() -> str:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         unusable("no chromium, and installing it (apt-get install chromium) needs root on Debian")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600"]  # tests run in parallel: the SLURM harness may hold dpkg's lock
+    install = [*apt, "install", "-y", "--no-install-recommends", "chromium"]
     result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:  # a fresh image has no package lists yet
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True, timeout=900)
+        subprocess.run([*apt, "update"], env=env, capture_output=True, text=True, timeout=900)
         result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         unusable(f"apt-get install chromium failed:\n{result.stderr[-3000:]}")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +30,7 @@ def test_jobs_run_in_reused_worker_processes_with_their_own_logs(workers, tmp_pa
     for i in range(3):
         workers.run("worker_jobs:write", {"path": str(tmp_path / f"{i}.txt"), "text": "hello"}, str(tmp_path / f"{i}.log"), "write")
     pids = {(tmp_path / f"{i}.txt").read_text().split(" from ")[1] for i in range(3)}
-    assert len(pids) == 1 and int(pids.pop()) != __import__("os").getpid()  # one warm worker, not this process
+    assert len(pids) == 1 and int(pids.pop()) != os.getpid()  # one warm worker, not this process
     log = (tmp_path / "0.log").read_text()
     # the job's records, stderr and stdout reach its log (stdout did not break the JSON replies)
     assert "writing" in log and "progress on stderr" in log and "stray output" in log and "1.txt" not in log
@@ -49,9 +54,35 @@ def test_a_worker_that_dies_fails_only_its_job_and_is_replaced(workers, tmp_path
 def test_call_uses_the_workers_only_for_functions_importable_by_name(workers, monkeypatch, tmp_path):
     monkeypatch.setattr(jobs, "_workers", workers)
     jobs.call(worker_jobs.write, output={"path": str(tmp_path / "w.txt")}, params={"text": "via call"})
-    assert int((tmp_path / "w.txt").read_text().split(" from ")[1]) != __import__("os").getpid()
+    assert int((tmp_path / "w.txt").read_text().split(" from ")[1]) != os.getpid()
     seen = []
     jobs.call(lambda value: seen.append(value), params={"value": 1})  # a lambda runs in this thread
     assert seen == [1]
     with pytest.raises(jobs.JobArgumentError, match=r"must match the function's keyword arguments"):
         jobs.call(worker_jobs.write, output={"path": "x"}, params={"txt": "typo"})
+
+
+def _alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ")[1][0] not in "ZX"  # a zombie waits only for its reaper
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_ends_mid_job_when_the_run_that_started_it_is_killed(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    script = ("from prompt_reliability.s0_base.workers import Workers\n"
+              f"Workers(1).run('worker_jobs:sleep', {{'pid_file': {str(pid_file)!r}, 'seconds': 120}}, None, 'sleep')\n")
+    run = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{TESTS.parent / 'src'}"})
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived the killed run"

@@ -21,3 +21,10 @@ def fail(*, message: str) -> None:
 
 def die(*, code: int) -> None:
     os._exit(code)
+
+
+def sleep(*, pid_file: str, seconds: float) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    import time
+
+    time.sleep(seconds)

@@ -83,10 +83,12 @@ install_missing() {
     command -v apt-get >/dev/null || die "packages ${missing[*]} are missing and apt-get is not available"
     log "installing ${missing[*]} (apt)"
     export DEBIAN_FRONTEND=noninteractive
+    # Wait for dpkg's lock rather than fail: the browser test may install chromium at the same time.
+    local apt=(apt-get -o DPkg::Lock::Timeout=600)
     # Try the existing package lists first (fast on a fresh image); refresh them only if needed.
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$STATE/log/apt.log" 2>&1; then
-        apt-get update -qq >>"$STATE/log/apt.log" 2>&1 || die "apt-get update failed, see $STATE/log/apt.log"
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$STATE/log/apt.log" 2>&1 \
+    if ! "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >"$STATE/log/apt.log" 2>&1; then
+        "${apt[@]}" update -qq >>"$STATE/log/apt.log" 2>&1 || die "apt-get update failed, see $STATE/log/apt.log"
+        "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >>"$STATE/log/apt.log" 2>&1 \
             || die "apt-get install ${missing[*]} failed, see $STATE/log/apt.log"
     fi
 }

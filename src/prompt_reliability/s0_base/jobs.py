@@ -94,7 +94,7 @@ def _importable_name(function: Callable[..., Any]) -> str | None:
 
 
 def call(function: Callable[..., Any], input: Any = None, output: Any = None, params: Any = None,
-         wildcards: Any = None, log: Any = None, capture_stderr: bool = False) -> Any:
+         wildcards: Any = None, log: Any = None, capture_stderr: bool = False, torch_threads: int | None = None) -> Any:
     """Run ``function`` with the job's named fields as keyword arguments, logging to the job's log file.
 
     With :func:`use_workers` in effect the job runs in a worker process (its return value is not
@@ -106,7 +106,7 @@ def call(function: Callable[..., Any], input: Any = None, output: Any = None, pa
     importable = _importable_name(function)
     if _workers is not None and _workers.usable and importable:
         _check_arguments(function, name, kwargs)
-        return _workers.run(importable, kwargs, log_file, name)
+        return _workers.run(importable, kwargs, log_file, name, torch_threads=torch_threads)
     with job_log(log_file, console_prefix=f"[{name}] ", capture_stderr=capture_stderr):
         try:
             return function(**kwargs)
@@ -157,14 +157,21 @@ def needs_gpu(resources: Any) -> bool:
 
 def call_model(function: str, input: Any = None, output: Any = None, params: Any = None, wildcards: Any = None,
                log: Any = None, resources: Any = None, one_at_a_time: bool = True) -> Any:
-    """:func:`call` for a step that loads a model: in this process unless the job asks for GPUs.
+    """:func:`call` for a step that loads a model: in a worker process unless the job asks for GPUs.
 
-    A job without GPUs (tiny models, CPU runs) runs here, one model step at a time, and shares the
-    imported torch; a job with GPUs runs ``function`` ("module:function") in a Python process of
-    its own, which claims its GPUs (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA.
-    ``one_at_a_time=False`` lets steps that load no model (simulated scores) run side by side.
+    A job without GPUs (tiny models, CPU runs) runs in one of the workflow's worker processes (see
+    :func:`use_workers`), which keep torch imported from one job to the next; steps run side by
+    side as Snakemake schedules them, each with torch limited to the model's ``cpus_per_task``
+    threads. Without workers (a library call) it runs in this process, one model step at a time
+    (transformers' lazy imports and global settings are not thread-safe); ``one_at_a_time=False``
+    lets steps that load no model (simulated scores) run side by side there. A job with GPUs runs
+    ``function`` ("module:function") in a Python process of its own, which claims its GPUs
+    (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA.
     """
     if resources is None or not needs_gpu(resources):
+        if _workers is not None and _workers.usable:
+            threads = int((resources or {}).get("cpus_per_task", 1) or 1)
+            return call(resolve(function), input, output, params, wildcards, log, torch_threads=threads)
         with _MODEL_STEP if one_at_a_time else contextlib.nullcontext():
             return call(resolve(function), input, output, params, wildcards, log)
     target = resolve(function)

@@ -25,6 +25,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,10 +66,15 @@ class Workers:
                 return worker
         return self._idle.get()
 
-    def run(self, function: str, kwargs: Mapping[str, Any], log_file: str | None, name: str) -> None:
-        """Run ``function`` ("module:qualname") with ``kwargs`` in a worker; raise if the job failed."""
+    def run(self, function: str, kwargs: Mapping[str, Any], log_file: str | None, name: str,
+            torch_threads: int | None = None) -> None:
+        """Run ``function`` ("module:qualname") with ``kwargs`` in a worker; raise if the job failed.
+
+        ``torch_threads``: a model step's CPU threads (torch's intra-op pool is process-wide).
+        """
         worker = self._take()
-        job = json.dumps({"function": function, "kwargs": kwargs, "log": log_file, "name": name}, default=str)
+        job = json.dumps({"function": function, "kwargs": kwargs, "log": log_file, "name": name,
+                          "torch_threads": torch_threads}, default=str)
         try:
             worker.stdin.write(job + "\n")
             worker.stdin.flush()
@@ -100,8 +106,24 @@ class Workers:
                 worker.kill()
 
 
+def _exit_with_parent() -> None:
+    """End this worker, even mid-job, once the process that started it is gone (e.g. SIGKILLed).
+
+    A worker that outlived its run could still be writing an output when the next run starts.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def _serve() -> None:
     """A worker's loop: one job per input line, one reply per job, until its input ends."""
+    _exit_with_parent()
     # The reply channel is a private copy of stdout; fd 1 then points at stderr, so a stray print
     # or native library output can never corrupt the protocol.
     replies = os.fdopen(os.dup(1), "w", buffering=1)
@@ -116,6 +138,10 @@ def _serve() -> None:
     for line in sys.stdin:
         job = json.loads(line)
         try:
+            if job.get("torch_threads"):
+                import torch
+
+                torch.set_num_threads(job["torch_threads"])
             with job_log(job["log"], console_prefix=f"[{job['name']}] ", capture_stderr=True), \
                     contextlib.redirect_stdout(sys.stderr):  # stderr is the job's log by now
                 resolve(job["function"])(**job["kwargs"])
