@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,14 +150,49 @@ IMPORT_CONFIG = {
 }
 
 
+def make_import_workdir(workdir: Path) -> Path:
+    """``workdir`` with the issue's import config and its four score files."""
+    for seed, (model, ds) in enumerate([("m1", "a"), ("m1", "b"), ("m2", "a"), ("m2", "b")]):
+        splits = {"train": 40, "test": 60} if ds == "a" else {"test": 50}
+        write_import_jsonl(workdir / "imports" / f"{model}_{ds}.jsonl", f"ds_{ds}", splits, seed=seed if model == "m1" else seed + 10)
+    write_config(workdir, IMPORT_CONFIG)
+    return workdir
+
+
 @pytest.fixture
 def import_workdir(tmp_path: Path) -> Path:
     """A working directory holding the issue's import config and its four score files."""
-    for seed, (model, ds) in enumerate([("m1", "a"), ("m1", "b"), ("m2", "a"), ("m2", "b")]):
-        splits = {"train": 40, "test": 60} if ds == "a" else {"test": 50}
-        write_import_jsonl(tmp_path / "imports" / f"{model}_{ds}.jsonl", f"ds_{ds}", splits, seed=seed if model == "m1" else seed + 10)
-    write_config(tmp_path, IMPORT_CONFIG)
-    return tmp_path
+    return make_import_workdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def import_run(tmp_path_factory) -> Path:
+    """The import config run to the end, once per test session: tests only read it (or copy it).
+
+    Shared by the parallel test workers of one session (``pytest -n``): the first builds it while
+    the others wait on a file lock.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    workdir, done = root / "import-run", root / "import-run.done"
+    with open(root / "import-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir()
+            make_import_workdir(workdir)
+            run_snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2")
+            done.touch()
+    return workdir
+
+
+@pytest.fixture
+def import_run_copy(import_run: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`import_run` (times kept, so Snakemake sees it complete) for a test to change."""
+    copy = tmp_path / "import-run"
+    shutil.copytree(import_run, copy, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    return copy
 
 
 # --- tiny offline VLMs (hf backend tests) ------------------------------------------------------

@@ -174,7 +174,8 @@ def test_summary_counts_ci_wins_and_losses():
 
 
 @pytest.mark.workflow
-def test_workflow_writes_bootstrap_and_selective_tables(import_workdir):
+def test_workflow_writes_bootstrap_and_selective_tables(import_run_copy):
+    import_workdir = import_run_copy  # the import config, already run to the end: only the bootstrap re-runs
     config_path = import_workdir / "config.yaml"
     config = yaml.safe_load(config_path.read_text())
     config["analysis"] = {"bootstrap": {"resamples": 300, "chunk_size": 64}}

@@ -19,8 +19,8 @@ import yaml
 from conftest import BIN, IMPORT_CONFIG, REPO, dry_run_jobs, snakemake_env, write_config
 from polars.testing import assert_frame_equal
 
-# one test worker runs them all (make test runs pytest -n --dist loadgroup): they share one cluster
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.xdist_group("slurm")]
+# They share one cluster: one test worker runs them all (make test: pytest -n --dist loadfile).
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 HARNESS = REPO / "tests/slurm/cluster.sh"
 STATE = Path(os.environ.get("PR_SLURM_STATE", "/tmp/prompt-reliability-slurm"))

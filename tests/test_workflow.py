@@ -16,8 +16,8 @@ from conftest import (
 pytestmark = pytest.mark.workflow
 
 
-def test_import_config_runs_from_any_workdir(import_workdir):
-    run_snakemake(import_workdir, "--configfile", str(import_workdir / "config.yaml"), "--cores", "2")
+def test_import_config_runs_from_any_workdir(import_run):
+    import_workdir = import_run  # run by the fixture: -s this repository's Snakefile, -d a temporary folder
     table = pl.read_csv(import_workdir / "results/tables/per_prompt.csv")
     # only the import config's models and datasets: the embedded default must not leak in
     assert sorted(table["model"].unique().to_list()) == ["m1", "m2"]
@@ -31,9 +31,10 @@ def test_import_config_runs_from_any_workdir(import_workdir):
     assert dry_run_jobs(import_workdir, "--configfile", str(import_workdir / "config.yaml")) == {}
 
 
-def test_changing_analysis_params_reruns_only_analyses(import_workdir):
+def test_changing_analysis_params_reruns_only_analyses(import_run_copy):
+    import_workdir = import_run_copy
     config_path = import_workdir / "config.yaml"
-    run_snakemake(import_workdir, "--configfile", str(config_path), "--cores", "2")
+    assert dry_run_jobs(import_workdir, "--configfile", str(config_path)) == {}, "a copied run is complete"
     config = yaml.safe_load(config_path.read_text())
     config["analysis"] = {"ece_bins": 10}
     config_path.write_text(yaml.safe_dump(config))

@@ -52,10 +52,12 @@ threadpool_limits(1)
 
 # ... and each of them runs in one of --cores worker processes, started on the first job: threads
 # of one process share one interpreter lock, worker processes use every core (s0_base/workers.py).
-try:
-    use_workers(workflow.cores)
-except WorkflowError:  # no --cores (dry run, lint): no job runs
-    pass
+# A Snakemake that a cluster job starts (not the main process) runs one job: no workers there.
+if workflow.is_main_process:
+    try:
+        use_workers(workflow.cores)
+    except WorkflowError:  # no --cores (dry run, lint): no job runs
+        pass
 
 # hf models that ask for no GPU (tiny models, CPU runs) score inside the Snakemake process (rule
 # score_family_hf_cpu), so torch and transformers are imported once per run, not once per job;
