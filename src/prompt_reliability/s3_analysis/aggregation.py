@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 from scipy.special import entr, expit, logit
-from scipy.stats import rankdata
 
 from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import probabilities, split_rows
@@ -204,6 +203,8 @@ def aggregation_summary(table: pl.DataFrame) -> pl.DataFrame:
     nll = wide.to_numpy().astype(np.float64)  # pairs x rules
     snapped = np.vstack([metrics.snap_ties(row) for row in nll]) if len(nll) else nll
     wins = (snapped == snapped.min(axis=1, keepdims=True)).sum(axis=0)
+    from scipy.stats import rankdata  # scipy.stats takes ~0.5 s to import: only where used
+
     ranks = rankdata(snapped, method="average", axis=1).mean(axis=0)
     summary = pl.DataFrame({
         "rule": rules,

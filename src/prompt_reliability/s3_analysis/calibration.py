@@ -22,9 +22,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
-from sklearn.isotonic import IsotonicRegression
 
 from prompt_reliability.s0_base import io, tables
 from prompt_reliability.s2_scoring.matrix import split_rows
@@ -63,6 +61,8 @@ def fit_temperature(s: np.ndarray, y: np.ndarray, eps: float = metrics.EPS,
         raise CalibrationError(f"config key 'analysis.temperature_bounds' must be [low, high] with 0 < low < high, got {list(bounds)}")
     x = score_logits(s, eps)
     y = np.asarray(y, dtype=np.float64)
+    from scipy.optimize import minimize_scalar  # imported where used: the workflow imports this module to parse
+
     result = minimize_scalar(lambda log_t: metrics.nll(y, expit(x / np.exp(log_t)), eps), bounds=(np.log(low), np.log(high)),
                              method="bounded", options={"xatol": 1e-10})
     temperature = float(np.exp(result.x))
@@ -111,6 +111,8 @@ def fit_platt(s: np.ndarray, y: np.ndarray, eps: float = metrics.EPS, max_iter: 
 
 def fit_isotonic(s: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     """Threshold arrays ``{"x", "y"}`` of scikit-learn's increasing isotonic fit of y on s."""
+    from sklearn.isotonic import IsotonicRegression  # ~0.4 s to import (pandas): only where used
+
     model = IsotonicRegression(out_of_bounds="clip", increasing=True).fit(np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.float64))
     return {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()}
 

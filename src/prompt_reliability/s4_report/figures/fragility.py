@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
 
 from prompt_reliability.s3_analysis.fragility import RATES, decile_gaps
 from prompt_reliability.s4_report.figures import PALETTE, pair_labels, save_figure, subplots
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RATE_LABELS = {"mistake_rate": "mistake rate", "disagreement_rate": "disagreement rate"}
 MARKERS = "osD^v<>"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from prompt_reliability.s3_analysis.lockfile import read_lock
 from prompt_reliability.s3_analysis.reliability import calibration_curves, method_deltas
 from prompt_reliability.s4_report.figures import BAD, GOOD, PALETTE, pair_labels, save_figure, subplots
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DELTA_LABELS = {"ece": "ECE (lower better)", "nll": "NLL (lower better)", "auroc": "AUROC (higher better)", "auprc": "AUPRC (higher better)"}
 METHOD_LABELS = {"selected": "selected prompt (lock split)", "mean": "mean over prompts"}
@@ -56,6 +57,8 @@ def deltas_figure(reliability: pl.DataFrame, challenger: str = "mean", baseline:
         ax.set(title=f"{label}\n{challenger} better in {wins}/{rows.height} pairs", xlabel=f"{challenger} − {baseline}")
         ax.set_yticks(range(len(pairs)), labels[::-1])
         ax.grid(axis="y", visible=False)
+    from matplotlib.patches import Patch
+
     fig.legend([Patch(color=GOOD), Patch(color=BAD)], [f"{challenger} better", f"{baseline} better or tied"],
                loc="outside lower center", ncol=2)
     fig.suptitle(f"Does the {challenger} over prompts beat the {baseline} prompt on every evaluation pair?")

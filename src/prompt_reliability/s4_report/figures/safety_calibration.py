@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from prompt_reliability.s0_base.io import atomic_path
 from prompt_reliability.s3_analysis.safety_calibration import ALL, DEFAULT_VERDICTS
+from prompt_reliability.s4_report.figures import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 150
 _MARKERS = "osD^v<>pPXh*"
@@ -26,6 +29,8 @@ _MARKERS = "osD^v<>pPXh*"
 
 def save(fig: Figure, path: str | os.PathLike) -> None:
     """PNG, atomically (the Agg canvas directly, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
@@ -35,7 +40,7 @@ def sra_scatter(table: pl.DataFrame, dataset: str, method: str = "mean",
                 thresholds: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS) -> Figure:
     """One panel: SRA_s vs SRA_u of ``method`` on ``dataset``; colour = category, marker = model."""
     view = table.filter((pl.col("dataset") == dataset) & (pl.col("method") == method)).drop_nulls(["sra_s", "sra_u"])
-    fig = Figure(figsize=(5.2, 4.6))
+    fig = new_figure(figsize=(5.2, 4.6))
     ax = fig.add_subplot()
     over, under = thresholds["over_safe"], thresholds["under_safe"]
     ax.axvspan(0, over["sra_s_below"], ymin=over["sra_u_above"], ymax=1, color="tab:orange", alpha=0.15, lw=0)
@@ -80,7 +85,7 @@ def pareto_figure(tradeoff: pl.DataFrame, baseline: str = "none") -> Figure:
     """One panel per (dataset, split): SRA_a (x) vs helpfulness accuracy (y) per (model, method), the
     uncalibrated ``baseline`` as a star, each model's Pareto frontier dashed."""
     pairs = tradeoff.select("dataset", "split").unique(maintain_order=True).rows()
-    fig = Figure(figsize=(5.4 * len(pairs), 4.4))
+    fig = new_figure(figsize=(5.4 * len(pairs), 4.4))
     models = tradeoff["model"].unique(maintain_order=True).to_list()
     for p, (dataset, split) in enumerate(pairs):
         ax = fig.add_subplot(1, len(pairs), p + 1)

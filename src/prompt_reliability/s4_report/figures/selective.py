@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
-from matplotlib.figure import Figure
 
 from prompt_reliability.s0_base.selective_targets import GRID_TOL, RISKS
 from prompt_reliability.s3_analysis.selective import SIGNALS
 from prompt_reliability.s4_report.figures import save_figure, subplots
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RISK_LABELS = {"error": "error", "nll": "NLL", "ece": "ECE"}
 SIGNAL_LABELS = {"std": "std (cross-prompt)", "entropy": "entropy (mean)", "margin": "margin (selected)"}

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
 
-from prompt_reliability.s4_report.figures import save_figure
+from prompt_reliability.s4_report.figures import new_figure, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TYPE_COLOURS = {"ta": "#2b8a3e", "fu": "#a9e34b", "tu": "#1864ab", "fa": "#e03131"}
 TYPE_NAMES = {"ta": "TA (answered answerable)", "fu": "FU (abstained on answerable)",
@@ -31,7 +34,7 @@ def _message(fig: Figure, text: str) -> None:
 
 def answer_types_figure(table: pl.DataFrame) -> Figure:
     """Stacked bars of the four answer types (fractions of classified answers), one bar per model x run."""
-    fig = Figure(figsize=(max(4.0, 1.1 * max(table.height, 1) + 2), 4.0))
+    fig = new_figure(figsize=(max(4.0, 1.1 * max(table.height, 1) + 2), 4.0))
     if table.height == 0:
         _message(fig, "no self-assessment runs")
         return fig
@@ -60,12 +63,12 @@ def _metric_panels(table: pl.DataFrame, empty_message: str, panel_height: float)
     """A figure with one panel per ``metric`` of ``table`` (up to 4 a row), or a message when there is none."""
     metrics = table["metric"].unique(maintain_order=True).to_list() if table.height else []
     if not metrics:
-        fig = Figure(figsize=(5, 2))
+        fig = new_figure(figsize=(5, 2))
         _message(fig, empty_message)
         return fig, []
     cols = min(4, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(3.2 * cols, panel_height * rows), layout="constrained")
+    fig = new_figure(figsize=(3.2 * cols, panel_height * rows), layout="constrained")
     return fig, [(metric, fig.add_subplot(rows, cols, i + 1)) for i, metric in enumerate(metrics)]
 
 
