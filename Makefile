@@ -25,10 +25,11 @@ run: venv
 
 # Test workers: most of the suite's time is end-to-end runs that wait on subprocesses and on the
 # SLURM cluster, so a few more workers than cores keep the cores busy (TEST_WORKERS=0: no workers).
-# loadfile: a file's tests stay on one worker (the SLURM tests share one cluster).
+# loadfile: a file's tests stay on one worker (the SLURM tests share one cluster); files start in
+# collection order (tests/conftest.py puts the longest first), not xdist's most-tests-first.
 TEST_WORKERS ?= 3
 test: venv
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Only the tests against a real single-node SLURM cluster (root: they start it, see tests/slurm/).
 test-slurm: venv

@@ -218,3 +218,5 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     for arch in ARCHITECTURES:
         build_tiny_model(root / arch, arch, seed=0)
     return {arch: root / arch for arch in ARCHITECTURES}
+
+

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -86,3 +87,25 @@ def test_a_worker_ends_mid_job_when_the_run_that_started_it_is_killed(tmp_path):
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker), "the worker outlived the killed run"
+
+
+def test_model_steps_prefer_the_worker_that_already_imported_torch(workers, tmp_path):
+    def pid_of(name, **extra):
+        path = tmp_path / f"{name}.txt"
+        workers.run("worker_jobs:write", {"path": str(path), "text": name}, None, name, **extra)
+        return path.read_text().split(" from ")[1]
+
+    model = pid_of("model", torch_threads=1)
+    assert pid_of("table") == model  # the only worker so far, idle
+    # two jobs at once start the second worker; afterwards each kind goes back to its own
+    started = threading.Barrier(2)
+    holder = threading.Thread(target=lambda: (started.wait(), workers.run(
+        "worker_jobs:sleep", {"pid_file": str(tmp_path / "held.pid"), "seconds": 1.0}, None, "sleep", torch_threads=1)))
+    holder.start()
+    started.wait()
+    while not (tmp_path / "held.pid").exists():
+        time.sleep(0.02)
+    other = pid_of("table2")
+    holder.join()
+    assert other != model and (tmp_path / "held.pid").read_text() == model
+    assert pid_of("model2", torch_threads=1) == model and pid_of("table3") == other

@@ -74,7 +74,9 @@ def test_synthetic_simulated_default_shape(tmp_path):
         "evaluate": [{"dataset": "synth"}],
     }
     write_config(tmp_path, config)
-    run_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--cores", "2")
+    # the scoring stage only (the analyses are other tests' business)
+    run_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "scores",
+                  "results/matrix/sim/synth.parquet")
     manifest = pl.read_parquet(tmp_path / "results/data/synth.parquet")
     assert manifest.group_by("split").len().sort("split").rows() == [("test", 40), ("train", 30)]
     cache = pl.read_parquet(tmp_path / "results/scores/sim/synth/B.parquet")

@@ -21,7 +21,6 @@ import contextlib
 import importlib
 import json
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -41,13 +40,18 @@ class WorkerJobError(RuntimeError):
 
 
 class Workers:
-    """Up to ``size`` worker processes, started when first needed and reused (most recently idle first)."""
+    """Up to ``size`` worker processes, started when first needed and reused.
+
+    A model step goes preferably to a worker that has run one before (torch and transformers take
+    ~6 s to import, once per worker), other jobs preferably to one that has not.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = max(1, int(size))
-        self._idle: queue.LifoQueue[subprocess.Popen] = queue.LifoQueue()
+        self._idle: list[subprocess.Popen] = []  # most recently idle last
         self._started: list[subprocess.Popen] = []
-        self._lock = threading.Lock()
+        self._ran_models: set[int] = set()  # pids of workers that have imported torch
+        self._changed = threading.Condition()
         self._owner = os.getpid()
         atexit.register(self.close)
 
@@ -56,15 +60,31 @@ class Workers:
         """False in a forked child: the pipes belong to the process that started the workers."""
         return os.getpid() == self._owner
 
-    def _take(self) -> subprocess.Popen:
-        with self._lock:
-            alive = [w for w in self._started if w.poll() is None]
-            if self._idle.empty() and len(alive) < self.size:
-                worker = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          text=True, bufsize=1)
-                self._started = [*alive, worker]
-                return worker
-        return self._idle.get()
+    def _take(self, model_step: bool) -> subprocess.Popen:
+        with self._changed:
+            while True:
+                self._idle = [w for w in self._idle if w.poll() is None]
+                if self._idle:
+                    fits = [w for w in self._idle if (w.pid in self._ran_models) == model_step]
+                    worker = (fits or self._idle)[-1]
+                    self._idle.remove(worker)
+                    break
+                self._started = [w for w in self._started if w.poll() is None]
+                if len(self._started) < self.size:
+                    worker = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, text=True, bufsize=1)
+                    self._started.append(worker)
+                    break
+                self._changed.wait()
+        if model_step:
+            self._ran_models.add(worker.pid)
+        return worker
+
+    def _release(self, worker: subprocess.Popen, alive: bool) -> None:
+        with self._changed:
+            if alive:
+                self._idle.append(worker)
+            self._changed.notify()
 
     def run(self, function: str, kwargs: Mapping[str, Any], log_file: str | None, name: str,
             torch_threads: int | None = None) -> None:
@@ -72,7 +92,7 @@ class Workers:
 
         ``torch_threads``: a model step's CPU threads (torch's intra-op pool is process-wide).
         """
-        worker = self._take()
+        worker = self._take(model_step=torch_threads is not None)
         job = json.dumps({"function": function, "kwargs": kwargs, "log": log_file, "name": name,
                           "torch_threads": torch_threads}, default=str)
         try:
@@ -84,10 +104,11 @@ class Workers:
         if not reply:
             worker.kill()
             code = worker.wait()
+            self._release(worker, alive=False)
             where = f"; its log: {log_file}" if log_file else ""
             raise WorkerJobError(f"{name}: the worker process running it exited with code {code} (killed, e.g. for "
                                  f"memory, or crashed in native code){where}")
-        self._idle.put(worker)
+        self._release(worker, alive=True)
         result = json.loads(reply)
         if not result["ok"]:
             raise WorkerJobError(f"{name} failed: {result['type']}: {result['message']}")
@@ -96,8 +117,8 @@ class Workers:
         """Let every worker finish (end of input) and wait for it."""
         if not self.usable:
             return
-        with self._lock:
-            started, self._started = self._started, []
+        with self._changed:
+            started, self._started, self._idle = self._started, [], []
         for worker in started:
             try:
                 worker.stdin.close()
