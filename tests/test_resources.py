@@ -154,8 +154,9 @@ def test_workstation_profile_caps_concurrent_gpu_jobs(tmp_path, gpus, expected_p
     write_config(tmp_path, config)
     env = {"CUDA_VISIBLE_DEVICES": "0,1", "PR_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")}
     more = ["--resources", f"gpu={gpus}"] if gpus else []
-    result = run_snakemake(tmp_path, "--profile", str(WORKSTATION_PROFILE), "--configfile", str(tmp_path / "config.yaml"),
-                           "scores", "--cores", "2", *more, env=env)  # the scoring jobs are what this is about
+    # the target first: --configfile and --resources take every word after them
+    result = run_snakemake(tmp_path, "scores", "--profile", str(WORKSTATION_PROFILE), "--configfile",
+                           str(tmp_path / "config.yaml"), "--cores", "2", *more, env=env)  # scoring is what this is about
     assert peak_concurrent(result.stdout + result.stderr, "score_family") == expected_peak
     logs = [(tmp_path / f"results/logs/scores/sim/synth/{f}.log").read_text() for f in "ABC"]
     used = [re.search(r"using GPU\(s\) (\S+)", text).group(1) for text in logs]
