@@ -63,7 +63,7 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
 
 def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Rule name -> job count that ``snakemake -n`` would run."""
-    out = run_snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    out = run_snakemake(workdir, *args, "-n", "--quiet", "rules").stdout  # args may start with targets
     counts: dict[str, int] = {}
     for line in out.splitlines():
         parts = line.split()
