@@ -255,3 +255,31 @@ def test_paper_dry_run_on_the_slurm_profile_lists_scoring_jobs_with_gpus(tmp_pat
         want = scoring_resources(config["models"][model])
         assert (int(res["gpu"]), int(res["mem_mb"]), int(res["runtime"]), int(res["cpus_per_task"])) == (
             want["gpu"], want["mem_mb"], want["runtime"], want["cpus_per_task"]), job
+    # What `config/paper.yaml` submits: the 42 scoring jobs, one job per evaluation pair (its
+    # analyses, grouped; their blocks are indented in the dry run) and the two dataset manifests;
+    # everything else runs on the submit host.
+    groups = re.findall(r"Group job (pair_\w+) \(jobs in", output)
+    assert sorted(groups) == sorted(f"pair_{m}_{e['dataset']}_{e['split']}" for m in config["models"] for e in config["evaluate"])
+    ungrouped = job_blocks("\n".join(line for line in output.splitlines()  # without the indented grouped jobs
+                                     if not (line.startswith(" " * 8) or re.match(r" {4}(\[|(local)?rule )", line))))
+    submitted = [j["rule"] for j in ungrouped if j["rule"] not in local_rules() and not j["output"].startswith("results/tables/")]
+    assert sorted(set(submitted)) == ["dataset_manifest", "score_family_hf"], sorted(set(submitted))
+    assert len(submitted) + len(groups) == 42 + 2 + 14
+
+
+def local_rules() -> set[str]:
+    """Rules that run on the submit host: ``localrules:`` lists and ``localrule: True`` bodies.
+
+    The rules tables.smk generates (every one writes under results/tables/) are all local: checked here.
+    """
+    names: set[str] = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]:
+        text = path.read_text()
+        for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", text, flags=re.M):
+            names |= set(re.findall(r"\w+", block))
+        for name, body in re.findall(r"^rule (\w+):\n((?:(?:    .*)?\n)+)", text, flags=re.M):
+            if re.search(r"^    localrule: True$", body, flags=re.M):
+                names.add(name)
+    tables = (REPO / "workflow/rules/tables.smk").read_text()
+    assert len(re.findall(r"^\s*rule( \w+)?:$", tables, flags=re.M)) == tables.count("localrule: True")
+    return names
