@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -165,25 +166,35 @@ def import_workdir(tmp_path: Path) -> Path:
     return make_import_workdir(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def import_run(tmp_path_factory) -> Path:
-    """The import config run to the end, once per test session: tests only read it (or copy it).
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name: str):
+    """``(folder, todo)`` for a session-wide fixture shared by the test workers (``pytest -n``).
 
-    Shared by the parallel test workers of one session (``pytest -n``): the first builds it while
-    the others wait on a file lock.
+    The first worker gets ``todo=True`` and builds ``folder``, while the others wait on a file lock;
+    later ones get ``todo=False``. A build that raises is redone by the next worker that asks.
     """
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the session's folder, above each worker's own
-    workdir, done = root / "import-run", root / "import-run.done"
-    with open(root / "import-run.lock", "w") as lock:
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir()
+        todo = not done.exists()
+        if todo:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+        yield folder, todo
+        if todo:
+            done.touch()
+
+
+@pytest.fixture(scope="session")
+def import_run(tmp_path_factory) -> Path:
+    """The import config run to the end, once per test session: tests only read it (or copy it)."""
+    with built_once(tmp_path_factory, "import-run") as (workdir, todo):
+        if todo:
             make_import_workdir(workdir)
             run_snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "--cores", "2")
-            done.touch()
     return workdir
 
 
@@ -200,7 +211,7 @@ def import_run_copy(import_run: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """Every tiny architecture, built once per test session: arch -> model folder.
+    """Every tiny architecture, built once per test session (shared by the test workers): arch -> model folder.
 
     Torch runs single-threaded in the test process: these models are far too small to gain from
     threads, and on a busy CI machine extra threads made the hf tests 8x slower.
@@ -214,9 +225,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
     torch.set_num_threads(1)
 
-    root = tmp_path_factory.mktemp("tiny_models")
-    for arch in ARCHITECTURES:
-        build_tiny_model(root / arch, arch, seed=0)
+    with built_once(tmp_path_factory, "tiny_models") as (root, todo):
+        if todo:
+            for arch in ARCHITECTURES:
+                build_tiny_model(root / arch, arch, seed=0)
     return {arch: root / arch for arch in ARCHITECTURES}
 
 
