@@ -55,16 +55,9 @@ def test_too_few_lock_samples_is_an_error(tmp_path):
         plan_demonstrations(manifest, "train", 4, seed=0)
 
 
-@pytest.fixture(scope="module")
-def qwen(tmp_path_factory) -> Path:
-    import torch
-
-    from prompt_reliability.s2_scoring.tiny_models import build_tiny_model
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny14fs")
-    build_tiny_model(root / "qwen2_vl", "qwen2_vl", seed=0)
-    return root / "qwen2_vl"
+@pytest.fixture
+def qwen(tiny_models) -> Path:
+    return tiny_models["qwen2_vl"]  # the session's tiny models (conftest), read only
 
 
 def _score(workdir, manifest, model_dir, name, **cfg):

@@ -65,16 +65,9 @@ def test_response_sra_matches_a_hand_count(tmp_path):
     assert set(out["method"]) == {"response:string"}
 
 
-@pytest.fixture(scope="module")
-def qwen(tmp_path_factory) -> Path:
-    import torch
-
-    from prompt_reliability.s2_scoring.tiny_models import build_tiny_model
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny14j")
-    build_tiny_model(root / "qwen2_vl", "qwen2_vl", seed=0)
-    return root / "qwen2_vl"
+@pytest.fixture
+def qwen(tiny_models) -> Path:
+    return tiny_models["qwen2_vl"]  # the session's tiny models (conftest), read only
 
 
 def test_responses_and_model_judge_end_to_end(tmp_path, qwen):

@@ -18,20 +18,9 @@ pytest.importorskip("transformers")
 FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{template}"}
 
 
-@pytest.fixture(scope="module")
-
-
-
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    import torch
-
-    from prompt_reliability.s2_scoring.tiny_models import build_tiny_model
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny14")
-    for arch in ("qwen2_vl", "llava"):
-        build_tiny_model(root / arch, arch, seed=0)
-    return {arch: root / arch for arch in ("qwen2_vl", "llava")}
+@pytest.fixture
+def tiny(tiny_models) -> dict[str, Path]:
+    return {arch: tiny_models[arch] for arch in ("qwen2_vl", "llava")}  # the session's (conftest), read only
 
 
 def _manifest(workdir: Path) -> Path:
