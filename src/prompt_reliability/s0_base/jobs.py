@@ -15,9 +15,9 @@ them (docs/architecture.md, "Add an analysis")::
 Analysis, table and figure rules use ``run:``: they start no Python of their own (threads of the
 Snakemake process, with the workflow profile's ``force-use-threads``), and each thread hands its
 function to one of ``--cores`` long-lived worker processes (:mod:`s0_base.workers`), so the jobs
-use every core and pay the imports once per worker. Model steps (:func:`call_model`) run in the
-Snakemake process, which keeps torch imported; a step with GPUs, and GPU scoring through the one
-adapter script ``workflow/scripts/call.py``, run in a process of their own.
+use every core and pay the imports once per worker. Model steps without GPUs (:func:`call_model`)
+go to the workers too, which keep torch imported; a step with GPUs, and GPU scoring through the
+one adapter script ``workflow/scripts/call.py``, run in a process of their own.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _importable_name(function: Callable[..., Any]) -> str | None:
 
 
 def call(function: Callable[..., Any], input: Any = None, output: Any = None, params: Any = None,
-         wildcards: Any = None, log: Any = None, capture_stderr: bool = False, torch_threads: int | None = None) -> Any:
+         wildcards: Any = None, log: Any = None, torch_threads: int | None = None) -> Any:
     """Run ``function`` with the job's named fields as keyword arguments, logging to the job's log file.
 
     With :func:`use_workers` in effect the job runs in a worker process (its return value is not
@@ -103,18 +103,12 @@ def call(function: Callable[..., Any], input: Any = None, output: Any = None, pa
     kwargs = job_arguments(_accepts(function), input=input, output=output, params=params, wildcards=wildcards)
     log_file = log[0] if log else None
     name = getattr(function, "__name__", str(function))
+    _check_arguments(function, name, kwargs)
     importable = _importable_name(function)
     if _workers is not None and _workers.usable and importable:
-        _check_arguments(function, name, kwargs)
         return _workers.run(importable, kwargs, log_file, name, torch_threads=torch_threads)
-    with job_log(log_file, console_prefix=f"[{name}] ", capture_stderr=capture_stderr):
-        try:
-            return function(**kwargs)
-        except TypeError as err:
-            if "argument" in str(err) and _signature_mismatch(function, kwargs):
-                raise JobArgumentError(f"{name}: {err}; the rule's named input/output/params/wildcards must match the "
-                                       f"function's keyword arguments (got {sorted(kwargs)})") from err
-            raise
+    with job_log(log_file, console_prefix=f"[{name}] "):
+        return function(**kwargs)
 
 
 def _check_arguments(function: Callable[..., Any], name: str, kwargs: Mapping[str, Any]) -> None:
@@ -145,8 +139,9 @@ def _signature_mismatch(function: Callable[..., Any], kwargs: Mapping[str, Any])
     return False
 
 
-# Model steps run in this process one at a time: torch already uses every core for one model, and
-# transformers' lazy imports and global settings (verbosity) are not safe across threads.
+# Without workers (a library call), model steps run in this process one at a time: torch already
+# uses every core for one model, and transformers' lazy imports and global settings (verbosity)
+# are not safe across threads.
 _MODEL_STEP = threading.Lock()
 
 
