@@ -84,6 +84,8 @@ class Workers:
         with self._changed:
             if alive:
                 self._idle.append(worker)
+            else:  # its pid may come back as a new worker's, which has not imported torch
+                self._ran_models.discard(worker.pid)
             self._changed.notify()
 
     def run(self, function: str, kwargs: Mapping[str, Any], log_file: str | None, name: str,
