@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,22 @@ def test_no_workflow_paths_in_the_package():
     hits = [f"{p.relative_to(REPO)}:{i}" for p in PACKAGE.rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if literal.search(line)]
     assert not hits, f"'results/' literals in src/ (paths must come from the rules): {hits}"
+
+
+def test_analyses_run_without_scikit_learn_or_scipy_stats():
+    # Every worker pays for what its jobs import (~2 s for scikit-learn, which pulls scipy.stats);
+    # the package computes its metrics, ranks and isotonic fits itself. A fresh interpreter runs the
+    # lock-split fits and one pair's metrics, then lists what got imported.
+    code = """
+import sys
+import numpy as np
+from prompt_reliability.s3_analysis import aggregation, calibration, metric_stability, metrics, reliability
+rng = np.random.default_rng(0)
+y, p = rng.integers(0, 2, 200), rng.random(200)
+calibration.fit_calibrators({"selected": p, "mean": p}, y, score_names=["selected", "mean"])
+metrics.reliability_metrics(y, p)
+metrics.average_ranks(rng.random((4, 6)), axis=1)
+print(sorted({m.split(".")[0] + "." + m.split(".")[1] for m in sys.modules if m.startswith(("sklearn.", "scipy.stats"))}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -84,14 +84,29 @@ def test_platt_on_separable_scores_warns_instead_of_looping(caplog):
 
 
 def test_isotonic_from_stored_thresholds_equals_sklearn_predict():
+    # The fit is this package's pool-adjacent-violators, not scikit-learn's: block means are summed in
+    # another order, so a prediction may differ in the last bit (and where two neighbouring blocks
+    # have equal means, one of the two may keep an extra threshold between them).
     rng = np.random.default_rng(4)
-    s = np.round(rng.uniform(0.05, 0.95, 3_000), 3)  # ties in s
-    y = (rng.uniform(size=s.size) < s**2).astype(np.int8)
-    stored = json.loads(json.dumps(fit_isotonic(s, y)))  # through JSON, as in the lock file
-    assert set(stored) == {"x", "y"} and all(isinstance(v, float) for v in stored["x"] + stored["y"])
-    reference = IsotonicRegression(out_of_bounds="clip").fit(s, y)
-    new = np.concatenate([rng.uniform(-0.2, 1.2, 20_000), [0.0, 1.0, 0.05, 0.95], stored["x"], s])
-    assert np.array_equal(apply_isotonic(stored, new), reference.predict(new))
+    just_below_one = 1.0 - np.spacing(0.5) * np.arange(14)  # neighbouring floats: one pool per 1e-15
+    for trial in range(60):
+        n = int(rng.integers(2, 3_000))
+        s = [rng.uniform(0.05, 0.95, n), np.round(rng.uniform(0.05, 0.95, n), 2),  # ties in s
+             expit(rng.normal(0.0, 25.0, n)), rng.choice(np.r_[just_below_one, 0.5, 0.2], n)][trial % 4]  # saturated
+        y = (rng.uniform(size=n) < s ** rng.uniform(0.3, 3)).astype(np.int8)
+        stored = json.loads(json.dumps(fit_isotonic(s, y)))  # through JSON, as in the lock file
+        assert set(stored) == {"x", "y"} and all(isinstance(v, float) for v in stored["x"] + stored["y"])
+        assert np.all(np.diff(stored["x"]) > 0) and np.all(np.diff(stored["y"]) >= 0)
+        reference = IsotonicRegression(out_of_bounds="clip").fit(s, y)
+        new = np.concatenate([rng.uniform(-0.2, 1.2, 5_000), [0.0, 1.0, 0.05, 0.95], stored["x"], s])
+        assert np.max(np.abs(apply_isotonic(stored, new) - reference.predict(new))) <= 4e-16
+
+
+def test_isotonic_pools_ties_and_violators_by_hand():
+    # s = 0.2 twice (labels 1, 0: mean 0.5); 0.4 -> 0 violates it and pools to (1 + 0 + 0) / 3;
+    # 0.6 -> 1 and 0.8 -> 1 form one run of 1s, of which both ends are kept
+    stored = fit_isotonic(np.array([0.4, 0.2, 0.8, 0.2, 0.6, 0.1]), np.array([0, 1, 1, 0, 1, 0]))
+    assert stored == {"x": [0.1, 0.2, 0.4, 0.6, 0.8], "y": [0.0, 1 / 3, 1 / 3, 1.0, 1.0]}
 
 
 def test_fit_calibrators_writes_plain_numbers_for_each_score():

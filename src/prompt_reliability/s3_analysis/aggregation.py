@@ -188,7 +188,7 @@ def write_aggregation(*, matrix: str, table: str, model: str, dataset: str, spli
 
 def aggregation_summary(table: pl.DataFrame) -> pl.DataFrame:
     """Per rule across pairs: NLL wins (NLL equal to the pair's minimum; ties all win) and the
-    average NLL rank (``scipy.stats.rankdata``, method ``average``, 1 = best); sorted by wins, then rank.
+    average NLL rank (:func:`metrics.average_ranks`: ties share the mean rank, 1 = best); sorted by wins, then rank.
 
     Values equal within a relative :data:`metrics.RANK_RTOL` (1e-12) are ties (:func:`metrics.snap_ties`),
     so algebraically identical rules (e.g. ``bias_corrected_logit_mean`` and ``mean_logit``) always
@@ -203,9 +203,7 @@ def aggregation_summary(table: pl.DataFrame) -> pl.DataFrame:
     nll = wide.to_numpy().astype(np.float64)  # pairs x rules
     snapped = np.vstack([metrics.snap_ties(row) for row in nll]) if len(nll) else nll
     wins = (snapped == snapped.min(axis=1, keepdims=True)).sum(axis=0)
-    from scipy.stats import rankdata  # scipy.stats takes ~0.5 s to import: only where used
-
-    ranks = rankdata(snapped, method="average", axis=1).mean(axis=0)
+    ranks = metrics.average_ranks(snapped, axis=1).mean(axis=0)
     summary = pl.DataFrame({
         "rule": rules,
         "n_pairs": [nll.shape[0]] * len(rules),

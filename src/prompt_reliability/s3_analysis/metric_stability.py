@@ -77,13 +77,11 @@ def unf1_values(table: pl.DataFrame) -> pl.DataFrame:
 
 def rank(values: Mapping[str, float], higher_better: bool) -> dict[str, float]:
     """Rank of each model (1 = best, ties averaged); NaN values are left out."""
-    from scipy.stats import rankdata
-
     names = [m for m, v in values.items() if not math.isnan(v)]
     if not names:
         return {}
     scores = np.array([values[m] for m in names], dtype=np.float64)
-    ranks = rankdata(-scores if higher_better else scores, method="average")
+    ranks = metrics.average_ranks(-scores if higher_better else scores)
     return dict(zip(names, ranks.tolist()))
 
 

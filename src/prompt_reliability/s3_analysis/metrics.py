@@ -2,7 +2,8 @@
 
 NLL clips p to [eps, 1 - eps]; ECE uses equal-width bins ``min(floor(p * M), M - 1)`` or equal-mass
 bins (sorted p split with ``numpy.array_split``); error is at a fixed threshold (p >= t means unsafe).
-AUROC / AUPRC are scikit-learn's and are NaN when only one class is present.
+AUROC / AUPRC follow scikit-learn's definitions (trapezoidal ROC area, step-wise average
+precision) and are NaN when only one class is present.
 Brier is ``mean (p - y)^2``; MacroCE is ``mean |p - y|`` (the UnSAF paper's eq. 6, no bins); MCE is
 the largest ``|mean y - mean p|`` over the non-empty ECE bins.
 
@@ -180,18 +181,61 @@ def error_rate(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
     return float(np.mean((np.asarray(p) >= threshold).astype(np.int64) != np.asarray(y)))
 
 
-# scikit-learn is imported on first use: it costs ~1.5 s of CPU per job, and most analysis jobs
-# (binning, ECE, tables, figures) import this module without needing a ranking metric.
-def auroc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+def _counts_at_thresholds(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives when every sample with score >= t is called unsafe, for each
+    distinct score t from the highest down (tied scores enter together)."""
+    y = np.asarray(y)
+    p = np.asarray(p, dtype=np.float64)
+    if not np.isfinite(p).all():
+        raise ValueError("ranking metrics need finite scores: got NaN or infinity")
+    order = np.argsort(-p, kind="stable")
+    ranked = p[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    true_pos = np.cumsum((y[order] == 1).astype(np.float64))[last_of_each_score]
+    false_pos = 1.0 + last_of_each_score - true_pos
+    return true_pos, false_pos
 
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+# AUROC and AUPRC are computed here rather than by scikit-learn (whose import costs ~2 s per
+# process, more than the analysis itself). The arithmetic follows the same steps, so the results
+# equal roc_auc_score / average_precision_score to the last bit (tests/test_metrics.py checks).
+def auroc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (trapezoids through the distinct-score points; ties count half)."""
+    if len(np.unique(y)) != 2:
+        return float("nan")
+    true_pos, false_pos = _counts_at_thresholds(y, p)
+    if len(true_pos) > 2:  # points inside a straight segment add nothing but rounding: drop them
+        bends = np.logical_or(np.diff(false_pos, 2), np.diff(true_pos, 2))
+        keep = np.flatnonzero(np.r_[True, bends, True])
+        true_pos, false_pos = true_pos[keep], false_pos[keep]
+    true_pos, false_pos = np.r_[0.0, true_pos], np.r_[0.0, false_pos]
+    return float(np.trapezoid(true_pos / true_pos[-1], false_pos / false_pos[-1]))
 
 
 def auprc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
+    """Average precision: ``sum_k (R_k - R_{k-1}) P_k`` over the distinct scores, highest first."""
+    if len(np.unique(y)) != 2:
+        return float("nan")
+    true_pos, false_pos = _counts_at_thresholds(y, p)
+    precision = np.r_[(true_pos / (true_pos + false_pos))[::-1], 1.0]
+    recall = np.r_[(true_pos / true_pos[-1])[::-1], 0.0]
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
 
-    return float(average_precision_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+def average_ranks(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Ranks 1..n along ``axis``, tied values sharing the mean of their ranks (scipy's
+    ``rankdata(method="average")``, without importing scipy.stats)."""
+    values = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
+    ranks = np.empty(values.shape, dtype=np.float64)
+    flat_values, flat_ranks = values.reshape(-1, values.shape[-1]), ranks.reshape(-1, values.shape[-1])
+    for row, out in zip(flat_values, flat_ranks):  # one row per ranking (pairs or models), not per sample
+        order = np.argsort(row, kind="stable")
+        ranked = row[order]
+        group_starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+        group_ends = np.r_[group_starts[1:], len(row)]
+        sizes = group_ends - group_starts
+        out[order] = np.repeat(0.5 * (group_starts + group_ends + 1), sizes)
+    return np.moveaxis(ranks, -1, axis)
 
 
 def reliability_metrics(y: np.ndarray, p: np.ndarray, n_bins: int = 15, eps: float = EPS, threshold: float = 0.5) -> dict[str, float]:
