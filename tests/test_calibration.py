@@ -10,8 +10,6 @@ import pytest
 import yaml
 from conftest import REPO, dry_run_jobs, run_snakemake
 from scipy.special import expit, logit
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from prompt_reliability.s0_base import io
 from prompt_reliability.s3_analysis import calibration, metrics
@@ -62,6 +60,8 @@ def test_temperature_bounds_are_checked_and_bind(caplog):
 
 
 def test_platt_recovers_known_parameters_and_matches_sklearn():
+    from sklearn.linear_model import LogisticRegression
+
     s, y = _drawn(200_000, 2, lambda x: 0.5 * x - 1.0)
     params = fit_platt(s, y)
     assert params["a"] == pytest.approx(0.5, abs=0.01)
@@ -84,6 +84,8 @@ def test_platt_on_separable_scores_warns_instead_of_looping(caplog):
 
 
 def test_isotonic_from_stored_thresholds_equals_sklearn_predict():
+    from sklearn.isotonic import IsotonicRegression
+
     # The fit is this package's pool-adjacent-violators, not scikit-learn's: block means are summed in
     # another order, so a prediction may differ in the last bit (and where two neighbouring blocks
     # have equal means, one of the two may keep an extra threshold between them).

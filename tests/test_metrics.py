@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss
 
 from prompt_reliability.s3_analysis import metrics
 
@@ -16,6 +15,8 @@ def brute_force_ece(y, p, n_bins):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_nll_and_ece_match_references(seed):
+    from sklearn.metrics import log_loss
+
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, 300)
     p = np.clip(rng.beta(0.7, 0.7, 300), 1e-6, 1 - 1e-6)

@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 from conftest import PROMPT_IDS, analysis_defaults
-from sklearn.metrics import log_loss
 
 from prompt_reliability.s3_analysis import metrics, reliability
 from prompt_reliability.s3_analysis.lock import build_lock
@@ -29,6 +28,8 @@ def random_scores(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_nll_matches_sklearn_log_loss_and_clips_at_eps():
+    from sklearn.metrics import log_loss
+
     y, p = random_scores()
     # sklearn clips at machine epsilon, this package at 1e-12: compare where clipping cannot matter
     inside = (p > 0) & (p < 1)
