@@ -42,6 +42,24 @@ def test_a_writer_that_fails_midway_leaves_nothing(tmp_path):
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path):
+    # what SIGKILL leaves mid-write (the cleanup never ran): a temporary file, or folder, next to the target
+    target = tmp_path / "table.parquet"
+    (tmp_path / ".table.parquet.k1ll3d.tmp").write_bytes(b"half a parquet")
+    (tmp_path / ".table.parquet.f0ld3r.tmp").mkdir()
+    (tmp_path / ".table.parquet.f0ld3r.tmp" / "part").write_bytes(b"")
+    (tmp_path / ".other.parquet.k1ll3d.tmp").write_bytes(b"another target's: not ours to remove")
+    io.write_parquet(pl.DataFrame({"a": [1, 2]}), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.parquet.k1ll3d.tmp", "table.parquet"]
+    with io.atomic_dir(tmp_path / "folder") as tmp:
+        (tmp / "x").write_text("x")
+    (tmp_path / ".folder.k1ll3d.tmp").mkdir()
+    with io.atomic_dir(tmp_path / "folder") as tmp:
+        (tmp / "y").write_text("y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.parquet.k1ll3d.tmp", "folder", "table.parquet"]
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["y"]
+
+
 def command(workdir: Path, *args: str) -> list[str]:
     return [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *TARGETS, *args,
             "--configfile", str(workdir / "config.yaml")]

@@ -14,23 +14,21 @@ pytest.importorskip("transformers")
 CONFIG = {
     "datasets": {"synth": {"adapter": "synthetic", "seed": 1, "image_size": 32,
                            "splits": {"train": {"n": 4}, "test": {"n": 4}}}},
-    "models": {"good": {"backend": "hf", "tiny": {"arch": "qwen2_vl"}}},
+    "models": {"good": {"backend": "hf", "path": "good"}, "bad": {"backend": "hf", "path": "broken"}},
     "lock": {"dataset": "synth"},
     "evaluate": [{"dataset": "synth"}],
 }
 
 
-def test_a_bad_model_fails_in_the_preflight_before_any_scoring_job(tmp_path):
-    # a model the config check cannot fault (its folder exists) but that cannot be scored: a copy
-    # of a built tiny model without its chat template
-    config_file = write_config(tmp_path, CONFIG)
-    run_snakemake(tmp_path, "--configfile", str(config_file), "--cores", "1", "results/models/good")
-    shutil.copytree(tmp_path / "results/models/good", tmp_path / "broken")
+def test_a_bad_model_fails_in_the_preflight_before_any_scoring_job(tmp_path, tiny_models):
+    # two model folders (the session's tiny qwen2_vl): one good, and one the config check cannot
+    # fault (its folder exists) but that cannot be scored, as it lacks its chat template
+    for name in ("good", "broken"):
+        shutil.copytree(tiny_models["qwen2_vl"], tmp_path / name)
     template = tmp_path / "broken/chat_template.jinja"
     saved = template.read_text()
     template.unlink()
-    config = {**CONFIG, "models": {**CONFIG["models"], "bad": {"backend": "hf", "path": "broken"}}}
-    write_config(tmp_path, config)
+    config_file = write_config(tmp_path, CONFIG)
     planned = dry_run_jobs(tmp_path, "--configfile", str(config_file))
     assert planned["preflight"] == 1 and planned["score_family_hf_cpu"] == 2 * 3
 

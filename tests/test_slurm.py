@@ -53,7 +53,7 @@ CONFIG = {
 }
 LOCAL_RULES = {"all", "scores", "score_matrix", "per_prompt_table", "lock", "check_manifest"}
 # The analyses of one evaluation pair, which travel as one SLURM job (group pair_{model}_{dataset}_{split}).
-PAIR_RULES = {"per_prompt", "fragility", "fragility_figure", "reliability", "ranking_distribution", "ece_variants",
+PAIR_RULES = {"split_matrix", "per_prompt", "fragility", "fragility_figure", "reliability", "ranking_distribution", "ece_variants",
               "reliability_diagram", "aggregation", "topk", "topk_figure", "calibration", "bootstrap", "selective",
               "selective_figure", "operating_points", "family_view", "safety_sra"}
 SUBMITTED = re.compile(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
@@ -144,6 +144,10 @@ def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str])
         if rule.startswith("group:"):  # one evaluation pair: every per-pair analysis in one SLURM job
             ran = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text))
             assert PAIR_RULES <= ran, (PAIR_RULES - ran, text[-3000:])
+            # ... in one job step: the job-step executor starts one `srun` Snakemake per connected
+            # component of the group, one after another (12 when the analyses did not share an input)
+            steps = text.count("Group job pair_")
+            assert steps == 1, f"the pair's analyses ran as {steps} job steps: every per-pair rule must read split_matrix"
             continue
         assert f"rule {rule}:" in text
         # and SLURM allocated what the config asks: the model's GPU, memory and time for scoring

@@ -13,7 +13,7 @@ FINAL_TARGETS.extend(
 
 rule aggregation:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
     output:
         table=per_pair_piece("aggregation"),
     log:
@@ -33,7 +33,7 @@ rule aggregation:
 
 rule topk:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
         table=per_pair_piece("topk"),

@@ -5,7 +5,7 @@ from prompt_reliability.s3_analysis import bootstrap
 
 rule bootstrap:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
         table=per_pair_piece("bootstrap"),

@@ -5,7 +5,7 @@ from prompt_reliability.s3_analysis import calibration
 
 rule calibration:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
         table=per_pair_piece("calibration"),

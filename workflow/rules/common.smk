@@ -73,8 +73,9 @@ HF_CPU_MODELS = [m for m in models_with_backend(config, "hf") if m not in HF_GPU
 # Scoring backends may checkpoint partial work here; removed once a family's cache is written.
 CHUNK_DIR = "results/scores/.chunks"
 
-# On a cluster, the analyses of one evaluation pair travel as one job: rules carry this group and
-# the SLURM profile merges its connected components (group-components), so a pair is one sbatch.
+# On a cluster, the analyses of one evaluation pair travel as one job: rules carry this group, and
+# all of them read the pair's split_matrix, so the group is one connected component (one sbatch,
+# and one Snakemake inside it; the SLURM profile's group-components merges any stray component).
 PAIR_GROUP = "pair_{model}_{dataset}_{split}"
 
 # Each rule module appends the files it contributes to `rule all`.

@@ -13,7 +13,7 @@ FINAL_TARGETS.extend(
 
 rule fragility:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
     output:
         table=per_pair_piece("fragility"),
     log:

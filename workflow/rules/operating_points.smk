@@ -5,7 +5,7 @@ from prompt_reliability.s3_analysis import operating_points
 
 rule operating_points:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock_matrix=f"results/matrix/{{model}}/{config['lock']['dataset']}.parquet",
         lock="results/lock/{model}.json",
     output:

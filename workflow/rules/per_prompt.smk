@@ -4,7 +4,7 @@ from prompt_reliability.s3_analysis import per_prompt
 
 rule per_prompt:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
     output:
         table=per_pair_piece("per_prompt"),
     log:

@@ -13,7 +13,7 @@ FINAL_TARGETS.extend(
 
 rule reliability:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
         table=per_pair_piece("reliability"),
@@ -60,7 +60,7 @@ rule ranking_distribution:
 
 rule ece_variants:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
         table=per_pair_piece("ece_variants"),
@@ -80,7 +80,7 @@ rule ece_variants:
 
 rule reliability_diagram:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
         figure=report(

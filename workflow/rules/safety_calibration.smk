@@ -48,7 +48,7 @@ if SC_MODELS and SC_HELP:
 
 rule safety_sra:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         manifest="results/data/{dataset}.parquet",
         lock="results/lock/{model}.json",
     output:

@@ -121,6 +121,26 @@ rule score_matrix:
         call(matrix.write_matrix, input, output, None, wildcards, log)
 
 
+# The evaluation split's rows, which every analysis of the pair reads. Being their common input
+# also connects the pair's analyses into one group component: on SLURM the job of a pair then runs
+# them in one Snakemake (the job-step executor starts one `srun` Snakemake per component, in turn).
+rule split_matrix:
+    input:
+        matrix="results/matrix/{model}/{dataset}.parquet",
+    output:
+        split_matrix=per_pair_piece("matrix"),
+    log:
+        log_path("split_matrix", "{model}", "{dataset}", "{split}"),
+    benchmark:
+        benchmark_path("split_matrix", "{model}", "{dataset}", "{split}")
+    group:
+        PAIR_GROUP
+    resources:
+        **analysis_resources(),
+    run:
+        call(matrix.write_split_matrix, input, output, None, wildcards, log)
+
+
 # Target for "inference only" (e.g. on the cluster; the analyses can then run elsewhere):
 #   snakemake --profile config/profiles/slurm --configfile my.yaml scores
 rule scores:

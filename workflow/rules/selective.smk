@@ -12,7 +12,7 @@ FINAL_TARGETS.extend(
 
 rule selective:
     input:
-        matrix="results/matrix/{model}/{dataset}.parquet",
+        matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
         curves=per_pair_piece("selective_curves"),

@@ -7,6 +7,7 @@ killed job never leaves a half-written file that a rerun would trust.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -21,11 +22,25 @@ import pyarrow.parquet as pq
 METADATA_KEY = b"prompt_reliability"
 
 
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove what a killed writer of ``target`` left (its ``.<name>.*.tmp`` file or folder).
+
+    A SIGKILL skips the cleanup below; the rerun that Snakemake then starts for ``target`` (one job
+    per output, so no other writer can be at work) clears them before writing again.
+    """
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -41,6 +56,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; on success it replaces ``target`` (a folder) whole."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp

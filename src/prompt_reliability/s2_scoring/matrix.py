@@ -77,3 +77,13 @@ def write_matrix(*, manifest: str, caches: Sequence[str], matrix: str) -> pl.Dat
     io.write_parquet(wide, matrix, {"prompt_ids": prompt_ids, "caches": [str(p) for p in caches]})
     log.info("wrote %s: %d samples x %d prompts", matrix, wide.height, len(prompt_ids))
     return wide
+
+
+def write_split_matrix(*, matrix: str, split_matrix: str, split: str) -> pl.DataFrame:
+    """The rows of one split of a (model, dataset) matrix, with its metadata: every analysis of the
+    evaluation pair reads this file (rule ``split_matrix``), which on a cluster also makes the pair's
+    analyses one connected group, run by one Snakemake inside their SLURM job."""
+    rows = split_rows(pl.read_parquet(matrix), split, matrix)
+    io.write_parquet(rows, split_matrix, io.read_parquet_metadata(matrix))
+    log.info("wrote %s: %d samples of split %r", split_matrix, rows.height, split)
+    return rows
