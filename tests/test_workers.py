@@ -109,3 +109,19 @@ def test_model_steps_prefer_the_worker_that_already_imported_torch(workers, tmp_
     holder.join()
     assert other != model and (tmp_path / "held.pid").read_text() == model
     assert pid_of("model2", torch_threads=1) == model and pid_of("table3") == other
+
+
+def test_only_steps_that_load_a_model_import_torch_in_their_worker(monkeypatch, tmp_path):
+    # simulated and imported scores go through call_model (for the GPU claim) but load no model:
+    # importing torch there cost every simulated run ~2.5 s per worker
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    monkeypatch.setattr(jobs, "_workers", Workers(1))
+    try:
+        imported = tmp_path / "imported.txt"
+        output = {"path": str(imported)}
+        jobs.call_model("worker_jobs:report_torch", output=output, resources={"cpus_per_task": 1}, loads_model=False)
+        assert imported.read_text() == "False"
+        jobs.call_model("worker_jobs:report_torch", output=output, resources={"cpus_per_task": 1})
+        assert imported.read_text() == "True"
+    finally:
+        jobs._workers.close()

@@ -28,3 +28,8 @@ def sleep(*, pid_file: str, seconds: float) -> None:
     import time
 
     time.sleep(seconds)
+
+
+def report_torch(*, path: str) -> None:
+    """Write whether this worker has imported torch (a model step imports it, other jobs must not)."""
+    Path(path).write_text(str("torch" in sys.modules))

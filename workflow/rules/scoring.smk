@@ -1,7 +1,7 @@
 # Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
-# score_family: simulate and import backends (numpy only), in the Snakemake process (a job that
-# asks for GPUs, say to reserve them on a workstation, gets a process of its own that claims them);
-# score_family_hf_cpu: hf models without GPUs, in the Snakemake process, one model step at a time;
+# score_family: simulate and import backends (numpy only), in a worker process (a job that asks
+# for GPUs, say to reserve them on a workstation, gets a process of its own that claims them);
+# score_family_hf_cpu: hf models without GPUs, in a worker process (torch kept imported there);
 # score_family_hf: hf models with GPUs (own process, GPU claim and conda environment).
 from prompt_reliability.s2_scoring import cache, matrix
 
@@ -39,7 +39,7 @@ rule score_family:
             wildcards,
             log,
             resources,
-            one_at_a_time=False,
+            loads_model=False,
         )
 
 

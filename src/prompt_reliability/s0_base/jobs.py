@@ -151,23 +151,24 @@ def needs_gpu(resources: Any) -> bool:
 
 
 def call_model(function: str, input: Any = None, output: Any = None, params: Any = None, wildcards: Any = None,
-               log: Any = None, resources: Any = None, one_at_a_time: bool = True) -> Any:
+               log: Any = None, resources: Any = None, loads_model: bool = True) -> Any:
     """:func:`call` for a step that loads a model: in a worker process unless the job asks for GPUs.
 
     A job without GPUs (tiny models, CPU runs) runs in one of the workflow's worker processes (see
     :func:`use_workers`), which keep torch imported from one job to the next; steps run side by
     side as Snakemake schedules them, each with torch limited to the model's ``cpus_per_task``
     threads. Without workers (a library call) it runs in this process, one model step at a time
-    (transformers' lazy imports and global settings are not thread-safe); ``one_at_a_time=False``
-    lets steps that load no model (simulated scores) run side by side there. A job with GPUs runs
-    ``function`` ("module:function") in a Python process of its own, which claims its GPUs
+    (transformers' lazy imports and global settings are not thread-safe). ``loads_model=False``
+    (simulated and imported scores, which only use this for the GPU claim below) neither imports
+    torch in its worker nor waits for other model steps. A job with GPUs runs ``function``
+    ("module:function") in a Python process of its own, which claims its GPUs
     (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA.
     """
     if resources is None or not needs_gpu(resources):
         if _workers is not None and _workers.usable:
-            threads = int((resources or {}).get("cpus_per_task", 1) or 1)
+            threads = int((resources or {}).get("cpus_per_task", 1) or 1) if loads_model else None
             return call(resolve(function), input, output, params, wildcards, log, torch_threads=threads)
-        with _MODEL_STEP if one_at_a_time else contextlib.nullcontext():
+        with _MODEL_STEP if loads_model else contextlib.nullcontext():
             return call(resolve(function), input, output, params, wildcards, log)
     target = resolve(function)
     payload = {"function": function, "kwargs": job_arguments(_accepts(target), input=input, output=output, params=params,
