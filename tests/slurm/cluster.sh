@@ -39,10 +39,10 @@ die() { log "ERROR: $*"; exit 1; }
 # True when the pid file names a live (not zombie) process running the expected binary. PID 1
 # here reaps late, so `kill -0` also succeeds on zombies: read the state from /proc/PID/stat.
 # Checking the executable guards against a recycled pid after a reboot or a crash.
+# (A daemon removes its own pid file as it exits, so the file may vanish between two reads.)
 alive() {
     local pidfile=$1 binary=$2 pid state exe
-    [[ -s $pidfile ]] || return 1
-    pid=$(<"$pidfile")
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]] || return 1
     state=$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' "/proc/$pid/stat")
     [[ $state != Z && $state != X ]] || return 1
@@ -57,7 +57,7 @@ stop_daemon() {
         rm -f "$pidfile"
         return 0
     fi
-    pid=$(<"$pidfile")
+    pid=$(cat "$pidfile" 2>/dev/null) || return 0  # it exited meanwhile
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 50); do  # slurmctld saves its state on SIGTERM: give it up to 10 s
