@@ -25,10 +25,15 @@ def pytest_collection_modifyitems(config, items):
     """Longest first, so that parallel test workers (``make test`` runs pytest -n) end together.
 
     The SLURM tests go first (minutes, mostly waiting on the cluster's status polls), then the
-    other end-to-end workflow runs, then the unit tests that fill the gaps.
+    other end-to-end workflow runs, then the tests that run the tiny models in this process (torch),
+    then the unit tests that fill the gaps.
     """
     def weight(item) -> int:
-        return 0 if item.get_closest_marker("slurm") else 1 if item.get_closest_marker("workflow") else 2
+        if item.get_closest_marker("slurm"):
+            return 0
+        if item.get_closest_marker("workflow"):
+            return 1
+        return 2 if "tiny_models" in getattr(item, "fixturenames", ()) else 3
 
     items.sort(key=weight)  # stable: collection order within each kind
 

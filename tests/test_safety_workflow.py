@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 from conftest import run_snakemake, write_config
 
+pytestmark = pytest.mark.workflow
 pytest.importorskip("transformers")
 
 CONFIG = {
