@@ -104,6 +104,45 @@ def test_isotonic_from_stored_thresholds_equals_sklearn_predict():
         assert np.max(np.abs(apply_isotonic(stored, new) - reference.predict(new))) <= 4e-16
 
 
+def _exact_isotonic(s, y):
+    """Brute-force reference in exact arithmetic: pool equal scores, then merge neighbouring pools
+    while a mean does not exceed its left neighbour's, comparing fractions (no rounding at all)."""
+    from fractions import Fraction
+
+    pools = []  # [score, label sum, count]
+    for score, label in sorted(zip(s.tolist(), y.tolist())):
+        if pools and pools[-1][0] == score:
+            pools[-1][1] += label
+            pools[-1][2] += 1
+        else:
+            pools.append([score, label, 1])
+    blocks = []  # [label sum, count, number of pools]
+    for _, total, count in pools:
+        blocks.append([total, count, 1])
+        while len(blocks) > 1 and Fraction(blocks[-2][0], blocks[-2][1]) >= Fraction(blocks[-1][0], blocks[-1][1]):
+            total, count, size = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + total, blocks[-1][1] + count, blocks[-1][2] + size]
+    fitted = [Fraction(total, count) for total, count, size in blocks for _ in range(size)]
+    return [p[0] for p in pools], fitted
+
+
+def test_isotonic_equals_exact_arithmetic_and_ties_blocks_of_equal_mean():
+    # Neighbouring blocks with the same mean (5/16 and 10/32) are one block, so their samples tie:
+    # rank metrics of the calibrated score (AUROC) count such ties half. scikit-learn's running
+    # sums can leave two such blocks 1 ulp apart (untied); label sums here are exact integers.
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        n = int(rng.integers(2, 400))
+        s = np.round(rng.uniform(0, 1, n), int(rng.integers(1, 3)))
+        y = (rng.uniform(size=n) < s).astype(np.int64)
+        scores, fitted = _exact_isotonic(s, y)
+        stored = fit_isotonic(s, y)
+        assert np.array_equal(apply_isotonic(stored, np.array(scores)), np.array([float(f) for f in fitted]))
+    s = np.r_[np.full(16, 0.3), np.full(32, 0.4)]
+    y = np.r_[np.ones(5), np.zeros(11), np.ones(10), np.zeros(22)].astype(np.int64)
+    assert fit_isotonic(s, y) == {"x": [0.3, 0.4], "y": [0.3125, 0.3125]}
+
+
 def test_isotonic_pools_ties_and_violators_by_hand():
     # s = 0.2 twice (labels 1, 0: mean 0.5); 0.4 -> 0 violates it and pools to (1 + 0 + 0) / 3;
     # 0.6 -> 1 and 0.8 -> 1 form one run of 1s, of which both ends are kept
