@@ -127,8 +127,8 @@ def fit_isotonic(s: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     pool_of = np.cumsum(starts) - 1
     x = x_sorted[starts]
     weights = np.bincount(pool_of).astype(np.float64)
-    means = np.bincount(pool_of, weights=np.asarray(y, dtype=np.float64)[order]) / weights
-    fitted = _pool_adjacent_violators(means, weights)
+    label_sums = np.bincount(pool_of, weights=np.asarray(y, dtype=np.float64)[order])
+    fitted = _pool_adjacent_violators(label_sums, weights)
     keep = np.ones(len(x), dtype=bool)  # the ends of each run of equal fitted values
     keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
     return {"x": x[keep].tolist(), "y": fitted[keep].tolist()}
@@ -152,15 +152,16 @@ def _pool_starts(x_sorted: np.ndarray) -> np.ndarray:
     return starts
 
 
-def _pool_adjacent_violators(means: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted non-decreasing least-squares fit of ``means`` (one value per distinct score).
+def _pool_adjacent_violators(label_sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted non-decreasing least-squares fit of the means ``label_sums / weights`` (one per pool).
 
     Sequential by nature (each merge may undo the order to its left): a stack of pools, one pass
-    over the distinct scores of the lock split, once per calibrator fit.
+    over the distinct scores of the lock split, once per calibrator fit. Pools carry their label
+    sums, not their means, so every mean is one division of exact counts.
     """
-    sums, totals, sizes = [], [], []  # per pool: weighted sum, weight, number of distinct scores
-    for mean, weight in zip((means * weights).tolist(), weights.tolist()):
-        sums.append(mean)
+    sums, totals, sizes = [], [], []  # per pool: label sum, weight, number of distinct scores
+    for label_sum, weight in zip(label_sums.tolist(), weights.tolist()):
+        sums.append(label_sum)
         totals.append(weight)
         sizes.append(1)
         while len(sums) > 1 and sums[-2] / totals[-2] >= sums[-1] / totals[-1]:
