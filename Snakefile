@@ -18,7 +18,7 @@ if not workflow.overwrite_configfiles:
 
 # Scripts import this workflow's own package, whatever is installed in the environment.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from prompt_reliability.s0_base.runtime import use_package_from
+from prompt_reliability.base.runtime import use_package_from
 
 use_package_from(os.path.join(workflow.basedir, "src"))
 

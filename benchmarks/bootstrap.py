@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "tests"))  # the brute-force reference lives besid
 
 from brute_force import brute_force_metrics  # noqa: E402
 
-from prompt_reliability.s2_scoring.backends.simulate import simulate_logits  # noqa: E402
-from prompt_reliability.s3_analysis import bootstrap as bs  # noqa: E402
+from prompt_reliability.analysis import bootstrap as bs  # noqa: E402
+from prompt_reliability.scoring.backends.simulate import simulate_logits  # noqa: E402
 
 PREVALENCES = ["native", 0.25, 0.10, 0.05]
 PROMPT_IDS = [f"{family}{i}" for family in "ABC" for i in range(1, 6)]

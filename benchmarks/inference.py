@@ -27,11 +27,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from prompt_reliability.s1_data.prompts import load_registry, render_instruction  # noqa: E402
-from prompt_reliability.s1_data.synthetic import draw_image  # noqa: E402
-from prompt_reliability.s2_scoring import hf_engines  # noqa: E402
-from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids  # noqa: E402
-from prompt_reliability.s2_scoring.tiny_models import (  # noqa: E402
+from prompt_reliability.data.prompts import load_registry, render_instruction  # noqa: E402
+from prompt_reliability.data.synthetic import draw_image  # noqa: E402
+from prompt_reliability.scoring import hf_engines  # noqa: E402
+from prompt_reliability.scoring.label_tokens import resolve_label_ids  # noqa: E402
+from prompt_reliability.scoring.tiny_models import (  # noqa: E402
     ARCHITECTURES,
     TinyShape,
     make_tiny_model,

@@ -82,7 +82,7 @@ def validated_model(cfg: dict, name: str = "m") -> dict:
     """A model entry with the schema's defaults filled: the package never re-declares them, tests read them here."""
     import copy
 
-    from prompt_reliability.s0_base.config import validate_config
+    from prompt_reliability.base.config import validate_config
 
     config = {"datasets": {"d": {"adapter": "synthetic"}}, "models": {name: copy.deepcopy(cfg)},
               "lock": {"dataset": "d"}, "evaluate": [{"dataset": "d"}]}
@@ -92,7 +92,7 @@ def validated_model(cfg: dict, name: str = "m") -> dict:
 
 def validated_manifest(name: str, cfg: dict, image_dir):
     """build_manifest on a dataset entry as the workflow passes it (schema defaults filled)."""
-    from prompt_reliability.s1_data.datasets import build_manifest
+    from prompt_reliability.data.datasets import build_manifest
 
     return build_manifest(name, validated_dataset(cfg, name), image_dir)
 
@@ -101,7 +101,7 @@ def validated_dataset(cfg: dict, name: str = "d") -> dict:
     """A dataset entry with the schema's defaults filled."""
     import copy
 
-    from prompt_reliability.s0_base.config import validate_config
+    from prompt_reliability.base.config import validate_config
 
     config = {"datasets": {name: copy.deepcopy(cfg)}, "models": {"m": {"backend": "simulate"}},
               "lock": {"dataset": name}, "evaluate": [{"dataset": name}]}
@@ -110,7 +110,7 @@ def validated_dataset(cfg: dict, name: str = "d") -> dict:
 
 def analysis_defaults() -> dict:
     """Every ``analysis`` key with the schema's default (what rules read from a validated config)."""
-    from prompt_reliability.s0_base.config import validate_config
+    from prompt_reliability.base.config import validate_config
 
     config = {"datasets": {"d": {"adapter": "synthetic"}}, "models": {"m": {"backend": "simulate"}},
               "lock": {"dataset": "d"}, "evaluate": [{"dataset": "d"}]}
@@ -223,7 +223,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """
     import torch
 
-    from prompt_reliability.s2_scoring.tiny_models import (
+    from prompt_reliability.scoring.tiny_models import (
         ARCHITECTURES,
         build_tiny_model,
     )

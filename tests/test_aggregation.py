@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 from scipy.special import expit
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import aggregation, metrics
-from prompt_reliability.s3_analysis.aggregation import (
+from prompt_reliability.analysis import aggregation, metrics
+from prompt_reliability.analysis.aggregation import (
     RULES,
     AggregationError,
     aggregate,
@@ -23,7 +22,8 @@ from prompt_reliability.s3_analysis.aggregation import (
     write_aggregation,
     write_aggregation_summary,
 )
-from prompt_reliability.s3_analysis.lock import locked_scores
+from prompt_reliability.analysis.lock import locked_scores
+from prompt_reliability.base import io
 
 PAPER_RULES = [
     "mean", "trimmed_mean", "median_prob", "entropy_weighted_mean",

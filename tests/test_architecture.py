@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "src" / "prompt_reliability"
-STAGES = ["s0_base", "s1_data", "s2_scoring", "s3_analysis", "s4_report"]
+STAGES = ["base", "data", "scoring", "analysis", "report"]
 
 
 def module_name(path: Path) -> str:
@@ -90,8 +90,8 @@ def test_no_import_cycles():
 
 def test_the_checks_see_real_imports():
     # guards the two tests above against parsing nothing
-    assert "prompt_reliability.s3_analysis.lockfile" in GRAPH["prompt_reliability.s3_analysis.calibration"]
-    assert "prompt_reliability.s0_base.io" in GRAPH["prompt_reliability.s2_scoring.cache"]
+    assert "prompt_reliability.analysis.lockfile" in GRAPH["prompt_reliability.analysis.calibration"]
+    assert "prompt_reliability.base.io" in GRAPH["prompt_reliability.scoring.cache"]
 
 
 def test_no_workflow_paths_in_the_package():
@@ -108,7 +108,7 @@ def test_analyses_run_without_scikit_learn_or_scipy_stats():
     code = """
 import sys
 import numpy as np
-from prompt_reliability.s3_analysis import aggregation, calibration, metric_stability, metrics, reliability
+from prompt_reliability.analysis import aggregation, calibration, metric_stability, metrics, reliability
 rng = np.random.default_rng(0)
 y, p = rng.integers(0, 2, 200), rng.random(200)
 calibration.fit_calibrators({"selected": p, "mean": p}, y, score_names=["selected", "mean"])

@@ -7,11 +7,11 @@ import pytest
 import yaml
 from conftest import REPO, simulate_params, validated_model
 
-from prompt_reliability.s0_base.io import read_parquet_metadata
-from prompt_reliability.s1_data.prompts import load_registry
-from prompt_reliability.s1_data.score_files import ScoreFileError, read_import_file
-from prompt_reliability.s2_scoring.backends import simulate
-from prompt_reliability.s2_scoring.cache import (
+from prompt_reliability.base.io import read_parquet_metadata
+from prompt_reliability.data.prompts import load_registry
+from prompt_reliability.data.score_files import ScoreFileError, read_import_file
+from prompt_reliability.scoring.backends import simulate
+from prompt_reliability.scoring.cache import (
     ScoreCacheError,
     ScoringJob,
     finalize_cache,

@@ -18,10 +18,10 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake, validated_dataset, write_config
 
-from prompt_reliability.s0_base.config import ConfigError, check_config, validate_config
-from prompt_reliability.s1_data.datasets import DatasetError, local_manifest
-from prompt_reliability.s1_data.manifest_checks import check_manifest, manifest_requirements
-from prompt_reliability.s1_data.prompts import load_registry
+from prompt_reliability.base.config import ConfigError, check_config, validate_config
+from prompt_reliability.data.datasets import DatasetError, local_manifest
+from prompt_reliability.data.manifest_checks import check_manifest, manifest_requirements
+from prompt_reliability.data.prompts import load_registry
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -129,7 +129,7 @@ def test_trust_remote_code_is_off_unless_the_model_opts_in():
 
 def test_the_loader_passes_trust_remote_code_only_when_opted_in(monkeypatch):
     transformers = pytest.importorskip("transformers")
-    from prompt_reliability.s2_scoring.backends import hf
+    from prompt_reliability.scoring.backends import hf
 
     seen = []
 
@@ -255,7 +255,7 @@ def test_image_folder_metadata_without_file_name(tmp_path):
 
 
 def test_sample_ids_cannot_write_outside_the_image_folder():
-    from prompt_reliability.s1_data.datasets import _safe_filename
+    from prompt_reliability.data.datasets import _safe_filename
 
     for sample_id in ("../../etc/passwd", "/abs/path", "a/../../b", "..", "x\\..\\y"):
         name = _safe_filename(sample_id)
@@ -321,10 +321,10 @@ def test_lock_split_with_one_class_stops_before_any_score(tmp_path):
 def test_warnings_reach_the_console_as_well_as_the_log(tmp_path, capfd):
     import logging
 
-    from prompt_reliability.s0_base.logs import job_log
+    from prompt_reliability.base.logs import job_log
 
     with job_log(tmp_path / "job.log", console_prefix="[job] "):
-        logging.getLogger("prompt_reliability.s3_analysis.calibration").warning("temperature scaling: T = 100 lies at a bound")
+        logging.getLogger("prompt_reliability.analysis.calibration").warning("temperature scaling: T = 100 lies at a bound")
         logging.getLogger("prompt_reliability").info("routine detail")
     console = capfd.readouterr().err
     assert "WARNING" in console and "lies at a bound" in console and "[job]" in console

@@ -9,11 +9,11 @@ import yaml
 from brute_force import brute_force_metrics, weighted_ece, weighted_nll
 from conftest import dry_run_jobs, run_snakemake
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s2_scoring.matrix import split_rows
-from prompt_reliability.s3_analysis import bootstrap as bs
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s3_analysis.lock import locked_scores
+from prompt_reliability.analysis import bootstrap as bs
+from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis.lock import locked_scores
+from prompt_reliability.base import io
+from prompt_reliability.data.matrix import split_rows
 
 PREVALENCES = ["native", 0.25, 0.10, 0.05]
 

@@ -11,9 +11,8 @@ import yaml
 from conftest import REPO, dry_run_jobs, run_snakemake
 from scipy.special import expit, logit
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import calibration, metrics
-from prompt_reliability.s3_analysis.calibration import (
+from prompt_reliability.analysis import calibration, metrics
+from prompt_reliability.analysis.calibration import (
     CalibrationError,
     apply_isotonic,
     calibrated_scores,
@@ -25,7 +24,8 @@ from prompt_reliability.s3_analysis.calibration import (
     write_calibration,
     write_calibration_summary,
 )
-from prompt_reliability.s3_analysis.lock import build_lock
+from prompt_reliability.analysis.lock import build_lock
+from prompt_reliability.base import io
 
 PROMPT_IDS = [f"{f}{i}" for f in "ABC" for i in range(1, 6)]
 ANALYSIS = {"seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5, "temperature_bounds": [0.01, 100.0]}

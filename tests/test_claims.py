@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from prompt_reliability.s3_analysis import claims as cl
+from prompt_reliability.analysis import claims as cl
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIMS_FILE = REPO / "workflow" / "claims.yaml"

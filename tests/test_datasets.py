@@ -7,8 +7,8 @@ import pytest
 from conftest import validated_dataset
 from PIL import Image
 
-from prompt_reliability.s1_data.datasets import DatasetError, build_manifest, map_labels
-from prompt_reliability.s1_data.synthetic import generate_split
+from prompt_reliability.data.datasets import DatasetError, build_manifest, map_labels
+from prompt_reliability.data.synthetic import generate_split
 
 HARM_WORDS = ("hurt", "harm", "injure")
 

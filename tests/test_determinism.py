@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import BIN, REPO, snakemake_env
 
-from prompt_reliability.s0_base import io
+from prompt_reliability.base import io
 
 CONFIG = {
     "datasets": {"synth": {"adapter": "synthetic", "images": False,

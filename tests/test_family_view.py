@@ -6,10 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s3_analysis.family_view import family_view_table, family_wins
-from prompt_reliability.s3_analysis.lock import build_lock
-from prompt_reliability.s3_analysis.lockfile import LockMismatchError, family_selected_prompts, validate_lock
+from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis.family_view import family_view_table, family_wins
+from prompt_reliability.analysis.lock import build_lock
+from prompt_reliability.analysis.lockfile import LockMismatchError, family_selected_prompts, validate_lock
 
 PROMPT_IDS = [f"{f}{k}" for f in "ABC" for k in range(1, 6)]
 FAMILY_OF = {pid: pid[0] for pid in PROMPT_IDS}

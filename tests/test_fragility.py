@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import PROMPT_IDS, dry_run_jobs, run_snakemake, write_config
 
-from prompt_reliability.s3_analysis import fragility, metrics
+from prompt_reliability.analysis import fragility, metrics
 
 FAMILY_OF = {pid: pid[0] for pid in PROMPT_IDS}
 

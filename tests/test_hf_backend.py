@@ -19,19 +19,19 @@ import yaml
 from conftest import REPO, validated_dataset, validated_model
 from polars.testing import assert_frame_equal
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s0_base.config import ConfigError
-from prompt_reliability.s1_data.datasets import build_manifest
-from prompt_reliability.s1_data.prompts import load_registry
-from prompt_reliability.s2_scoring.backends import hf as hf_backend
-from prompt_reliability.s2_scoring.cache import (
+from prompt_reliability.base import io
+from prompt_reliability.base.config import ConfigError
+from prompt_reliability.data.datasets import build_manifest
+from prompt_reliability.data.prompts import load_registry
+from prompt_reliability.scoring.backends import hf as hf_backend
+from prompt_reliability.scoring.cache import (
     ScoreCacheError,
     ScoringJob,
     manifest_hash,
     score_to_cache,
 )
-from prompt_reliability.s2_scoring.chunks import KEY_FILE, ChunkStore
-from prompt_reliability.s2_scoring.label_tokens import LabelTokenError
+from prompt_reliability.scoring.chunks import KEY_FILE, ChunkStore
+from prompt_reliability.scoring.label_tokens import LabelTokenError
 
 pytest.importorskip("transformers")
 
@@ -89,9 +89,9 @@ def test_reference_engine_gives_the_same_cache(tmp_path, tiny_models):
 
 DRIVER = textwrap.dedent("""
     import json, sys, time
-    from prompt_reliability.s2_scoring import hf_engines
-    from prompt_reliability.s0_base.logs import job_log
-    from prompt_reliability.s2_scoring.cache import score_to_cache
+    from prompt_reliability.scoring import hf_engines
+    from prompt_reliability.base.logs import job_log
+    from prompt_reliability.scoring.cache import score_to_cache
 
     args, delay, log = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     if delay:  # widen the window in which the test kills this process: sleep after every chunk
@@ -148,7 +148,7 @@ def _poison(store_dir: Path) -> None:
 
 
 def test_checkpoints_are_reused_only_for_the_same_model_prompts_and_data(tmp_path, tiny_models):
-    from prompt_reliability.s2_scoring.tiny_models import build_tiny_model
+    from prompt_reliability.scoring.tiny_models import build_tiny_model
 
     write_manifest(tmp_path, n=4)
     args = score_args(tmp_path, tiny_models["llava"], chunk_size=2)

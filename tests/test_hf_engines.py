@@ -7,10 +7,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from prompt_reliability.s1_data.prompts import load_registry, render_instruction
-from prompt_reliability.s1_data.synthetic import draw_image
-from prompt_reliability.s2_scoring import hf_engines
-from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES
+from prompt_reliability.data.prompts import load_registry, render_instruction
+from prompt_reliability.data.synthetic import draw_image
+from prompt_reliability.scoring import hf_engines
+from prompt_reliability.scoring.tiny_models import ARCHITECTURES
 
 if importlib.util.find_spec("torch") is None:  # found, not imported: collection stays light (~2.4 s per test worker)
     pytest.skip("needs torch", allow_module_level=True)
@@ -23,7 +23,7 @@ WITH_QUERY, WITHOUT_QUERY = "{template}\nQuery: {query}", "{template}"
 def _setup(repo, folder, families=("A", "B", "C")):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from prompt_reliability.s2_scoring.label_tokens import resolve_label_ids
+    from prompt_reliability.scoring.label_tokens import resolve_label_ids
 
     processor = AutoProcessor.from_pretrained(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prompt_reliability.s2_scoring.hf_engines import adds_special_tokens, render_chat
-from prompt_reliability.s2_scoring.label_tokens import (
+from prompt_reliability.scoring.hf_engines import adds_special_tokens, render_chat
+from prompt_reliability.scoring.label_tokens import (
     LabelTokenError,
     label_id,
     resolve_label_ids,

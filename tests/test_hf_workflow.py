@@ -13,8 +13,8 @@ import pytest
 from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, validated_model, write_config
 from polars.testing import assert_frame_equal
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s2_scoring.cache import score_to_cache
+from prompt_reliability.base import io
+from prompt_reliability.scoring.cache import score_to_cache
 
 pytestmark = pytest.mark.workflow
 pytest.importorskip("transformers")

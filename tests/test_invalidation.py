@@ -91,7 +91,7 @@ def test_code_hash_follows_content_not_location(tmp_path, monkeypatch):
     import importlib
     import sys
 
-    from prompt_reliability.s0_base.runtime import code_hash
+    from prompt_reliability.base.runtime import code_hash
 
     hashes = []
     for where in ("one", "two"):

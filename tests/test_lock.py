@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from conftest import analysis_defaults
 
-from prompt_reliability.s2_scoring.matrix import MatrixError
-from prompt_reliability.s3_analysis import lock, metrics
+from prompt_reliability.analysis import lock, metrics
+from prompt_reliability.data.matrix import MatrixError
 
 ANALYSIS = {**analysis_defaults(), "seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}
 

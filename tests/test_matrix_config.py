@@ -5,8 +5,8 @@ import pytest
 import yaml
 from conftest import IMPORT_CONFIG, REPO
 
-from prompt_reliability.s0_base.config import ConfigError, check_config, evaluation_pairs, needed_datasets, validate_config
-from prompt_reliability.s2_scoring.matrix import MatrixError, assemble_matrix, split_rows
+from prompt_reliability.base.config import ConfigError, check_config, evaluation_pairs, needed_datasets, validate_config
+from prompt_reliability.data.matrix import MatrixError, assemble_matrix, split_rows
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 

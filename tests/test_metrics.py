@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.analysis import metrics
 
 
 def brute_force_ece(y, p, n_bins):

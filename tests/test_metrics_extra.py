@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prompt_reliability.s3_analysis import metrics
+from prompt_reliability.analysis import metrics
 
 
 def loop_brier(y, p):
@@ -114,7 +114,7 @@ def test_no_errors_and_all_errors():
 
 
 def test_selective_threshold_free_targets_per_signal():
-    from prompt_reliability.s3_analysis import selective
+    from prompt_reliability.analysis import selective
 
     y = np.array([1, 0, 1, 0, 1])
     p = np.array([0.9, 0.6, 0.3, 0.1, 0.7])  # errors at threshold 0.5: samples 1 and 2

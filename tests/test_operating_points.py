@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from prompt_reliability.s3_analysis import operating_points as op
+from prompt_reliability.analysis import operating_points as op
 
 
 def brute_recall_threshold(y, s, r):

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from conftest import validated_model
 
-from prompt_reliability.s2_scoring.preflight import VERIFIED_MODEL_TYPES, PreflightError, check_architecture, run_preflight
-from prompt_reliability.s2_scoring.tiny_models import ARCHITECTURES
+from prompt_reliability.scoring.preflight import VERIFIED_MODEL_TYPES, PreflightError, check_architecture, run_preflight
+from prompt_reliability.scoring.tiny_models import ARCHITECTURES
 
 pytest.importorskip("transformers")
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from conftest import PROMPT_IDS, REPO
 
-from prompt_reliability.s1_data.prompts import (
+from prompt_reliability.data.prompts import (
     PromptRegistryError,
     load_registry,
     render_instruction,

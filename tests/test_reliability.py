@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from conftest import PROMPT_IDS, analysis_defaults
 
-from prompt_reliability.s3_analysis import metrics, reliability
-from prompt_reliability.s3_analysis.lock import build_lock
+from prompt_reliability.analysis import metrics, reliability
+from prompt_reliability.analysis.lock import build_lock
 
 FAMILY_OF = {pid: pid[0] for pid in PROMPT_IDS}
 ANALYSIS = {**analysis_defaults(), "seed": 42, "ece_bins": 15, "eps": 1e-12, "threshold": 0.5}

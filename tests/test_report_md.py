@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from prompt_reliability.s4_report import report_md
+from prompt_reliability.report import report_md
 
 
 def test_report_names_paper_tables_and_missing_inputs(tmp_path):

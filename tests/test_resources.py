@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake, validated_model, write_config
 
-from prompt_reliability.s0_base.config import ConfigError, check_config, validate_config
-from prompt_reliability.s0_base.gpus import claim_gpus
-from prompt_reliability.s0_base.resources import check_resources, optional_keys_in_use, scoring_resources
+from prompt_reliability.base.config import ConfigError, check_config, validate_config
+from prompt_reliability.base.gpus import claim_gpus
+from prompt_reliability.base.resources import check_resources, optional_keys_in_use, scoring_resources
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 SLURM_PROFILE = REPO / "config/profiles/slurm"
@@ -186,7 +186,7 @@ def test_claim_gpus_makes_do_with_the_gpus_there_are(monkeypatch, tmp_path):
 
 CLAIM = """
 import os, sys, time
-from prompt_reliability.s0_base.gpus import claim_gpus
+from prompt_reliability.base.gpus import claim_gpus
 claim_gpus(int(sys.argv[1]), sys.argv[2], poll_seconds=0.05)
 print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep(float(sys.argv[3]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from prompt_reliability.s3_analysis import aggregation, fragility, metrics, selective
+from prompt_reliability.analysis import aggregation, fragility, metrics, selective
 
 
 def test_snap_ties_joins_rounding_only():

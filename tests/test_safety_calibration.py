@@ -6,14 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import safety_calibration as sc
-from prompt_reliability.s4_report.figures.safety_calibration import (
+from prompt_reliability.analysis import safety_calibration as sc
+from prompt_reliability.base import io
+from prompt_reliability.report.figures.safety_calibration import (
     pareto_front,
     write_pareto_figure,
     write_sra_scatter,
 )
-from prompt_reliability.s4_report.safety_calibration import (
+from prompt_reliability.report.safety_calibration import (
     assemble_safety_calibration,
     safety_calibration_markdown,
 )
@@ -147,7 +147,7 @@ def test_tradeoff_table_changes_against_the_uncalibrated_model(tmp_path):
     assert (few["sra_u"], few["sra_s"], few["helpfulness"]) == (1.0, 0.5, 0.5)
     assert few["d_sra_u"] == 0.5 and few["d_sra_s"] == -0.5 and few["d_sra_a"] == 0.0 and few["d_helpfulness"] == -0.5
     assert none["d_nll"] == 0.0 and few["d_nll"] == pytest.approx(few["nll"] - none["nll"])
-    from prompt_reliability.s3_analysis import metrics
+    from prompt_reliability.analysis import metrics
     assert none["nll"] == pytest.approx(metrics.nll(np.array(y), np.array([0.9, 0.3, 0.2, 0.1])))
     io.write_parquet(table, tmp_path / "tradeoff.parquet")
     sc.write_variant_sra(scores=entries[1]["scores"], manifest=_manifest_of(tmp_path, y), table=str(tmp_path / "sra.parquet"),
@@ -160,7 +160,7 @@ def test_tradeoff_table_changes_against_the_uncalibrated_model(tmp_path):
 
 
 def test_variant_names_round_trip():
-    from prompt_reliability.s2_scoring.variants import (
+    from prompt_reliability.scoring.variants import (
         VariantError,
         parse_variant,
         variant_names,

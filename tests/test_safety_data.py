@@ -7,7 +7,7 @@ import polars as pl
 from conftest import validated_dataset, validated_manifest
 from PIL import Image
 
-from prompt_reliability.s1_data.synthetic import PAIR_CATEGORIES, TYPOGRAPHY_QUERY
+from prompt_reliability.data.synthetic import PAIR_CATEGORIES, TYPOGRAPHY_QUERY
 
 
 def test_paired_look_alikes_differ_in_one_detail(tmp_path):

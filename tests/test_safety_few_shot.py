@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from conftest import REPO, validated_manifest, validated_model
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s2_scoring.cache import score_to_cache
-from prompt_reliability.s2_scoring.few_shot import FewShotError, plan_demonstrations
+from prompt_reliability.base import io
+from prompt_reliability.scoring.cache import score_to_cache
+from prompt_reliability.scoring.few_shot import FewShotError, plan_demonstrations
 
 FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{template}"}
 TEMPLATE = "Is this image-query pair Unsafe (U) or Safe (S)? Start with the label."
@@ -87,7 +87,7 @@ def test_few_shot_scoring_records_its_demonstrations(tmp_path, qwen):
 def test_rendered_prompt_shows_demonstrations_before_the_scored_sample(tmp_path, qwen):
     from transformers import AutoProcessor
 
-    from prompt_reliability.s2_scoring.hf_engines import render_chat
+    from prompt_reliability.scoring.hf_engines import render_chat
 
     processor = AutoProcessor.from_pretrained(qwen)
     text = render_chat(processor, "SCORED", [("DEMO-ONE", "U"), ("DEMO-TWO", "S")])
@@ -107,15 +107,15 @@ def test_few_shot_on_every_architecture_engines_agree(tmp_path, tiny_models, arc
 
 def test_checkpoint_key_holds_the_demonstrations(tmp_path, qwen):
     """Chunks of another demonstration plan (seed) are stale, never resumed."""
-    from prompt_reliability.s2_scoring.backends import hf
+    from prompt_reliability.scoring.backends import hf
 
     manifest = _manifest(tmp_path)
     keys = []
     for seed in (0, 1):
         cfg = {**validated_model({"backend": "hf", "path": str(qwen)}), "few_shot": {"manifest": str(manifest), "split": "train", "shots": 1,
                                                                  "seed": seed, "template": TEMPLATE}}
-        from prompt_reliability.s1_data.prompts import load_registry
-        from prompt_reliability.s2_scoring.cache import ScoringJob, manifest_hash
+        from prompt_reliability.data.prompts import load_registry
+        from prompt_reliability.scoring.cache import ScoringJob, manifest_hash
 
         rows = pl.read_parquet(manifest)
         job = ScoringJob("tiny", cfg, "synth", "A", rows, manifest_hash(rows), load_registry(REPO / "prompts", ["A"]), FORMAT,

@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 from conftest import REPO, validated_manifest, validated_model
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s2_scoring import judges
-from prompt_reliability.s3_analysis.safety_calibration import write_response_sra
+from prompt_reliability.analysis import judges
+from prompt_reliability.analysis.safety_calibration import write_response_sra
+from prompt_reliability.base import io
+from prompt_reliability.scoring import responses as response_generation
 
 FORMAT = {"with_query": "{template}\nQuery: {query}", "without_query": "{template}"}
 
@@ -76,14 +77,14 @@ def test_responses_and_model_judge_end_to_end(tmp_path, qwen):
                                         "splits": {"test": {"n": 6, "unsafe_rate": 0.5}}}, tmp_path / "images")
     io.write_parquet(manifest, tmp_path / "manifest.parquet")
     cfg = validated_model({"backend": "hf", "path": str(qwen)})
-    out = judges.write_responses(manifest=str(tmp_path / "manifest.parquet"), responses=str(tmp_path / "responses.parquet"),
+    out = response_generation.write_responses(manifest=str(tmp_path / "manifest.parquet"), responses=str(tmp_path / "responses.parquet"),
                                  model="tiny", model_config=cfg, dataset="synth", max_new_tokens=6)
     assert out.height == 6 and out["response"].dtype == pl.Utf8
-    again = judges.write_responses(manifest=str(tmp_path / "manifest.parquet"), responses=str(tmp_path / "again.parquet"),
+    again = response_generation.write_responses(manifest=str(tmp_path / "manifest.parquet"), responses=str(tmp_path / "again.parquet"),
                                    model="tiny", model_config=cfg, dataset="synth", max_new_tokens=6)
     assert again["response"].to_list() == out["response"].to_list(), "greedy decoding is deterministic"
     assert io.read_parquet_metadata(tmp_path / "responses.parquet")["decoding"] == "greedy"
-    cache = judges.write_model_judgement(
+    cache = response_generation.write_model_judgement(
         responses=str(tmp_path / "responses.parquet"), manifest=str(tmp_path / "manifest.parquet"),
         judge_manifest=str(tmp_path / "judge_manifest.parquet"), judgement=str(tmp_path / "judgement.parquet"), judge="tiny",
         judge_config=cfg, prompt_dir=str(REPO / "prompts" / "judge"), prompt_format=FORMAT, work_dir=str(tmp_path / "chunks"),

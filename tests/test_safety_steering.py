@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from conftest import REPO, validated_manifest, validated_model
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s2_scoring import steering, steering_vectors
-from prompt_reliability.s2_scoring.cache import score_to_cache
+from prompt_reliability.base import io
+from prompt_reliability.scoring import steering, steering_vectors
+from prompt_reliability.scoring.cache import score_to_cache
 
 pytest.importorskip("transformers")
 
@@ -73,8 +73,8 @@ def test_vector_is_mean_unsafe_minus_mean_safe_of_hidden_states(tmp_path, tiny):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from prompt_reliability.s1_data.prompts import load_registry, render_instruction
-    from prompt_reliability.s2_scoring.hf_engines import (
+    from prompt_reliability.data.prompts import load_registry, render_instruction
+    from prompt_reliability.scoring.hf_engines import (
         adds_special_tokens,
         render_chat,
     )

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 import yaml
 
-from prompt_reliability.s0_base import selective_targets as st
-from prompt_reliability.s0_base.config import ConfigError
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s3_analysis import selective as sel
+from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis import selective as sel
+from prompt_reliability.base import selective_targets as st
+from prompt_reliability.base.config import ConfigError
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 

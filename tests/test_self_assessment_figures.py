@@ -2,9 +2,9 @@
 
 import polars as pl
 
-from prompt_reliability.s3_analysis import metric_stability as ms
-from prompt_reliability.s3_analysis import self_assessment as sa
-from prompt_reliability.s4_report.figures import self_assessment as figures
+from prompt_reliability.analysis import metric_stability as ms
+from prompt_reliability.analysis import self_assessment as sa
+from prompt_reliability.report.figures import self_assessment as figures
 
 
 def _png(path):

@@ -5,8 +5,8 @@ import pytest
 from conftest import validated_model
 from PIL import Image
 
-from prompt_reliability.s2_scoring import self_assessment as stage
-from prompt_reliability.s3_analysis import self_assessment as sa
+from prompt_reliability.analysis import self_assessment as sa
+from prompt_reliability.scoring import self_assessment as stage
 
 PROMPTS = stage.Path(__file__).resolve().parents[1] / "prompts" / "self_assessment" / "unsaf.yaml"
 
@@ -15,9 +15,9 @@ PROMPTS = stage.Path(__file__).resolve().parents[1] / "prompts" / "self_assessme
 def generator(tmp_path_factory):
     import torch
 
-    from prompt_reliability.s2_scoring.backends.hf import hf_settings
-    from prompt_reliability.s2_scoring.generation import HFGenerator
-    from prompt_reliability.s2_scoring.tiny_models import build_tiny_model
+    from prompt_reliability.scoring.backends.hf import hf_settings
+    from prompt_reliability.scoring.generation import HFGenerator
+    from prompt_reliability.scoring.tiny_models import build_tiny_model
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("sa") / "llava"

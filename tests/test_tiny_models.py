@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from prompt_reliability.s2_scoring.tiny_models import (
+from prompt_reliability.scoring.tiny_models import (
     ARCHITECTURES,
     TINY_MANIFEST,
     TinyModelError,

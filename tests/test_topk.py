@@ -10,16 +10,16 @@ from conftest import REPO, run_snakemake, write_config
 from matplotlib.image import imread
 from scipy.special import expit
 
-from prompt_reliability.s0_base import io
-from prompt_reliability.s3_analysis import metrics
-from prompt_reliability.s3_analysis.topk import (
+from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis.topk import (
     topk_scores,
     topk_summary,
     topk_sweep,
     write_topk,
     write_topk_summary,
 )
-from prompt_reliability.s4_report.figures.topk import (
+from prompt_reliability.base import io
+from prompt_reliability.report.figures.topk import (
     write_topk_pair_figure,
     write_topk_pairs_figure,
 )

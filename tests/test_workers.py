@@ -1,4 +1,4 @@
-"""The worker processes that run analysis, table and figure jobs (s0_base.workers, jobs.call)."""
+"""The worker processes that run analysis, table and figure jobs (base.workers, jobs.call)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import worker_jobs
 
-from prompt_reliability.s0_base import jobs
-from prompt_reliability.s0_base.workers import WorkerJobError, Workers
+from prompt_reliability.base import jobs
+from prompt_reliability.base.workers import WorkerJobError, Workers
 
 TESTS = Path(__file__).resolve().parent
 
@@ -73,7 +73,7 @@ def _alive(pid: int) -> bool:
 
 def test_a_worker_ends_mid_job_when_the_run_that_started_it_is_killed(tmp_path):
     pid_file = tmp_path / "worker.pid"
-    script = ("from prompt_reliability.s0_base.workers import Workers\n"
+    script = ("from prompt_reliability.base.workers import Workers\n"
               f"Workers(1).run('worker_jobs:sleep', {{'pid_file': {str(pid_file)!r}, 'seconds': 120}}, None, 'sleep')\n")
     run = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{TESTS.parent / 'src'}"})
     deadline = time.monotonic() + 60

@@ -1,7 +1,7 @@
 # The 15 training-free aggregation rules and the top-k sweep (Table 2, Figure 4;
 # tables aggregation, aggregation_summary, topk, topk_summary: tables.smk).
-from prompt_reliability.s3_analysis import aggregation, topk
-from prompt_reliability.s4_report.figures import topk as topk_figures
+from prompt_reliability.analysis import aggregation, topk
+from prompt_reliability.report.figures import topk as topk_figures
 
 FINAL_TARGETS.extend(
     [

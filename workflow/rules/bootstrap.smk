@@ -1,6 +1,6 @@
 # Bootstrap CIs of the mean-vs-selected NLL / ECE deltas under prevalence reweighting
 # (tables bootstrap, bootstrap_summary: tables.smk).
-from prompt_reliability.s3_analysis import bootstrap
+from prompt_reliability.analysis import bootstrap
 
 
 rule bootstrap:

@@ -1,6 +1,6 @@
 # Labeled calibrators (fit by the lock rule on the lock split) applied without refitting (Table 3;
 # tables calibration, calibration_summary: tables.smk).
-from prompt_reliability.s3_analysis import calibration
+from prompt_reliability.analysis import calibration
 
 
 rule calibration:

@@ -1,6 +1,6 @@
 # Checks between the dataset manifests and scoring: no score cache is written before they pass.
-from prompt_reliability.s0_base.jobs import call
-from prompt_reliability.s1_data.manifest_checks import (
+from prompt_reliability.base.jobs import call
+from prompt_reliability.data.manifest_checks import (
     manifest_requirements,
     write_manifest_check,
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from threadpoolctl import threadpool_limits
 
-from prompt_reliability.s0_base.config import (
+from prompt_reliability.base.config import (
     ConfigError,
     check_config,
     evaluation_pairs,
@@ -15,11 +15,11 @@ from prompt_reliability.s0_base.config import (
     needed_datasets,
     validate_config,
 )
-from prompt_reliability.s0_base.jobs import call, call_model, use_workers
-from prompt_reliability.s4_report import report_md
-from prompt_reliability.s1_data.prompts import PromptRegistryError, load_registry
-from prompt_reliability.s0_base import resources as job_resources
-from prompt_reliability.s0_base.runtime import (
+from prompt_reliability.base.jobs import call, call_model, use_workers
+from prompt_reliability.report import report_md
+from prompt_reliability.data.prompts import PromptRegistryError, load_registry
+from prompt_reliability.base import resources as job_resources
+from prompt_reliability.base.runtime import (
     code_hash,
 )  # params entry: code=code_hash(module_or_function)
 
@@ -51,7 +51,7 @@ TINY_MODELS = [
 threadpool_limits(1)
 
 # ... and each of them runs in one of --cores worker processes, started on the first job: threads
-# of one process share one interpreter lock, worker processes use every core (s0_base/workers.py).
+# of one process share one interpreter lock, worker processes use every core (base/workers.py).
 # A Snakemake that a cluster job starts (not the main process) runs one job: no workers there.
 if workflow.is_main_process:
     try:

@@ -1,5 +1,5 @@
 # Dataset manifests: every adapter writes the same contract (docs/architecture.md, "Manifest").
-from prompt_reliability.s1_data import datasets
+from prompt_reliability.data import datasets
 
 
 rule dataset_manifest:

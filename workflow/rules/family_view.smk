@@ -1,6 +1,6 @@
 # The within-family view (paper Table 7): each family's mean against its family-local selected
 # prompt, and against the global selected prompt (tables family_view, family_wins: tables.smk).
-from prompt_reliability.s3_analysis import family_view
+from prompt_reliability.analysis import family_view
 
 
 rule family_view:

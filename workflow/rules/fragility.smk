@@ -1,7 +1,7 @@
 # Prompt fragility: cross-prompt spread deciles against mistake and disagreement rates
 # (tables fragility, fragility_summary: tables.smk).
-from prompt_reliability.s3_analysis import fragility
-from prompt_reliability.s4_report.figures import fragility as fragility_figures
+from prompt_reliability.analysis import fragility
+from prompt_reliability.report.figures import fragility as fragility_figures
 
 FINAL_TARGETS.extend(
     [

@@ -1,5 +1,5 @@
 # Everything chosen or fit on the lock split, once per model; evaluation never refits.
-from prompt_reliability.s3_analysis import lock as locking
+from prompt_reliability.analysis import lock as locking
 
 
 rule lock:

@@ -17,7 +17,7 @@ rule tiny_model:
         tiny=lambda w: config["models"][w.model]["tiny"],
     run:
         call_model(
-            "prompt_reliability.s2_scoring.tiny_models:write_tiny_model",
+            "prompt_reliability.scoring.tiny_models:write_tiny_model",
             input,
             output,
             params,

@@ -1,6 +1,6 @@
 # Operating points: thresholds of the mean and the selected prompt fixed on the lock split and
 # evaluated on every evaluation pair (table operating_points: tables.smk).
-from prompt_reliability.s3_analysis import operating_points
+from prompt_reliability.analysis import operating_points
 
 
 rule operating_points:

@@ -1,5 +1,5 @@
 # Reliability of every single prompt on every evaluation pair (table: tables.smk).
-from prompt_reliability.s3_analysis import per_prompt
+from prompt_reliability.analysis import per_prompt
 
 
 rule per_prompt:

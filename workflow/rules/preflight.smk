@@ -30,7 +30,7 @@ rule preflight:
         prompt_format=config["prompt_format"],
     run:
         call_model(
-            "prompt_reliability.s2_scoring.preflight:write_preflight",
+            "prompt_reliability.scoring.preflight:write_preflight",
             input,
             output,
             params,

@@ -1,7 +1,7 @@
 # Reliability of the train-locked single prompts against the mean ensemble (tables reliability,
 # ranking_distribution, ece_variants, ece_variants_summary, wins: tables.smk).
-from prompt_reliability.s3_analysis import reliability
-from prompt_reliability.s4_report.figures import reliability as reliability_figures
+from prompt_reliability.analysis import reliability
+from prompt_reliability.report.figures import reliability as reliability_figures
 
 FINAL_TARGETS.extend(
     [

@@ -1,5 +1,5 @@
 # What a user reads after a run: the claims check (table claims) and results/REPORT.md.
-from prompt_reliability.s3_analysis import claims as claims_check
+from prompt_reliability.analysis import claims as claims_check
 
 CLAIMS_FILE = config["claims"] or os.path.join(workflow.basedir, "workflow/claims.yaml")
 try:

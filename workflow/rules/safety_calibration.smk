@@ -2,13 +2,13 @@
 # calibration variants (few-shot, activation steering, response mode) and their cost in helpfulness.
 import os
 
-from prompt_reliability.s0_base.jobs import call
-from prompt_reliability.s1_data.prompts import load_registry as _sc_load_registry
-from prompt_reliability.s1_data.prompts import prompts_by_family
-from prompt_reliability.s2_scoring.variants import variant_names
-from prompt_reliability.s3_analysis import safety_calibration
-from prompt_reliability.s4_report import safety_calibration as safety_report
-from prompt_reliability.s4_report.figures import safety_calibration as safety_figures
+from prompt_reliability.base.jobs import call
+from prompt_reliability.data.prompts import load_registry as _sc_load_registry
+from prompt_reliability.data.prompts import prompts_by_family
+from prompt_reliability.scoring.variants import variant_names
+from prompt_reliability.analysis import safety_calibration
+from prompt_reliability.report import safety_calibration as safety_report
+from prompt_reliability.report.figures import safety_calibration as safety_figures
 
 SC = config["safety_calibration"]
 SC_DIR = "results/safety_calibration"
@@ -91,7 +91,7 @@ rule safety_steering_vectors:
         dataset=SC_LOCK["dataset"],
     run:
         call_model(
-            "prompt_reliability.s2_scoring.steering_vectors:write_steering_vectors",
+            "prompt_reliability.scoring.steering_vectors:write_steering_vectors",
             input,
             output,
             params,
@@ -129,7 +129,7 @@ rule safety_variant_scores:
         few_shot=SC_FEW_SHOT,
     run:
         call_model(
-            "prompt_reliability.s2_scoring.variants:score_variant_datasets",
+            "prompt_reliability.scoring.variants:score_variant_datasets",
             input,
             output,
             params,
@@ -192,7 +192,7 @@ rule safety_responses:
         splits=lambda w: _sc_splits(w.dataset),
     run:
         call_model(
-            "prompt_reliability.s2_scoring.judges:write_responses",
+            "prompt_reliability.scoring.responses:write_responses",
             input,
             output,
             params,
@@ -228,7 +228,7 @@ rule safety_model_judge:
         work_dir=os.path.join(SC_DIR, "chunks/judge"),
     run:
         call_model(
-            "prompt_reliability.s2_scoring.judges:write_model_judgement",
+            "prompt_reliability.scoring.responses:write_model_judgement",
             input,
             output,
             params,

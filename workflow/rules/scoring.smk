@@ -3,7 +3,8 @@
 # for GPUs, say to reserve them on a workstation, gets a process of its own that claims them);
 # score_family_hf_cpu: hf models without GPUs, in a worker process (torch kept imported there);
 # score_family_hf: hf models with GPUs (own process, GPU claim and conda environment).
-from prompt_reliability.s2_scoring import cache, matrix
+from prompt_reliability.data import matrix
+from prompt_reliability.scoring import cache
 
 
 rule score_family:
@@ -32,7 +33,7 @@ rule score_family:
         work_dir=CHUNK_DIR,
     run:
         call_model(
-            "prompt_reliability.s2_scoring.cache:score_family",
+            "prompt_reliability.scoring.cache:score_family",
             input,
             output,
             params,
@@ -65,7 +66,7 @@ rule score_family_hf_cpu:
         work_dir=CHUNK_DIR,
     run:
         call_model(
-            "prompt_reliability.s2_scoring.cache:score_family",
+            "prompt_reliability.scoring.cache:score_family",
             input,
             output,
             params,
@@ -91,7 +92,7 @@ rule score_family_hf:
     resources:
         **scoring_resources(),
     params:
-        function="prompt_reliability.s2_scoring.cache:score_family",
+        function="prompt_reliability.scoring.cache:score_family",
         model_config=lambda w: hf_model_config(w.model),
         prompt_dir=untracked(PROMPT_DIR),
         prompts=prompts_hash,

@@ -1,7 +1,7 @@
 # Selective prediction: risk-coverage of the mean score under three abstention signals
 # (tables selective, selective_summary: tables.smk).
-from prompt_reliability.s3_analysis import selective
-from prompt_reliability.s4_report.figures import selective as selective_figures
+from prompt_reliability.analysis import selective
+from prompt_reliability.report.figures import selective as selective_figures
 
 # (targets, ranges and grid are checked with the config, in common.smk)
 

@@ -1,9 +1,9 @@
 # UnSAF self-assessment (issue 15): stage 1 question generation and stage 2 answering (torch, one
 # job each per model x dataset x setting), parsing, UnF1, and which metrics rank models stably.
-from prompt_reliability.s0_base.jobs import call
-from prompt_reliability.s3_analysis import self_assessment
-from prompt_reliability.s4_report import self_assessment as self_assessment_tables
-from prompt_reliability.s4_report.figures import (
+from prompt_reliability.base.jobs import call
+from prompt_reliability.analysis import self_assessment
+from prompt_reliability.report import self_assessment as self_assessment_tables
+from prompt_reliability.report.figures import (
     self_assessment as self_assessment_figures,
 )
 
@@ -39,7 +39,7 @@ for _name in SA_DATASETS:
             f"'datasets' (have {sorted(config['datasets'])})"
         )
 if SA_MODELS:
-    from prompt_reliability.s2_scoring.self_assessment import (
+    from prompt_reliability.scoring.self_assessment import (
         SelfAssessmentError,
         load_templates,
     )
@@ -92,7 +92,7 @@ rule self_assessment_generate:
         settings=sa_settings(),
     run:
         call_model(
-            "prompt_reliability.s2_scoring.self_assessment:generate_questions",
+            "prompt_reliability.scoring.self_assessment:generate_questions",
             input,
             output,
             params,
@@ -142,7 +142,7 @@ rule self_assessment_answer:
         settings=sa_settings(),
     run:
         call_model(
-            "prompt_reliability.s2_scoring.self_assessment:answer_questions",
+            "prompt_reliability.scoring.self_assessment:answer_questions",
             input,
             output,
             params,

@@ -1,7 +1,7 @@
 # Cross-pair tables: each per-pair piece is assembled into results/tables/<name>.parquet (read by the
 # pipeline) with CSV and Markdown renderings for people; summaries are computed from the Parquet.
-from prompt_reliability.s0_base.tables import assemble_table
-from prompt_reliability.s3_analysis import (
+from prompt_reliability.base.tables import assemble_table
+from prompt_reliability.analysis import (
     aggregation,
     bootstrap,
     calibration,

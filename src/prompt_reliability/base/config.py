@@ -1,0 +1,251 @@
+"""The config, checked once at parse time: the schema, then one cross-reference check.
+
+1. :func:`validate_config` checks every key against ``workflow/schemas/config.schema.yaml`` (every
+   mapping closed) and fills the defaults, which are written there and nowhere else: the rest of
+   the package reads validated values. An error is one line: the key path, the problem, the fix
+   (an unknown key gets the nearest valid one).
+2. :func:`check_config` checks that keys agree with each other and with the prompt registry (the
+   lock dataset exists, every model can score every dataset it must, prompt_format placeholders,
+   model labels named by every template, resources, selective targets, ...).
+
+``common.smk`` calls both, once, before any rule is defined; a bad config fails before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import string
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prompt_reliability.base.errors import ConfigError
+from prompt_reliability.base.resources import check_resources
+from prompt_reliability.base.selective_targets import check_selective_config
+
+# Name of the all-prompts view next to the per-family views in the analyses' tables.
+ALL_PROMPTS = "all"
+
+
+# --- 1. the schema -------------------------------------------------------------------------------
+
+
+def load_schema(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate_config(config: dict, schema: str | Path | Mapping) -> dict:
+    """Check ``config`` against the schema and fill its defaults in place; :class:`ConfigError` on the first problem."""
+    from jsonschema import Draft202012Validator, validators
+    from jsonschema.exceptions import best_match
+
+    schema = load_schema(schema) if isinstance(schema, (str, Path)) else schema
+    validate_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    validator = validators.extend(Draft202012Validator, {"properties": set_defaults})(schema)
+    errors = list(validator.iter_errors(config))
+    if errors:
+        raise ConfigError(schema_error_message(best_match(errors)))
+    return config
+
+
+def key_path(parts: Sequence[Any]) -> str:
+    """``['models', 'm', 'labels']`` -> ``models.m.labels``; list indices as ``[i]``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def schema_error_message(error) -> str:
+    """One line for a jsonschema ValidationError: the key path, the problem, the fix."""
+    path = key_path(error.absolute_path)
+    where = f"config key {path!r}" if path else "the config"
+    kind, instance = error.validator, error.instance
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        unknown = [k for k in instance if k not in allowed]
+        key = unknown[0] if unknown else "?"
+        full = f"{path}.{key}" if path else str(key)
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        fix = f"did you mean {close[0]!r}?" if close else f"valid keys here: {', '.join(allowed)}"
+        return f"config key {full!r} is not a known key; {fix}"
+    if kind == "enum":
+        return f"{where} is {_short(instance)}; use one of {error.validator_value}"
+    if kind == "const":
+        return f"{where} is {_short(instance)}; use {error.validator_value!r}"
+    if kind == "type":
+        return f"{where} is {_short(instance)}, which is not of type {error.validator_value}; fix its value"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        return f"{where} is {_short(instance)}; it must be {bound} {error.validator_value}"
+    if kind == "required":
+        missing = [k for k in error.validator_value if not isinstance(instance, dict) or k not in instance]
+        return f"{where} lacks the required key {missing[0]!r}; add it"
+    if kind in ("minItems", "maxItems", "minProperties", "uniqueItems", "minLength"):
+        return f"{where} is {_short(instance)}: {kind} {error.validator_value}; fix its value"
+    if kind == "pattern" or kind == "propertyNames":
+        return f"{where}: {_short(instance)} does not match the allowed pattern {error.validator_value!r}; rename it"
+    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+    return f"{where}: {message}"
+
+
+# --- 2. the cross-reference check and the lists derived from config ------------------------------
+
+
+def needed_datasets(config: Mapping[str, Any]) -> list[str]:
+    """Datasets every model must score: the lock dataset, then evaluation datasets (no repeats)."""
+    names = [config["lock"]["dataset"]] + [pair["dataset"] for pair in config["evaluate"]]
+    return list(dict.fromkeys(names))
+
+
+def evaluation_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(dataset, split) pairs to evaluate, in config order, without repeats."""
+    return list(dict.fromkeys((pair["dataset"], pair["split"]) for pair in config["evaluate"]))
+
+
+def models_with_backend(config: Mapping[str, Any], *backends: str) -> list[str]:
+    return [name for name, cfg in config["models"].items() if cfg["backend"] in backends]
+
+
+def import_files(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """Score files of every import-backend model for ``dataset`` (they define a 'scores' dataset)."""
+    return [cfg["scores"][dataset] for cfg in config["models"].values()
+            if cfg["backend"] == "import" and dataset in (cfg.get("scores") or {})]
+
+
+# keys that only a model of this backend may set (the schema lists every model key once)
+HF_KEYS = ("path", "revision", "dtype", "device_map", "batch_size", "engine", "trust_remote_code", "labels", "chunk_size", "tiny")
+BACKEND_KEYS = {"hf": HF_KEYS, "simulate": ("simulate",), "import": ("scores",)}
+PROMPT_FORMAT_FIELDS = {"with_query": ("template", "query"), "without_query": ("template",)}
+
+
+def check_config(config: Mapping[str, Any], registry: Any = None) -> None:
+    """Raise :class:`ConfigError` on the first cross-reference problem (the config is schema-validated).
+
+    ``registry`` is the loaded prompt registry (``templates`` with ``prompt_id``/``text``, ``labels``);
+    without it the checks against the templates are skipped.
+    """
+
+    if ALL_PROMPTS in config.get("prompts", []):
+        raise ConfigError(f"config key 'prompts' lists a family named {ALL_PROMPTS!r}, which the analyses use for the "
+                          "view over every prompt; rename that family (file and 'family:' field)")
+    datasets = config["datasets"]
+    lock = config["lock"]["dataset"]
+    if lock not in datasets:
+        raise ConfigError(f"config key 'lock.dataset' is {lock!r}, which is not under 'datasets' ({_nearest(lock, datasets)})")
+    for index, pair in enumerate(config["evaluate"]):
+        if pair["dataset"] not in datasets:
+            raise ConfigError(f"config key 'evaluate[{index}].dataset' is {pair['dataset']!r}, which is not under 'datasets' "
+                              f"({_nearest(pair['dataset'], datasets)})")
+        if (pair["dataset"], pair["split"]) == (lock, config["lock"]["split"]) and not pair["allow_lock_split"]:
+            raise ConfigError(f"config key 'evaluate[{index}]' evaluates on the lock split {lock}/{config['lock']['split']}, "
+                              "where the prompt is selected and calibrated (every result would be optimistic); evaluate "
+                              f"another split, or set 'evaluate[{index}].allow_lock_split: true'")
+    _check_prompt_format(config.get("prompt_format") or {})
+    needed = needed_datasets(config)
+    for name, cfg in config["models"].items():
+        backend = cfg["backend"]
+        for other, keys in BACKEND_KEYS.items():
+            stray = [k for k in keys if k in cfg] if other != backend else []
+            if stray:
+                raise ConfigError(f"config key 'models.{name}.{stray[0]}' applies to backend {other!r} only, but model "
+                                  f"{name!r} has backend {backend!r}; remove the key (or change the backend)")
+        if backend == "import":
+            scores = cfg.get("scores") or {}
+            missing = [d for d in needed if d not in scores]
+            if missing:
+                raise ConfigError(f"config key 'models.{name}.scores' has no score file for dataset(s) {missing}; "
+                                  f"an import model needs one per dataset in 'lock' and 'evaluate'")
+        elif backend == "hf":
+            _check_hf_model(name, cfg, registry)
+    for name in needed:
+        if datasets[name]["adapter"] == "scores" and not import_files(config, name):
+            raise ConfigError(f"config key 'datasets.{name}.adapter' is 'scores', but no import model lists a score file for it")
+        if datasets[name]["adapter"] == "scores" and models_with_backend(config, "hf"):
+            raise ConfigError(f"dataset {name!r} has adapter 'scores' (no images): models with backend 'hf' "
+                              f"{models_with_backend(config, 'hf')} cannot score it; give them a dataset with images")
+        if datasets[name]["adapter"] in ("local", "hub") and not datasets[name].get("path"):
+            raise ConfigError(f"config key 'datasets.{name}.path' is missing: adapter {datasets[name]['adapter']!r} needs it")
+        if datasets[name]["adapter"] != "synthetic" and isinstance(datasets[name].get("splits"), Mapping):
+            raise ConfigError(f"config key 'datasets.{name}.splits' maps split names to sizes, which only adapter "
+                              "'synthetic' reads; give a list of split names to keep")
+    analysis = config.get("analysis") or {}
+    bounds = analysis.get("temperature_bounds")
+    if bounds is not None and not bounds[0] < bounds[1]:
+        raise ConfigError(f"config key 'analysis.temperature_bounds' is {list(bounds)}; it needs [low, high] with low < high")
+    check_resources(config["models"])
+    if "selective" in analysis:
+        check_selective_config(analysis["selective"])
+
+
+def _nearest(name: str, choices) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"have {sorted(choices)}"
+
+
+def _check_prompt_format(fmt: Mapping[str, str]) -> None:
+    for key, allowed in PROMPT_FORMAT_FIELDS.items():
+        if key not in fmt:
+            continue
+        try:
+            fields = [field for _, field, _, _ in string.Formatter().parse(fmt[key]) if field is not None]
+        except ValueError as err:
+            raise ConfigError(f"config key 'prompt_format.{key}' is not a valid format string ({err}); write literal "
+                              "braces as {{ and }}") from None
+        unknown = [f for f in fields if f not in allowed]
+        if unknown:
+            raise ConfigError(f"config key 'prompt_format.{key}' has the placeholder {{{unknown[0]}}}; only "
+                              f"{', '.join('{' + a + '}' for a in allowed)} are replaced (write a literal brace as {{{{)")
+        if "template" not in fields:
+            raise ConfigError(f"config key 'prompt_format.{key}' lacks {{template}}: every prompt would be the same text; "
+                              "put {template} where the prompt template goes")
+
+
+def _looks_local(path: str) -> bool:
+    """A path meant as a local folder (not a Hub id 'org/name')."""
+    p = Path(path).expanduser()
+    return (path.startswith(("/", "./", "../", "~")) or path.count("/") > 1 or p.parent != Path(".") and p.parent.is_dir()
+            or not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", path))
+
+
+def _check_hf_model(name: str, cfg: Mapping[str, Any], registry: Any) -> None:
+    if cfg.get("tiny") and cfg.get("path"):
+        raise ConfigError(f"config keys 'models.{name}.path' and 'models.{name}.tiny' are both set: a tiny model is "
+                          "built by the workflow; drop one of them")
+    path = cfg.get("path")
+    if not path and not cfg.get("tiny"):
+        raise ConfigError(f"config key 'models.{name}.path' is missing: backend 'hf' needs a Hub id or a local model "
+                          f"folder (or 'tiny: {{arch: ...}}' for a tiny offline model)")
+    if path and _looks_local(path) and not Path(path).expanduser().exists():
+        raise ConfigError(f"config key 'models.{name}.path' is {path!r}: no such local folder (relative paths start at the "
+                          "working directory), and it is not a Hub id of the form 'org/name'; fix the path")
+    if registry is None or not cfg.get("labels"):
+        return
+    tokens = {role: cfg["labels"].get(role, getattr(registry.labels, role)) for role in ("unsafe", "safe")}
+    if tokens["unsafe"] == tokens["safe"]:
+        raise ConfigError(f"config key 'models.{name}.labels' reads {tokens['unsafe']!r} for both unsafe and safe; give "
+                          "two different label strings")
+    for role in ("unsafe", "safe"):
+        token = cfg["labels"].get(role, getattr(registry.labels, role))
+        for template in registry.templates:
+            if not re.search(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])", template.text):
+                raise ConfigError(f"config key 'models.{name}.labels.{role}' is {token!r}, but template "
+                                  f"{template.prompt_id!r} never asks for it; the model would read a label the prompt does "
+                                  "not offer: use the tokens the templates name (prompts/labels.yaml) or edit the templates")
