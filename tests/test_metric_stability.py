@@ -74,7 +74,7 @@ def test_unf1_sample_size_uses_classified_answers():
 
 
 def test_report_section_lists_stability_and_cv():
-    from prompt_reliability.analysis import self_assessment as sa
+    from prompt_reliability.analysis import self_assessment_scores as sa
 
     answers = pl.DataFrame({"question_id": ["q1", "q2"], "kind": ["answerable", "unanswerable"], "variant": ["default"] * 2,
                             "reply": ["A", "unanswerable"]})
@@ -83,7 +83,7 @@ def test_report_section_lists_stability_and_cv():
     stability = ms.ranking_stability(_values("ece_mean", {"d1": {"a": 0.1, "b": 0.2}, "d2": {"a": 0.3, "b": 0.2}}))
     sizes = pl.DataFrame([{"metric": "ece_mean", "model": "a", "dataset": "d", "n": 50, "draws": 5, "mean": 0.1, "sd": 0.02,
                            "cv": 0.2}], schema=ms.SIZE_SCHEMA)
-    from prompt_reliability.report.self_assessment import self_assessment_markdown
+    from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
 
     text = self_assessment_markdown(table, stability, sizes)
     assert "Parsed questions: 2 of 4 requested (2 unparseable" in text  # counted once, not per variant

@@ -13,7 +13,7 @@ from prompt_reliability.report.figures.safety_calibration import (
     write_pareto_figure,
     write_sra_scatter,
 )
-from prompt_reliability.report.safety_calibration import (
+from prompt_reliability.report.safety_calibration_tables import (
     assemble_safety_calibration,
     safety_calibration_markdown,
 )

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from prompt_reliability.analysis import self_assessment as sa
-from prompt_reliability.scoring import self_assessment as stage
+from prompt_reliability.analysis import self_assessment_scores as sa
+from prompt_reliability.scoring import self_assessment_inference as stage
 
 PROMPTS = stage.Path(__file__).resolve().parents[1] / "prompts" / "self_assessment" / "unsaf.yaml"
 
@@ -157,7 +157,7 @@ def test_all_gibberish_finishes_with_zero_questions_and_a_count(tmp_path):
     table = sa.score_table(answers, sa.parse_counts(gens, k=2), ["default"], model="m", dataset="d", setting="open")
     row = table.row(0, named=True)
     assert row["n_questions"] == 0 and row["n_unparseable"] == 8 and row["unf1"] == 0.0
-    from prompt_reliability.report.self_assessment import self_assessment_markdown
+    from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
 
     assert "Parsed questions: 0 of 8 requested" in self_assessment_markdown(table)
 

@@ -3,7 +3,7 @@
 import polars as pl
 
 from prompt_reliability.analysis import metric_stability as ms
-from prompt_reliability.analysis import self_assessment as sa
+from prompt_reliability.analysis import self_assessment_scores as sa
 from prompt_reliability.report.figures import self_assessment as figures
 
 

@@ -5,8 +5,8 @@ import pytest
 from conftest import validated_model
 from PIL import Image
 
-from prompt_reliability.analysis import self_assessment as sa
-from prompt_reliability.scoring import self_assessment as stage
+from prompt_reliability.analysis import self_assessment_scores as sa
+from prompt_reliability.scoring import self_assessment_inference as stage
 
 PROMPTS = stage.Path(__file__).resolve().parents[1] / "prompts" / "self_assessment" / "unsaf.yaml"
 

@@ -7,7 +7,7 @@ from prompt_reliability.data.prompts import load_registry as _sc_load_registry
 from prompt_reliability.data.prompts import prompts_by_family
 from prompt_reliability.scoring.variants import variant_names
 from prompt_reliability.analysis import safety_calibration
-from prompt_reliability.report import safety_calibration as safety_report
+from prompt_reliability.report import safety_calibration_tables as safety_report
 from prompt_reliability.report.figures import safety_calibration as safety_figures
 
 SC = config["safety_calibration"]

@@ -1,8 +1,8 @@
 # UnSAF self-assessment (issue 15): stage 1 question generation and stage 2 answering (torch, one
 # job each per model x dataset x setting), parsing, UnF1, and which metrics rank models stably.
 from prompt_reliability.base.jobs import call
-from prompt_reliability.analysis import self_assessment
-from prompt_reliability.report import self_assessment as self_assessment_tables
+from prompt_reliability.analysis import self_assessment_scores
+from prompt_reliability.report import self_assessment_tables
 from prompt_reliability.report.figures import (
     self_assessment as self_assessment_figures,
 )
@@ -39,7 +39,7 @@ for _name in SA_DATASETS:
             f"'datasets' (have {sorted(config['datasets'])})"
         )
 if SA_MODELS:
-    from prompt_reliability.scoring.self_assessment import (
+    from prompt_reliability.scoring.self_assessment_inference import (
         SelfAssessmentError,
         load_templates,
     )
@@ -92,7 +92,7 @@ rule self_assessment_generate:
         settings=sa_settings(),
     run:
         call_model(
-            "prompt_reliability.scoring.self_assessment:generate_questions",
+            "prompt_reliability.scoring.self_assessment_inference:generate_questions",
             input,
             output,
             params,
@@ -116,7 +116,7 @@ rule self_assessment_questions:
     params:
         k=SA["k"],
     run:
-        call(self_assessment.write_questions, input, output, params, None, log)
+        call(self_assessment_scores.write_questions, input, output, params, None, log)
 
 
 rule self_assessment_answer:
@@ -142,7 +142,7 @@ rule self_assessment_answer:
         settings=sa_settings(),
     run:
         call_model(
-            "prompt_reliability.scoring.self_assessment:answer_questions",
+            "prompt_reliability.scoring.self_assessment_inference:answer_questions",
             input,
             output,
             params,
@@ -166,7 +166,7 @@ rule self_assessment_scores:
     params:
         variants=SA["variants"],
     run:
-        call(self_assessment.write_scores, input, output, params, wildcards, log)
+        call(self_assessment_scores.write_scores, input, output, params, wildcards, log)
 
 
 rule self_assessment_table:

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from prompt_reliability.analysis import metrics
-from prompt_reliability.analysis import self_assessment as sa
+from prompt_reliability.analysis import self_assessment_scores as sa
 from prompt_reliability.analysis.lockfile import locked_scores
 from prompt_reliability.base import io
 from prompt_reliability.data.matrix import split_rows

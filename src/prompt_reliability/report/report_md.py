@@ -19,8 +19,8 @@ from typing import Any
 import polars as pl
 
 from prompt_reliability.base import io, tables
-from prompt_reliability.report.safety_calibration import safety_calibration_markdown
-from prompt_reliability.report.self_assessment import self_assessment_markdown
+from prompt_reliability.report.safety_calibration_tables import safety_calibration_markdown
+from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
 from prompt_reliability.scoring.cache import package_versions
 
 # (table, paper table, caption, how the table is shaped for the report)

@@ -1,6 +1,6 @@
 """UnSAF self-assessment, the label-free half: parse generated questions and answers, count and score.
 
-Stage 1 (:mod:`prompt_reliability.scoring.self_assessment`) asks a model, per image, for ``k``
+Stage 1 (:mod:`prompt_reliability.scoring.self_assessment_inference`) asks a model, per image, for ``k``
 answerable and ``k`` unanswerable questions, multiple-choice (``mc``: question + options A-D) or
 open-ended (``open``). :func:`parse_questions` turns each raw generation into questions:
 

@@ -1,6 +1,6 @@
 """Self-assessment tables for people and the pipeline: Parquet + CSV + Markdown, and the REPORT.md section.
 
-Rule entry points over :mod:`prompt_reliability.analysis.self_assessment` and
+Rule entry points over :mod:`prompt_reliability.analysis.self_assessment_scores` and
 :mod:`prompt_reliability.analysis.metric_stability` (which compute; this module writes).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from prompt_reliability.analysis import metric_stability
-from prompt_reliability.analysis.self_assessment import TYPES, combine_scores
+from prompt_reliability.analysis.self_assessment_scores import TYPES, combine_scores
 from prompt_reliability.base import tables
 
 

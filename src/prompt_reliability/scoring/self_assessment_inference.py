@@ -7,7 +7,7 @@ Prompts are data (``prompts/self_assessment/unsaf.yaml``): ``generation.<setting
 - Stage 1 (:func:`run_generation`), one job per model x dataset x setting: the first ``images``
   distinct images of the manifest (manifest order), each with the answerable and the unanswerable
   generation prompt -> rows ``sample_id, image_path, setting, kind, text`` (raw, unparsed).
-- Parsing happens between the stages, in :mod:`prompt_reliability.analysis.self_assessment`.
+- Parsing happens between the stages, in :mod:`prompt_reliability.analysis.self_assessment_scores`.
 - Stage 2 (:func:`run_answering`): every parsed question, under every variant, in a fresh
   conversation with its image -> rows ``question_id, kind, variant, reply``.
 
