@@ -9,7 +9,8 @@ from prompt_reliability.report import report_md
 
 def test_report_names_paper_tables_and_missing_inputs(tmp_path):
     claims = pl.DataFrame({"claim": ["c1", "c2"], "statistic": ["s", "s"], "this_run": ["14", None], "pairs": [14, None],
-                           "paper": ["14/14", "12/14"], "holds": [True, None], "paper_table": ["Table 1", "Table 9"],
+                           "paper": ["14/14", "12/14"], "verdict": ["reproduced", "not testable"], "p_value": [1.0, None],
+                           "paper_name": ["core", "core"], "paper_table": ["Table 1", "Table 9"],
                            "id": ["a", "b"], "source": ["wins", "bootstrap_summary"], "note": ["", "missing: no row"]})
     frames = {"claims": claims,
               "fragility_summary": pl.DataFrame({"family": ["all"], "pairs": [1], "mistake_d10_worse": [1]})}
@@ -24,10 +25,23 @@ def test_report_names_paper_tables_and_missing_inputs(tmp_path):
     text = report_md.build_report(frames=frames, run=run, figures=[figure], table_files=[], base=str(tmp_path))
     assert "| m | hf | org/model | abc | bfloat16 |  |" in text
     assert "| d | test | 1 | 1.0000 | evaluate |" in text
-    assert "1 of 2 claims of the paper hold on this run; 1 could not be checked" in text
+    assert "Of 2 claims checked on this run, 1 reproduced, 1 not testable." in text
     for paper in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Table 8", "Table 9"):
         assert f"paper {paper}" in text
     assert "Not produced in this run." in text  # e.g. reliability
     assert "operating_points table was not produced" in text
     assert "[figures/x.png](figures/x.png)" in text
     assert "Config hash: `cafe`" in text
+
+
+def test_claims_section_counts_verdicts_per_paper():
+    claims = pl.DataFrame({"claim": ["c1", "c2", "c3"], "this_run": ["5", "8", "3"], "pairs": [14, 14, 7],
+                           "paper": ["12/14", "12/14", "7/7"], "verdict": ["contradicted", "reproduced", "weaker"],
+                           "p_value": [0.004, 0.055, 0.035], "paper_name": ["core", "core", "vscbench"],
+                           "paper_table": ["T2", "T1", "T3"], "note": ["", "", ""]})
+    text = report_md.claims_section(claims)
+    first = text.split("\n\n")[1]
+    assert first.startswith("Of 3 claims checked on this run, 1 reproduced, 1 weaker, 1 contradicted "
+                            "(core: 1 reproduced, 1 contradicted; vscbench: 1 weaker).")
+    assert "### core" in text and "### vscbench" in text
+    assert "| c2 | 8 | 14 | 12/14 | reproduced | 0.0550 |" in text

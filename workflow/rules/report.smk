@@ -1,9 +1,12 @@
 # What a user reads after a run: the claims check (table claims) and results/REPORT.md.
 from prompt_reliability.analysis import claims as claims_check
 
-CLAIMS_FILE = config["claims"] or os.path.join(workflow.basedir, "workflow/claims.yaml")
+# one claims file per paper: workflow/claims/*.yaml, or the files config key `claims` lists
+CLAIMS_FILES = claims_check.claim_files(
+    config["claims"], os.path.join(workflow.basedir, "workflow/claims")
+)
 try:
-    CLAIMS = claims_check.load_claims(CLAIMS_FILE)
+    CLAIMS = claims_check.load_claims(CLAIMS_FILES)
 except claims_check.ClaimsError as err:
     raise WorkflowError(f"Invalid claims file: {err}") from None
 
@@ -26,9 +29,9 @@ rule claims:
         benchmark_path("tables", "claims")
     localrule: True
     params:
-        # the file by content, not by path (another clone re-runs nothing; an edit re-runs the check)
-        claims=untracked(CLAIMS_FILE),
-        claims_hash=claims_check.file_hash(CLAIMS_FILE),
+        # the validated claims themselves, not the files' paths: another clone re-runs nothing,
+        # an edit of any claims file re-runs the check
+        claims=CLAIMS,
     run:
         call(claims_check.write_claims, input, output, params, wildcards, log)
 

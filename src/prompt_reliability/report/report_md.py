@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from prompt_reliability.analysis.claims import VERDICTS
 from prompt_reliability.base import io, tables
 from prompt_reliability.report.safety_calibration_tables import safety_calibration_markdown
 from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
@@ -140,17 +141,29 @@ def run_section(*, models: Mapping[str, Mapping[str, Any]], manifests: Mapping[s
     )
 
 
+def _verdict_counts(frame: pl.DataFrame) -> str:
+    counts = dict(frame.group_by("verdict").len().iter_rows())
+    return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts.get(v))
+
+
 def claims_section(claims: pl.DataFrame | None) -> str:
     if claims is None:
         return _section("Claims check", "The claims table was not produced in this run.")
-    decided = claims.filter(pl.col("holds").is_not_null())
-    held = int(decided["holds"].sum()) if decided.height else 0
-    missing = claims.height - decided.height
-    summary = (f"{held} of {claims.height} claims of the paper hold on this run"
-               + (f"; {missing} could not be checked (see note)" if missing else "") + ".")
-    shown = claims.select("claim", "this_run", "pairs", "paper", "holds", "paper_table", "note")
-    return _section("Claims check", summary + " Table `tables/claims.csv`; claims file `workflow/claims.yaml`.\n",
-                    _md(shown))
+    papers = list(dict.fromkeys(claims["paper_name"].to_list()))
+    summary = f"Of {claims.height} claims checked on this run, {_verdict_counts(claims)}"
+    if len(papers) > 1:
+        per_paper = "; ".join(f"{p}: {_verdict_counts(claims.filter(pl.col('paper_name') == p))}" for p in papers)
+        summary += f" ({per_paper})"
+    summary += (". A count claim k/n is *contradicted* when k/n <= 1/2 and *weaker* when a one-sided Boschloo exact "
+                "test finds this run's rate below the paper's (p < 0.05, column `p_value`); a \"best\" claim is "
+                "*weaker* when its row is not this run's best but beats at least half of its rivals (rule: "
+                "`workflow/claims/README.md`). Table `tables/claims.csv`.\n")
+    shown = claims.select("claim", "this_run", "pairs", "paper", "verdict", "p_value", "paper_table", "note")
+    blocks = []
+    for paper in papers:
+        rows = shown.filter(claims["paper_name"] == paper)
+        blocks.append((f"### {paper}\n\n" if len(papers) > 1 else "") + _md(rows))
+    return _section("Claims check", summary, *blocks)
 
 
 def headline_section(frames: Mapping[str, pl.DataFrame]) -> str:
