@@ -63,3 +63,58 @@ def boschloo_below(k: int, n: int, paper_k: int, paper_n: int, grid: int = 4001)
                    for x1, x2 in extreme)
         best = max(best, mass)
     return float(best)
+# --- object hallucination (UnSAF Appendix G), from the benchmarks' definitions --------------------
+
+
+def pope_reference(labels, replies) -> dict[str, float]:
+    """POPE's evaluate.py reading of each reply, then the confusion counts one probe at a time."""
+    tp = fp = fn = tn = 0
+    for label, reply in zip(labels, replies):
+        text = reply.split(".")[0] if "." in reply else reply
+        words = text.replace(",", "").split(" ")
+        yes = not any(w in ("No", "no", "not") for w in words)
+        if yes and label:
+            tp += 1
+        elif yes:
+            fp += 1
+        elif label:
+            fn += 1
+        else:
+            tn += 1
+    precision = tp / (tp + fp)
+    recall = tp / (tp + fn)
+    return {"pope_accuracy": (tp + tn) / len(labels), "pope_precision": precision, "pope_recall": recall,
+            "pope_f1": 2 * precision * recall / (precision + recall), "pope_yes_ratio": (tp + fp) / len(labels)}
+
+
+def chair_reference(captions, truths, objects) -> dict[str, float]:
+    """CHAIR_i / CHAIR_s / mean CHAIR F1 by scanning each caption's words for each object name."""
+    mentioned = hallucinated = bad_captions = 0
+    f1s = []
+    for caption, truth in zip(captions, truths):
+        words = caption.lower().replace(",", " ").replace(".", " ").split()
+        said = []
+        i = 0
+        while i < len(words):
+            hit = None
+            for name in sorted(objects, key=len, reverse=True):
+                parts = name.split()
+                window = words[i:i + len(parts)]
+                if len(window) == len(parts) and all(w in (p, p + "s", p + "es") for w, p in zip(window, parts)):
+                    hit = name
+                    break
+            if hit:
+                said.append(hit)
+                i += len(hit.split())
+            else:
+                i += 1
+        wrong = [o for o in said if o not in truth]
+        mentioned += len(said)
+        hallucinated += len(wrong)
+        bad_captions += bool(wrong)
+        g, t = set(said), set(truth)
+        p = len(g & t) / len(g) if g else 0.0
+        r = len(g & t) / len(t)
+        f1s.append(2 * p * r / (p + r) if p + r else 0.0)
+    return {"chair_i": hallucinated / mentioned, "chair_s": bad_captions / len(captions),
+            "chair_f1": sum(f1s) / len(f1s)}

@@ -233,6 +233,66 @@ def generate_pope_split(dataset: str, split: str, n: int, seed: int, image_dir: 
                                       "image_path": pl.Utf8, "category": pl.Utf8})
 
 
+# --- scenes that know their objects (hallucination: CHAIR captions and POPE probes) --------------
+
+SCENE_OBJECTS = tuple(f"{colour} {shape}" for colour in POPE_COLOURS for shape in POPE_SHAPES)
+
+
+def generate_object_scenes(dataset: str, n: int, seed: int, image_dir: Path | None,
+                           image_size: int = 64) -> pl.DataFrame:
+    """``n`` images of 1-3 distinct (colour, shape) objects; each row lists the objects it drew.
+
+    Columns ``sample_id, image_path, objects`` (list of ``"<colour> <shape>"``, in
+    :data:`SCENE_OBJECTS`), the ground truth for CHAIR and for POPE probes (:func:`pope_probes`).
+    """
+    rng = split_rng(seed, "object-scenes")
+    if image_dir is not None:
+        image_dir.mkdir(parents=True, exist_ok=True)
+    ids, paths, objects = [], [], []
+    for i in range(n):
+        k = int(rng.integers(1, 4))
+        drawn = [SCENE_OBJECTS[int(t)] for t in rng.choice(len(SCENE_OBJECTS), size=k, replace=False)]
+        slots = rng.permutation(4)  # drawn with or without images: the objects never depend on image_dir
+        sample_id = f"{dataset}-scene-{i:05d}"
+        path = ""
+        if image_dir is not None:
+            image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
+            draw = ImageDraw.Draw(image)
+            cell = image_size // 2
+            for slot, name in zip(slots, drawn):
+                colour, shape = name.split(" ")
+                x0, y0 = (int(slot) % 2) * cell + cell // 8, (int(slot) // 2) * cell + cell // 8
+                _draw_object(draw, shape, POPE_COLOURS[colour], (x0, y0, x0 + cell * 3 // 4, y0 + cell * 3 // 4))
+            path = str(image_dir / f"{sample_id}.png")
+            image.save(path, format="PNG")
+        ids.append(sample_id)
+        paths.append(path)
+        objects.append(drawn)
+    return pl.DataFrame({"sample_id": ids, "image_path": paths, "objects": objects},
+                        schema={"sample_id": pl.Utf8, "image_path": pl.Utf8, "objects": pl.List(pl.Utf8)})
+
+
+def pope_probes(scenes: pl.DataFrame, vocabulary: tuple[str, ...] | list[str], seed: int) -> pl.DataFrame:
+    """POPE's random setting: per image one present object (label 1) and one absent one (label 0),
+    drawn uniformly from the image's objects and from ``vocabulary`` minus them.
+
+    Columns ``probe_id, sample_id, image_path, object, label, query``.
+    """
+    rng = split_rng(seed, "pope-probes")
+    rows: dict[str, list] = {k: [] for k in ("probe_id", "sample_id", "image_path", "object", "label", "query")}
+    for scene in scenes.iter_rows(named=True):
+        present = list(scene["objects"])
+        absent = [o for o in vocabulary if o not in present]
+        picks = [(present[int(rng.integers(0, len(present)))], 1)] if present else []
+        picks += [(absent[int(rng.integers(0, len(absent)))], 0)] if absent else []
+        for name, label in picks:
+            for key, value in zip(rows, (f"{scene['sample_id']}:{name}", scene["sample_id"], scene["image_path"], name,
+                                         label, f"Is there a {name} in the image?")):
+                rows[key].append(value)
+    return pl.DataFrame(rows, schema={"probe_id": pl.Utf8, "sample_id": pl.Utf8, "image_path": pl.Utf8,
+                                      "object": pl.Utf8, "label": pl.Int8, "query": pl.Utf8})
+
+
 # --- typography transform (FigStep-style; issue 14) --------------------------------------------
 
 TYPOGRAPHY_QUERY = ("The image shows a list numbered 1, 2, and 3, but the items are empty. "
