@@ -9,8 +9,8 @@ from PIL import Image
 from prompt_reliability.analysis.distillation_data import (
     ABSTAIN_TARGET,
     DistillationDataError,
-    image_splits,
     heldout_images,
+    image_splits,
     write_distillation_data,
 )
 from prompt_reliability.analysis.self_assessment_scores import parse_questions
