@@ -1,5 +1,7 @@
 """UnSAF self-assessment: parser, abstention, four-way classification and UnF1, two stages on canned text."""
 
+import math
+
 import polars as pl
 import pytest
 from PIL import Image
@@ -76,11 +78,24 @@ def test_four_way_classification_and_hand_counted_unf1():
     assert sa.unf1_scores(3, 1, 2, 1) == pytest.approx({"audacity": 0.75, "timidity": 0.75, "unf1": 0.75})
     # TA 2, FA 2, FU 0: audacity 1/2, timidity 1, UnF1 2 * .5 / 1.5 = 2/3
     assert sa.unf1_scores(2, 2, 0, 0) == pytest.approx({"audacity": 0.5, "timidity": 1.0, "unf1": 2 / 3})
-    # abstains on everything: TA + FA = 0 -> UnF1 0 (paper's definition), timidity 0
-    assert sa.unf1_scores(0, 0, 3, 3) == {"audacity": 0.0, "timidity": 0.0, "unf1": 0.0}
+    # abstains on everything: TA + FA = 0 -> audacity undefined, UnF1 0 (the paper's eq. 1), timidity 0
+    scores = sa.unf1_scores(0, 0, 3, 3)
+    assert math.isnan(scores["audacity"]) and scores["timidity"] == 0.0 and scores["unf1"] == 0.0
     # answers only unanswerable questions and abstains on the answerable: TA = 0, both ratios 0
     assert sa.unf1_scores(0, 2, 0, 2) == {"audacity": 0.0, "timidity": 0.0, "unf1": 0.0}
+    # no answerable question classified (TA + FU = 0) while answering: timidity and UnF1 undefined
+    scores = sa.unf1_scores(0, 2, 1, 0)
+    assert scores["audacity"] == 0.0 and math.isnan(scores["timidity"]) and math.isnan(scores["unf1"])
     assert sa.unf1_scores(0, 0, 0, 0)["unf1"] == 0.0
+
+
+def test_abstaining_on_everything_keeps_unf1_zero_with_a_note():
+    answers = pl.DataFrame({"kind": ["answerable", "unanswerable"], "variant": ["default"] * 2,
+                            "reply": ["unanswerable", "I can't tell"]})
+    report = pl.DataFrame({"n_unparseable": [0]})
+    row = sa.score_table(answers, report, ["default"], model="m", dataset="d", setting="open").row(0, named=True)
+    assert row["unf1"] == 0.0 and math.isnan(row["audacity"]) and "abstained on every question" in row["note"]
+    assert math.isnan(row["ece"]) and "no task answers" in row["conventional_note"]
 
 
 class Scripted:
@@ -156,7 +171,8 @@ def test_all_gibberish_finishes_with_zero_questions_and_a_count(tmp_path):
     answers = stage.run_answering(questions, templates, "open", ["default"], Scripted(lambda t: "x"))
     table = sa.score_table(answers, sa.parse_counts(gens, k=2), ["default"], model="m", dataset="d", setting="open")
     row = table.row(0, named=True)
-    assert row["n_questions"] == 0 and row["n_unparseable"] == 8 and row["unf1"] == 0.0
+    assert row["n_questions"] == 0 and row["n_unparseable"] == 8
+    assert all(math.isnan(row[c]) for c in ("audacity", "timidity", "unf1")) and "no parsed question" in row["note"]
     from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
 
     assert "Parsed questions: 0 of 8 requested" in self_assessment_markdown(table)

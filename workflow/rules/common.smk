@@ -272,9 +272,18 @@ def sa_run_files(name):
     ]
 
 
+def sa_setting_files(name):
+    """``name`` of every setting of one model x dataset (wildcards model, dataset): one simulate job writes them."""
+    return [
+        f"results/self_assessment/{{model}}/{{dataset}}/{setting}/{name}"
+        for setting in SA_SETTINGS
+    ]
+
+
 def sa_settings():
-    """The self-assessment keys the inference jobs read (stability settings do not re-run them)."""
-    return {k: v for k, v in SA.items() if k not in ("stability", "models", "datasets")}
+    """The self-assessment keys the inference jobs read (stability and simulator settings do not re-run them)."""
+    skip = ("stability", "models", "datasets", "simulate", "simulation")
+    return {k: v for k, v in SA.items() if k not in skip}
 
 
 def sa_model_inputs(wildcards):

@@ -1,14 +1,19 @@
 # UnSAF self-assessment (issue 15): stage 1 question generation and stage 2 answering (torch, one
 # job each per model x dataset x setting), parsing, UnF1, and which metrics rank models stably.
 from prompt_reliability.base.jobs import call
-from prompt_reliability.analysis import self_assessment_scores
+from prompt_reliability.analysis import (
+    self_assessment_scores,
+    self_assessment_simulation,
+)
 from prompt_reliability.report import self_assessment_tables
 from prompt_reliability.report.figures import (
     self_assessment as self_assessment_figures,
 )
 
 SA = config["self_assessment"]
-SA_MODELS = SA["models"]
+SA_HF_MODELS = SA["models"]
+SA_SIM_MODELS = list(SA["simulate"])
+SA_MODELS = SA_HF_MODELS + SA_SIM_MODELS
 SA_DATASETS = (
     SA["datasets"]
     if SA["datasets"] is not None
@@ -26,7 +31,13 @@ SA_RUNS = [
 ]
 SA_PAIRS = [{"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS]
 
-for _name in SA_MODELS:
+for _name in SA_SIM_MODELS:
+    if _name in config["models"] or _name in SA_HF_MODELS:
+        raise WorkflowError(
+            f"Invalid configuration: config key 'self_assessment.simulate.{_name}' names a simulated self-assessor "
+            f"that is also under 'models'; give it a name of its own"
+        )
+for _name in SA_HF_MODELS:
     if config["models"].get(_name, {}).get("backend") != "hf":
         raise WorkflowError(
             f"Invalid configuration: config key 'self_assessment.models' lists {_name!r}, which is not a model "
@@ -83,7 +94,7 @@ rule self_assessment_generate:
             "self_assessment", "{model}", "{dataset}", "{setting}", "generate"
         )
     wildcard_constraints:
-        model=one_of(SA_MODELS),
+        model=one_of(SA_HF_MODELS),
         setting="mc|open",
     resources:
         **scoring_resources(),
@@ -111,7 +122,7 @@ rule self_assessment_questions:
     log:
         log_path("self_assessment", "{model}", "{dataset}", "{setting}", "questions"),
     wildcard_constraints:
-        model=one_of(SA_MODELS),
+        model=one_of(SA_HF_MODELS),
         setting="mc|open",
     params:
         k=SA["k"],
@@ -133,7 +144,7 @@ rule self_assessment_answer:
     benchmark:
         benchmark_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer")
     wildcard_constraints:
-        model=one_of(SA_MODELS),
+        model=one_of(SA_HF_MODELS),
         setting="mc|open",
     resources:
         **scoring_resources(),
@@ -161,12 +172,47 @@ rule self_assessment_scores:
     log:
         log_path("self_assessment", "{model}", "{dataset}", "{setting}", "scores"),
     wildcard_constraints:
-        model=one_of(SA_MODELS),
+        model=one_of(SA_HF_MODELS),
         setting="mc|open",
     params:
         variants=SA["variants"],
     run:
         call(self_assessment_scores.write_scores, input, output, params, wildcards, log)
+
+
+rule self_assessment_simulate:
+    input:
+        manifest="results/data/{dataset}.parquet",
+    output:
+        generations=sa_setting_files("generations.parquet"),
+        questions=sa_setting_files("questions.parquet"),
+        parse_report=sa_setting_files("parse_report.parquet"),
+        answers=sa_setting_files("answers.parquet"),
+        scores=sa_setting_files("scores.parquet"),
+        task="results/self_assessment/{model}/{dataset}/task.parquet",
+    log:
+        log_path("self_assessment", "{model}", "{dataset}", "simulate"),
+    benchmark:
+        benchmark_path("self_assessment", "{model}", "{dataset}", "simulate")
+    wildcard_constraints:
+        model=one_of(SA_SIM_MODELS),
+    params:
+        profile=lambda w: SA["simulate"][w.model],
+        simulation=SA["simulation"],
+        settings=SA_SETTINGS,
+        images=SA["images"],
+        k=SA["k"],
+        variants=SA["variants"],
+        ece_bins=config["analysis"]["ece_bins"],
+    run:
+        call(
+            self_assessment_simulation.simulate_run,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
 
 
 rule self_assessment_table:
@@ -306,6 +352,7 @@ rule metric_sample_size_figure:
 
 
 localrules:
+    self_assessment_simulate,
     self_assessment_questions,
     self_assessment_scores,
     self_assessment_table,
