@@ -3,13 +3,6 @@
 from prompt_reliability.analysis import aggregation, topk
 from prompt_reliability.report.figures import topk as topk_figures
 
-FINAL_TARGETS.extend(
-    [
-        "results/figures/topk/all_pairs.png",
-        *per_pair("results/figures/topk/{model}/{dataset}/{split}.png"),
-    ]
-)
-
 
 rule aggregation:
     input:

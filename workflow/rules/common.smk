@@ -17,6 +17,7 @@ from prompt_reliability.base.config import (
 )
 from prompt_reliability.base.jobs import call, call_model, use_workers
 from prompt_reliability.report import report_md
+from prompt_reliability.report.registry import ANALYSES, produced
 from prompt_reliability.data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.base import resources as job_resources
 from prompt_reliability.base.runtime import (
@@ -77,13 +78,6 @@ CHUNK_DIR = "results/scores/.chunks"
 # all of them read the pair's split_matrix, so the group is one connected component (one sbatch,
 # and one Snakemake inside it; the SLURM profile's group-components merges any stray component).
 PAIR_GROUP = "pair_{model}_{dataset}_{split}"
-
-# Each rule module appends the files it contributes to `rule all`.
-FINAL_TARGETS = [f"results/lock/{model}.json" for model in MODELS]
-
-
-def final_targets(wildcards):
-    return FINAL_TARGETS
 
 
 def one_of(names):
@@ -219,49 +213,47 @@ def table_paths(name):
     return [f"results/tables/{name}.{ext}" for ext in ("parquet", "csv", "md")]
 
 
-# The HTML report's category of each table (figures name theirs in their rules); a table not listed
-# here goes to "Tables". Every table sits in subcategory "Tables", labelled with its name.
-TABLE_CATEGORY = {
-    **dict.fromkeys(["fragility", "fragility_summary"], "Fragility"),
-    **dict.fromkeys(
-        [
-            "per_prompt",
-            "reliability",
-            "ranking_distribution",
-            "ece_variants",
-            "ece_variants_summary",
-            "wins",
-            "family_view",
-            "family_wins",
-            "bootstrap",
-            "bootstrap_summary",
-        ],
-        "Reliability",
-    ),
-    **dict.fromkeys(
-        ["aggregation", "aggregation_summary", "topk", "topk_summary"], "Aggregation"
-    ),
-    **dict.fromkeys(["calibration", "calibration_summary"], "Calibration"),
-    **dict.fromkeys(["selective", "selective_summary"], "Uncertainty"),
-    "operating_points": "Operating points",
-    "claims": "Claims",
-}
-
-
-def table_outputs(name, category=None):
-    """Named outputs ``table``, ``csv`` (in the HTML report) and ``md`` of table ``name``."""
+def table_outputs(name):
+    """Named outputs ``table``, ``csv`` (in the HTML report) and ``md`` of registered table ``name``."""
+    analysis = ANALYSES[name]  # report/registry.py: category and caption
     parquet, csv, md = table_paths(name)
     return {
         "table": parquet,
         "csv": report(
             csv,
-            caption=f"../report/{name}.rst",
-            category=category or TABLE_CATEGORY.get(name, "Tables"),
+            caption=f"../report/{analysis.caption}",
+            category=analysis.category,
             subcategory="Tables",
             labels={"table": name},
         ),
         "md": md,
     }
+
+
+def figure_paths(pattern):
+    """A registered figure (``pattern`` under results/figures/), over the pairs or datasets it names."""
+    path = os.path.join("results", "figures", pattern)
+    if "{split}" in pattern:
+        return per_pair(path)
+    if "{dataset}" in pattern:
+        return [path.format(dataset=d) for d in sorted({d for d, _ in PAIRS})]
+    return [path]
+
+
+# What this config produces, from the registry of analyses (report/registry.py), in registry order.
+PRODUCED = produced(config)
+PRODUCED_TABLES = [table_paths(a.name)[0] for a in PRODUCED]
+PRODUCED_FIGURES = [
+    path for a in PRODUCED for p in a.figures for path in figure_paths(p)
+]
+REPORT_MD = "results/REPORT.md"
+
+
+def final_targets(wildcards=None):
+    """Rule all: every lock, every produced table with its renderings and figures, and REPORT.md."""
+    tables = [path for a in PRODUCED for path in table_paths(a.name)]
+    locks = [f"results/lock/{model}.json" for model in MODELS]
+    return [*locks, *tables, *PRODUCED_FIGURES, REPORT_MD]
 
 
 # Self-assessment (self_assessment.smk; SA, SA_RUNS and SA_PROMPTS are defined there).

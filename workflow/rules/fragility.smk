@@ -3,13 +3,6 @@
 from prompt_reliability.analysis import fragility
 from prompt_reliability.report.figures import fragility as fragility_figures
 
-FINAL_TARGETS.extend(
-    [
-        "results/figures/fragility/gaps.png",
-        *per_pair("results/figures/fragility/{model}/{dataset}/{split}.png"),
-    ]
-)
-
 
 rule fragility:
     input:

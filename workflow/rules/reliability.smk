@@ -3,13 +3,6 @@
 from prompt_reliability.analysis import reliability
 from prompt_reliability.report.figures import reliability as reliability_figures
 
-FINAL_TARGETS.extend(
-    [
-        "results/figures/reliability/deltas.png",
-        *per_pair("results/figures/reliability/{model}/{dataset}/{split}.png"),
-    ]
-)
-
 
 rule reliability:
     input:

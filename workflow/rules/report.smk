@@ -10,8 +10,6 @@ try:
 except claims_check.ClaimsError as err:
     raise WorkflowError(f"Invalid claims file: {err}") from None
 
-FINAL_TARGETS.extend(table_paths("claims"))
-
 
 rule claims:
     input:
@@ -19,7 +17,7 @@ rule claims:
         source_tables=[
             table_paths(name)[0]
             for name in claims_check.claim_tables(CLAIMS)
-            if table_paths(name)[0] in FINAL_TARGETS
+            if table_paths(name)[0] in PRODUCED_TABLES
         ],
     output:
         **table_outputs("claims"),
@@ -37,24 +35,16 @@ rule claims:
 
 
 # REPORT.md is the last file of every run: it reads every table, figure, manifest and lock.
-REPORT_MD = "results/REPORT.md"
-REPORT_TABLES = [
-    p.removesuffix(".csv") + ".parquet"
-    for p in FINAL_TARGETS
-    if p.startswith("results/tables/") and p.endswith(".csv")
-]
-
-
 rule report_md:
     input:
-        tables_in=sorted(set(REPORT_TABLES)),
+        tables_in=sorted(PRODUCED_TABLES),
         manifests=[f"results/data/{d}.parquet" for d in DATASETS],
         locks=[f"results/lock/{m}.json" for m in MODELS],
         caches=[
             f"results/scores/{m}/{config['lock']['dataset']}/{FAMILIES[0]}.parquet"
             for m in MODELS
         ],
-        figures=[p for p in FINAL_TARGETS if p.endswith(".png")],
+        figures=PRODUCED_FIGURES,
     output:
         report=REPORT_MD,
     log:
@@ -66,6 +56,3 @@ rule report_md:
         run=report_run_info(),
     run:
         call(report_md.write_report, input, output, params, wildcards, log)
-
-
-FINAL_TARGETS.append(REPORT_MD)

@@ -34,18 +34,6 @@ SC_FEW_SHOT = {
 }
 
 
-SC_TABLES = [
-    f"results/tables/safety_calibration.{ext}" for ext in ("parquet", "csv", "md")
-]
-SC_FIGURES = [f"results/figures/safety_calibration_{d}.png" for d in SC_DATASETS]
-FINAL_TARGETS.extend(SC_TABLES + SC_FIGURES)
-if SC_MODELS and SC_HELP:
-    FINAL_TARGETS.extend(
-        [f"results/tables/safety_tradeoff.{ext}" for ext in ("parquet", "csv", "md")]
-        + ["results/figures/safety_pareto.png"]
-    )
-
-
 rule safety_sra:
     input:
         matrix=per_pair_piece("matrix"),

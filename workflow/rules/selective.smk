@@ -5,10 +5,6 @@ from prompt_reliability.report.figures import selective as selective_figures
 
 # (targets, ranges and grid are checked with the config, in common.smk)
 
-FINAL_TARGETS.extend(
-    per_pair("results/figures/selective/{model}/{dataset}/{split}/risk_coverage.png")
-)
-
 
 rule selective:
     input:

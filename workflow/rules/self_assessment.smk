@@ -68,20 +68,6 @@ if SA_MODELS:
         )
 
 
-if SA_MODELS:
-    FINAL_TARGETS.extend(
-        [
-            "results/tables/self_assessment.csv",
-            "results/tables/self_assessment.md",
-            "results/figures/self_assessment/answer_types.png",
-            "results/tables/metric_stability.csv",
-            "results/figures/self_assessment/metric_stability.png",
-            "results/tables/metric_sample_size.csv",
-            "results/figures/self_assessment/metric_sample_size.png",
-        ]
-    )
-
-
 rule self_assessment_generate:
     input:
         unpack(sa_model_inputs),
@@ -219,13 +205,7 @@ rule self_assessment_table:
     input:
         pieces=sa_run_files("scores.parquet"),
     output:
-        table="results/tables/self_assessment.parquet",
-        csv=report(
-            "results/tables/self_assessment.csv",
-            caption="../report/self_assessment.rst",
-            category="Self-assessment",
-        ),
-        md="results/tables/self_assessment.md",
+        **table_outputs("self_assessment"),
     log:
         log_path("tables", "self_assessment"),
     run:
@@ -261,13 +241,7 @@ rule metric_stability:
         ),
         self_assessment="results/tables/self_assessment.parquet",
     output:
-        table="results/tables/metric_stability.parquet",
-        csv=report(
-            "results/tables/metric_stability.csv",
-            caption="../report/metric_stability.rst",
-            category="Self-assessment",
-        ),
-        md="results/tables/metric_stability.md",
+        **table_outputs("metric_stability"),
     log:
         log_path("tables", "metric_stability"),
     run:
@@ -311,13 +285,7 @@ rule metric_sample_size:
         locks=[f"results/lock/{p['model']}.json" for p in SA_PAIRS],
         answers=sa_run_files("answers.parquet"),
     output:
-        table="results/tables/metric_sample_size.parquet",
-        csv=report(
-            "results/tables/metric_sample_size.csv",
-            caption="../report/metric_sample_size.rst",
-            category="Self-assessment",
-        ),
-        md="results/tables/metric_sample_size.md",
+        **table_outputs("metric_sample_size"),
     log:
         log_path("tables", "metric_sample_size"),
     params:

@@ -57,3 +57,8 @@ def to_markdown(table: pl.DataFrame, title: str = "", digits: int = 4) -> str:
     lines.append("|" + "|".join("---" for _ in table.columns) + "|")
     lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in table.iter_rows())
     return "\n".join(lines) + "\n"
+
+
+def markdown_section(title: str, *blocks: str) -> str:
+    """A ``## title`` section of REPORT.md: the non-empty blocks, each ending in one newline, a blank line apart."""
+    return "\n".join([f"## {title}", "", *[b.rstrip("\n") + "\n" for b in blocks if b]])

@@ -2,9 +2,10 @@
 
 What was run (models, datasets with split sizes and unsafe rates, prompt families with their hashes,
 the lock split, seeds, package versions, the config hash), the claims check, the headline tables in
-the paper's shape (each captioned with the paper table it corresponds to), the recommended operating
-points, optional sections (self-assessment; later safety calibration) and links to every figure and
-table. Built only from the run's Parquet tables, manifests and locks (never from CSV).
+the paper's shape (each captioned with the paper table it corresponds to), the sections of the
+registered analyses (operating points, self-assessment, safety calibration: ``report/registry.py``)
+and links to every figure and table. Built only from the run's Parquet tables, manifests and locks
+(never from CSV).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,69 +21,13 @@ import polars as pl
 
 from prompt_reliability.analysis.claims import VERDICTS
 from prompt_reliability.base import io, tables
-from prompt_reliability.report.safety_calibration_tables import safety_calibration_markdown
-from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
+from prompt_reliability.report.registry import ANALYSES, ReportInputs
 from prompt_reliability.scoring.cache import package_versions
-
-# (table, paper table, caption, how the table is shaped for the report)
-Shaper = Callable[[pl.DataFrame], pl.DataFrame]
-
-
-def _table1(frame: pl.DataFrame) -> pl.DataFrame:
-    keep = frame.filter(pl.col("method").is_in(["selected", "random", "mean"]))
-    wide = keep.pivot(on="method", index=["model", "dataset", "split"], values=["nll", "ece"])
-    order = [f"{m}_{s}" for m in ("nll", "ece") for s in ("selected", "random", "mean") if f"{m}_{s}" in wide.columns]
-    return wide.select("model", "dataset", "split", *order)
-
-
-def _table6(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.filter(pl.col("metric").is_in(["auroc", "auprc"]))
-
-
-def _table7(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.filter(pl.col("metric").is_in(["nll", "ece"]))
-
-
-def _identity(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame
-
-
-HEADLINE: list[tuple[str, str, str, Shaper]] = [
-    ("reliability", "paper Table 1",
-     "NLL and ECE of the train-selected prompt, the locked random prompt and the mean over all prompts, per pair.",
-     _table1),
-    ("aggregation_summary", "paper Table 2",
-     "Training-free aggregation rules: NLL wins (pairs where the rule has the lowest NLL) and average NLL rank.",
-     _identity),
-    ("calibration_summary", "paper Table 3",
-     "Calibrators fit on the lock split vs the untreated mean (panel A: on the selected prompt, B: on the mean); "
-     "wins = the calibrated score has the lower metric.", _identity),
-    ("selective_summary", "paper Table 4",
-     "Selective prediction: in how many pairs each abstention signal is best on each risk summary.", _identity),
-    ("fragility_summary", "paper Table 5; per family: Table 7",
-     "Pairs in which the top cross-prompt-spread decile (D10) has higher mistake / disagreement rates than D1.",
-     _identity),
-    ("wins", "paper Table 6",
-     "Ranking: the mean ensemble against Sel, Rand, Med15 and Mean15 of the 15 single prompts on AUROC and AUPRC.",
-     _table6),
-    ("family_wins", "paper Table 7",
-     "Within-family view: each family's mean against the family-local selected prompt (view within, the lock-split "
-     "best of the family's own prompts) and against the prompt selected from all prompts (view global).", _table7),
-    ("ece_variants_summary", "paper Table 8",
-     "The mean's ECE gain over the selected prompt under other binnings.", _identity),
-    ("bootstrap_summary", "paper Table 9, Appendices F and G",
-     "Bootstrap CIs of selected - mean NLL / ECE: pairs CI-above zero (wins) and CI-below (losses), per prevalence.",
-     _identity),
-]
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """sha256 (16 hex) of the validated config, keys sorted."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _section(title: str, *blocks: str) -> str:
-    return "\n".join([f"## {title}", "", *[b.rstrip("\n") + "\n" for b in blocks if b]])
 
 
 def _md(frame: pl.DataFrame) -> str:
@@ -130,7 +75,7 @@ def run_section(*, models: Mapping[str, Mapping[str, Any]], manifests: Mapping[s
                   "lock_n": lk.get("n"), "lock_unsafe_rate": lk.get("unsafe_rate")} for lk in locks]
     seeds_text = ", ".join(f"{k} = {v}" for k, v in seeds.items())
     versions_text = ", ".join(f"{k} {v}" for k, v in versions.items())
-    return _section(
+    return tables.markdown_section(
         "What was run",
         "### Models\n\n" + _md(pl.DataFrame(model_rows)),
         "### Datasets\n\n" + (_md(pl.DataFrame(data_rows)) if data_rows else "No manifests.\n"),
@@ -148,7 +93,7 @@ def _verdict_counts(frame: pl.DataFrame) -> str:
 
 def claims_section(claims: pl.DataFrame | None) -> str:
     if claims is None:
-        return _section("Claims check", "The claims table was not produced in this run.")
+        return tables.markdown_section("Claims check", "The claims table was not produced in this run.")
     papers = list(dict.fromkeys(claims["paper_name"].to_list()))
     summary = f"Of {claims.height} claims checked on this run, {_verdict_counts(claims)}"
     if len(papers) > 1:
@@ -163,45 +108,40 @@ def claims_section(claims: pl.DataFrame | None) -> str:
     for paper in papers:
         rows = shown.filter(claims["paper_name"] == paper)
         blocks.append((f"### {paper}\n\n" if len(papers) > 1 else "") + _md(rows))
-    return _section("Claims check", summary, *blocks)
+    return tables.markdown_section("Claims check", summary, *blocks)
 
 
 def headline_section(frames: Mapping[str, pl.DataFrame]) -> str:
+    """The registry's headline tables, in registry order (``report/registry.py``)."""
     blocks = []
-    for name, paper, caption, shape in HEADLINE:
-        blocks.append(f"### {name} ({paper})\n\n*{caption}* Corresponds to {paper}; full table `tables/{name}.csv`.\n")
+    for name, analysis in ANALYSES.items():
+        headline = analysis.headline
+        if headline is None:
+            continue
+        if headline.paper:
+            blocks.append(f"### {name} ({headline.paper})\n\n*{headline.caption}* Corresponds to {headline.paper}; "
+                          f"full table `tables/{name}.csv`.\n")
+        else:
+            blocks.append(f"### {name}\n\n*{headline.caption}* Full table `tables/{name}.csv`.\n")
         frame = frames.get(name)
-        blocks.append(_md(shape(frame)) if frame is not None else "Not produced in this run.\n")
-    return _section("Headline tables", *blocks)
+        blocks.append(_md(headline.shape(frame)) if frame is not None else "Not produced in this run.\n")
+    return tables.markdown_section("Headline tables", *blocks)
 
 
-def operating_points_section(frame: pl.DataFrame | None) -> str:
-    if frame is None:
-        return _section("Recommended operating points", "The operating_points table was not produced in this run.")
-    native = frame.filter(pl.col("prevalence") == "native")
-    summary = native.group_by("score", "target", "target_value", maintain_order=True).agg(
-        pl.len().alias("pairs"), pl.col("recall").mean().alias("mean_recall"), pl.col("fpr").mean().alias("mean_fpr"),
-        pl.col("precision").mean().alias("mean_precision"), pl.col("flag_rate").mean().alias("mean_flag_rate"),
-        ((pl.col("target") == "recall") & (pl.col("recall") >= pl.col("target_value"))
-         | (pl.col("target") == "fpr") & (pl.col("fpr") <= pl.col("target_value"))).sum().alias("pairs_meeting_target"),
-    ).sort("target", "target_value", "score")
-    text = ("Thresholds are fixed on the lock split and evaluated unchanged on each evaluation pair. Recommended: "
-            "the **mean score** with the per-model threshold of your target from `tables/operating_points.csv` "
-            "(its columns `threshold`, `recall`, `fpr`, `precision` per pair and prevalence); below, averages over "
-            "pairs at native prevalence for the mean and the selected prompt, and how many pairs still meet the "
-            "target on the evaluation split.\n")
-    return _section("Recommended operating points", text, _md(summary))
+def registered_sections(inputs: ReportInputs) -> list[str]:
+    """The registry's REPORT.md sections after the headline tables, in registry order (empty ones left out)."""
+    return [text for a in ANALYSES.values() if a.section is not None and (text := a.section(inputs))]
 
 
 def links_section(title: str, paths: Sequence[str], base: str) -> str:
     if not paths:
         return ""
     items = [f"- [{os.path.relpath(p, base)}]({os.path.relpath(p, base)})" for p in paths]
-    return _section(title, "\n".join(items) + "\n")
+    return tables.markdown_section(title, "\n".join(items) + "\n")
 
 
 def build_report(*, frames: Mapping[str, pl.DataFrame], run: str, figures: Sequence[str], table_files: Sequence[str],
-                 base: str, extra_sections: Sequence[str] = ()) -> str:
+                 base: str, table_paths: Mapping[str, str] | None = None) -> str:
     parts = [
         "# Prompt-family reliability report",
         "",
@@ -212,8 +152,7 @@ def build_report(*, frames: Mapping[str, pl.DataFrame], run: str, figures: Seque
         run,
         claims_section(frames.get("claims")),
         headline_section(frames),
-        operating_points_section(frames.get("operating_points")),
-        *extra_sections,
+        *registered_sections(ReportInputs(frames, table_paths or {}, figures, base)),
         links_section("Figures", figures, base),
         links_section("All tables (CSV)", table_files, base),
     ]
@@ -236,22 +175,9 @@ def write_report(*, tables_in: Sequence[str], manifests: Sequence[str], locks: S
         models=run["models"], manifests=manifest_frames, locks=[io.read_json(p) for p in locks],
         prompts=run["prompts"], lock_split=run["lock"], evaluate=run["evaluate"], seeds=run["seeds"],
         config_digest=run["config_hash"], versions=package_versions(), provenance=provenance)
-    # Optional sections from other analyses, each from its own table when the run produced it.
-    extra = []
-    if "self_assessment" in frames:
-        extra.append(self_assessment_markdown(frames["self_assessment"], frames.get("metric_stability"),
-                                              frames.get("metric_sample_size")))
-    table_path = {Path(p).name.removesuffix(".parquet"): p for p in tables_in}
-    if "safety_calibration" in table_path:
-        def relative(path: str) -> str:
-            return os.path.relpath(path, base)
-
-        safety_figures = [relative(f) for f in figures if Path(f).name.startswith("safety_calibration_")]
-        pareto = next((relative(f) for f in figures if Path(f).name == "safety_pareto.png"), None)
-        extra.append(safety_calibration_markdown(table_path["safety_calibration"], table_path.get("safety_tradeoff"),
-                                                 scatter=safety_figures, pareto=pareto))
+    table_paths = {Path(p).name.removesuffix(".parquet"): p for p in tables_in}
     csvs = [str(Path(p).with_suffix(".csv")) for p in tables_in]
     text = build_report(frames=frames, run=run_text, figures=figures, table_files=csvs, base=base,
-                        extra_sections=extra)
+                        table_paths=table_paths)
     io.write_text(text, report)
     return text
