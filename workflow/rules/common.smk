@@ -13,6 +13,7 @@ from prompt_reliability.base.config import (
     import_files,
     models_with_backend,
     needed_datasets,
+    scored_models,
     validate_config,
 )
 from prompt_reliability.base.jobs import call, call_model, use_workers
@@ -41,7 +42,7 @@ PROMPT_IDS = REGISTRY.prompt_ids
 FAMILY_OF = REGISTRY.family_of()
 DATASETS = needed_datasets(config)
 PAIRS = evaluation_pairs(config)
-MODELS = list(config["models"])
+MODELS = scored_models(config)  # served models without logprobs only generate
 # hf models the workflow builds itself (results/models/<name>), from their 'tiny' key
 TINY_MODELS = [
     m for m in models_with_backend(config, "hf") if config["models"][m].get("tiny")
@@ -108,6 +109,12 @@ def per_pair(pattern):
 def model_config(model):
     """The model's config without its resources (changing resources must not re-score)."""
     return {k: v for k, v in config["models"][model].items() if k != "resources"}
+
+
+def served_request_cache(model):
+    """Answered requests of a served model (JSON lines, one per request, keyed on its exact content;
+    kept between runs: a resumed or repeated run asks only what is not there)."""
+    return untracked(f"results/served/{model}/requests.jsonl")
 
 
 def tiny_model_folder(model):

@@ -1,19 +1,25 @@
-# UnSAF self-assessment (issue 15): stage 1 question generation and stage 2 answering (torch, one
-# job each per model x dataset x setting), parsing, UnF1, and which metrics rank models stably.
+# UnSAF self-assessment (issue 15): stage 1 question generation and stage 2 answering (one job each
+# per model x dataset x setting: hf models in torch, served models as requests from a CPU worker),
+# parsing, UnF1, and which metrics rank models stably.
 from prompt_reliability.base.jobs import call
 from prompt_reliability.analysis import (
     self_assessment_scores,
     self_assessment_simulation,
 )
 from prompt_reliability.report import self_assessment_tables
+from prompt_reliability.scoring import self_assessment_inference
 from prompt_reliability.report.figures import (
     self_assessment as self_assessment_figures,
 )
 
 SA = config["self_assessment"]
-SA_HF_MODELS = SA["models"]
+SA_GEN_MODELS = SA["models"]  # hf or served: they write text through the two stages
+SA_SERVED_MODELS = [
+    m for m in SA_GEN_MODELS if config["models"].get(m, {}).get("backend") == "served"
+]
+SA_HF_MODELS = [m for m in SA_GEN_MODELS if m not in SA_SERVED_MODELS]
 SA_SIM_MODELS = list(SA["simulate"])
-SA_MODELS = SA_HF_MODELS + SA_SIM_MODELS
+SA_MODELS = SA_GEN_MODELS + SA_SIM_MODELS
 SA_DATASETS = (
     SA["datasets"]
     if SA["datasets"] is not None
@@ -32,16 +38,16 @@ SA_RUNS = [
 SA_PAIRS = [{"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS]
 
 for _name in SA_SIM_MODELS:
-    if _name in config["models"] or _name in SA_HF_MODELS:
+    if _name in config["models"] or _name in SA_GEN_MODELS:
         raise WorkflowError(
             f"Invalid configuration: config key 'self_assessment.simulate.{_name}' names a simulated self-assessor "
             f"that is also under 'models'; give it a name of its own"
         )
-for _name in SA_HF_MODELS:
-    if config["models"].get(_name, {}).get("backend") != "hf":
+for _name in SA_GEN_MODELS:
+    if config["models"].get(_name, {}).get("backend") not in ("hf", "served"):
         raise WorkflowError(
             f"Invalid configuration: config key 'self_assessment.models' lists {_name!r}, which is not a model "
-            f"with backend 'hf' (hf models: {models_with_backend(config, 'hf')})"
+            f"with backend 'hf' or 'served' (have: {models_with_backend(config, 'hf', 'served')})"
         )
 for _name in SA_DATASETS:
     if _name not in config["datasets"]:
@@ -99,6 +105,66 @@ rule self_assessment_generate:
         )
 
 
+# A served model's two stages: requests from a CPU worker (call), each answered request cached in
+# results/served/<model>/requests.jsonl, so a killed job resumes with exactly the requests it lacks.
+rule self_assessment_generate_served:
+    input:
+        manifest="results/data/{dataset}.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+    log:
+        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
+    benchmark:
+        benchmark_path(
+            "self_assessment", "{model}", "{dataset}", "{setting}", "generate"
+        )
+    wildcard_constraints:
+        model=one_of(SA_SERVED_MODELS),
+        setting="mc|open",
+    params:
+        model_config=lambda w: model_config(w.model),
+        settings=sa_settings(),
+        request_cache=lambda w: served_request_cache(w.model),
+    run:
+        call(
+            self_assessment_inference.generate_questions,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
+
+
+rule self_assessment_answer_served:
+    input:
+        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
+    log:
+        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
+    benchmark:
+        benchmark_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer")
+    wildcard_constraints:
+        model=one_of(SA_SERVED_MODELS),
+        setting="mc|open",
+    params:
+        model_config=lambda w: model_config(w.model),
+        settings=sa_settings(),
+        request_cache=lambda w: served_request_cache(w.model),
+    run:
+        call(
+            self_assessment_inference.answer_questions,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
+
+
 rule self_assessment_questions:
     input:
         generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
@@ -108,7 +174,7 @@ rule self_assessment_questions:
     log:
         log_path("self_assessment", "{model}", "{dataset}", "{setting}", "questions"),
     wildcard_constraints:
-        model=one_of(SA_HF_MODELS),
+        model=one_of(SA_GEN_MODELS),
         setting="mc|open",
     params:
         k=SA["k"],
@@ -158,7 +224,7 @@ rule self_assessment_scores:
     log:
         log_path("self_assessment", "{model}", "{dataset}", "{setting}", "scores"),
     wildcard_constraints:
-        model=one_of(SA_HF_MODELS),
+        model=one_of(SA_GEN_MODELS),
         setting="mc|open",
     params:
         variants=SA["variants"],

@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
+import os
 import re
 import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
 from prompt_reliability.base.errors import ConfigError
 from prompt_reliability.base.resources import check_resources
 from prompt_reliability.base.selective_targets import check_selective_config
+
+log = logging.getLogger(__name__)
 
 # Name of the all-prompts view next to the per-family views in the analyses' tables.
 ALL_PROMPTS = "all"
@@ -124,6 +129,12 @@ def models_with_backend(config: Mapping[str, Any], *backends: str) -> list[str]:
     return [name for name, cfg in config["models"].items() if cfg["backend"] in backends]
 
 
+def scored_models(config: Mapping[str, Any]) -> list[str]:
+    """Models scored on the prompts (the core analyses): all but served models without log-probabilities."""
+    return [name for name, cfg in config["models"].items()
+            if not (cfg["backend"] == "served" and cfg["logprobs"] == "none")]
+
+
 def import_files(config: Mapping[str, Any], dataset: str) -> list[str]:
     """Score files of every import-backend model for ``dataset`` (they define a 'scores' dataset)."""
     return [cfg["scores"][dataset] for cfg in config["models"].values()
@@ -132,7 +143,9 @@ def import_files(config: Mapping[str, Any], dataset: str) -> list[str]:
 
 # keys that only a model of this backend may set (the schema lists every model key once)
 HF_KEYS = ("path", "revision", "dtype", "device_map", "batch_size", "engine", "trust_remote_code", "labels", "chunk_size", "tiny")
-BACKEND_KEYS = {"hf": HF_KEYS, "simulate": ("simulate",), "import": ("scores",)}
+SERVED_KEYS = ("url", "model", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "extra_body", "logprobs",
+               "top_logprobs", "label_token_ids")
+BACKEND_KEYS = {"hf": HF_KEYS, "simulate": ("simulate",), "import": ("scores",), "served": SERVED_KEYS}
 PROMPT_FORMAT_FIELDS = {"with_query": ("template", "query"), "without_query": ("template",)}
 
 
@@ -175,12 +188,19 @@ def check_config(config: Mapping[str, Any], registry: Any = None) -> None:
                                   f"an import model needs one per dataset in 'lock' and 'evaluate'")
         elif backend == "hf":
             _check_hf_model(name, cfg, registry)
+        elif backend == "served":
+            check_served_model(name, cfg)
+    if not scored_models(config):
+        raise ConfigError("every model under 'models' is a served model with 'logprobs: none' (generation only): the core "
+                          "analyses need at least one model scored on the prompts (simulate, import, hf, or served with "
+                          "logprobs)")
     for name in needed:
         if datasets[name]["adapter"] == "scores" and not import_files(config, name):
             raise ConfigError(f"config key 'datasets.{name}.adapter' is 'scores', but no import model lists a score file for it")
-        if datasets[name]["adapter"] == "scores" and models_with_backend(config, "hf"):
-            raise ConfigError(f"dataset {name!r} has adapter 'scores' (no images): models with backend 'hf' "
-                              f"{models_with_backend(config, 'hf')} cannot score it; give them a dataset with images")
+        image_scorers = [m for m in scored_models(config) if config["models"][m]["backend"] in ("hf", "served")]
+        if datasets[name]["adapter"] == "scores" and image_scorers:
+            raise ConfigError(f"dataset {name!r} has adapter 'scores' (no images): models {image_scorers} (backend hf or "
+                              "served) cannot score it; give them a dataset with images")
         if datasets[name]["adapter"] in ("local", "hub") and not datasets[name].get("path"):
             raise ConfigError(f"config key 'datasets.{name}.path' is missing: adapter {datasets[name]['adapter']!r} needs it")
         if datasets[name]["adapter"] != "synthetic" and isinstance(datasets[name].get("splits"), Mapping):
@@ -249,3 +269,46 @@ def _check_hf_model(name: str, cfg: Mapping[str, Any], registry: Any) -> None:
                 raise ConfigError(f"config key 'models.{name}.labels.{role}' is {token!r}, but template "
                                   f"{template.prompt_id!r} never asks for it; the model would read a label the prompt does "
                                   "not offer: use the tokens the templates name (prompts/labels.yaml) or edit the templates")
+
+
+def missing_key_message(name: str, variable: str) -> str:
+    return (f"config key 'models.{name}.api_key_env' names the environment variable {variable!r}, which is not set (or "
+            f"empty); export {variable}=<your key> in the shell that runs snakemake (the key is never written to the "
+            "config, logs or results), or set api_key_env: null for a server without authentication")
+
+
+def check_served_model(name: str, cfg: Mapping[str, Any], *, environment: Mapping[str, str] | None = None) -> None:
+    """What a served model needs before its first request: an http(s) base URL, a model name, the key variable set."""
+    url = cfg.get("url")
+    if not url:
+        raise ConfigError(f"config key 'models.{name}.url' is missing: backend 'served' needs the server's base URL, "
+                          "e.g. http://127.0.0.1:8000/v1")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"config key 'models.{name}.url' is {url!r}; it needs an http:// or https:// base URL with a "
+                          "host, e.g. http://127.0.0.1:8000/v1 (the workflow appends /chat/completions)")
+    if parsed.path.rstrip("/").endswith("/chat/completions"):
+        raise ConfigError(f"config key 'models.{name}.url' is {url!r}: give the base URL (usually ending in /v1) without "
+                          "/chat/completions, which the workflow appends")
+    if not cfg.get("model"):
+        raise ConfigError(f"config key 'models.{name}.model' is missing: the model name the server knows (vLLM: the "
+                          "name given to `vllm serve`; a commercial API: e.g. gpt-4o)")
+    variable = cfg.get("api_key_env")
+    env = os.environ if environment is None else environment
+    if variable and not env.get(variable):
+        raise ConfigError(missing_key_message(name, variable))
+    if parsed.scheme == "http" and variable and parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("models.%s.url is plain http to %s: the API key from %s would travel unencrypted", name,
+                    parsed.hostname, variable)
+    reserved = sorted({"model", "messages", "max_tokens", "logprobs", "top_logprobs"} & set(cfg.get("extra_body") or {}))
+    if reserved:
+        raise ConfigError(f"config key 'models.{name}.extra_body' sets {reserved}, which the workflow sets itself (model "
+                          "from models.<name>.model, max_tokens from the step's settings, logprobs from "
+                          "models.<name>.logprobs); remove them")
+    if cfg.get("logprobs") == "logprob_token_ids" and not cfg.get("label_token_ids"):
+        raise ConfigError(f"config key 'models.{name}.label_token_ids' is missing: logprobs 'logprob_token_ids' asks the "
+                          "server for the label tokens by id; give {unsafe: <id>, safe: <id>} from the served model's "
+                          "tokenizer")
+    if cfg.get("label_token_ids") and cfg.get("logprobs") != "logprob_token_ids":
+        raise ConfigError(f"config key 'models.{name}.label_token_ids' is read only with logprobs 'logprob_token_ids' "
+                          f"(models.{name}.logprobs is {cfg.get('logprobs')!r}); remove it or change logprobs")

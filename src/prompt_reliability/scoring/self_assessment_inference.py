@@ -11,7 +11,8 @@ Prompts are data (``prompts/self_assessment/unsaf.yaml``): ``generation.<setting
 - Stage 2 (:func:`run_answering`): every parsed question, under every variant, in a fresh
   conversation with its image -> rows ``question_id, kind, variant, reply``.
 
-Both take a generator (:mod:`generation`): the HF model in the workflow, canned text in tests.
+Both take a generator (:mod:`generation`): the HF model in the workflow, a served model
+(:class:`ServedGenerator`, requests cached per request, see :mod:`served`), canned text in tests.
 """
 
 from __future__ import annotations
@@ -114,30 +115,62 @@ def run_answering(questions: pl.DataFrame, templates: Mapping[str, Any], setting
 # --- rule entry points (workflow/scripts/call.py) -------------------------------------------------
 
 
-def _hf_generator(model: str, model_config: Mapping[str, Any], settings: Mapping[str, Any]):
+class ServedGenerator:
+    """``generate(image_paths, instructions)`` through a served model: one fresh user turn each, image first.
+
+    Images are the files' own bytes (``open_image=str`` keeps paths), so a request is the same bytes
+    at every run and a resumed run finds its answers in the cache.
+    """
+
+    def __init__(self, client, max_new_tokens: int):
+        self.client, self.max_new_tokens = client, int(max_new_tokens)
+
+    def __call__(self, images: Sequence[Any], instructions: Sequence[str]) -> list[str]:
+        from prompt_reliability.scoring.served import user_turn
+
+        if len(images) != len(instructions):
+            raise ValueError(f"{len(images)} images for {len(instructions)} instructions")
+        return self.client.replies([[user_turn(text, [image])] for image, text in zip(images, instructions)],
+                                   max_tokens=self.max_new_tokens)
+
+    def stats(self) -> dict[str, Any]:
+        return {"backend": "served", **self.client.stats.as_dict(), "max_new_tokens": self.max_new_tokens}
+
+
+def _generator(model: str, model_config: Mapping[str, Any], settings: Mapping[str, Any], request_cache: str | None):
+    """``(generate, open_image)`` for the model's backend: hf loads the model here, served sends requests."""
+    if model_config["backend"] == "served":
+        from prompt_reliability.scoring.served import ServedClient
+
+        if request_cache is None:
+            raise SelfAssessmentError(f"model {model!r} is served: the rule must pass request_cache")
+        return ServedGenerator(ServedClient.from_config(model, model_config, request_cache), settings["max_new_tokens"]), str
     from prompt_reliability.scoring.backends.hf import hf_settings
     from prompt_reliability.scoring.generation import HFGenerator
 
-    return HFGenerator.load(model, hf_settings(model, model_config), settings["max_new_tokens"], settings["batch_size"])
+    generator = HFGenerator.load(model, hf_settings(model, model_config), settings["max_new_tokens"], settings["batch_size"])
+    return generator, _open_image
 
 
 def generate_questions(manifest: str, prompts: str, generations: str, *, model: str, dataset: str, setting: str,
-                       model_config: Mapping[str, Any], settings: Mapping[str, Any], **_inputs: Any) -> pl.DataFrame:
-    """Rule ``self_assessment_generate``: stage 1 for one model x dataset x setting."""
+                       model_config: Mapping[str, Any], settings: Mapping[str, Any], request_cache: str | None = None,
+                       **_inputs: Any) -> pl.DataFrame:
+    """Rules ``self_assessment_generate`` (hf) and ``self_assessment_generate_served``: stage 1 for one model x dataset x setting."""
     templates = load_templates(prompts)
     images = select_images(pl.read_parquet(manifest), settings["images"])
-    generator = _hf_generator(model, model_config, settings)
-    table = run_generation(images, templates, setting, settings["k"], generator)
+    generator, open_image = _generator(model, model_config, settings, request_cache)
+    table = run_generation(images, templates, setting, settings["k"], generator, open_image)
     stats = generator.stats()
-    log.info("%s/%s/%s: %d generations for %d images in %.1f s (%d new tokens)", model, dataset, setting,
-             table.height, images.height, stats["seconds"], stats["new_tokens"])
+    log.info("%s/%s/%s: %d generations for %d images in %.1f s (%s)", model, dataset, setting, table.height, images.height,
+             stats["seconds"], ", ".join(f"{k} {v}" for k, v in stats.items() if k != "seconds"))
     io.write_parquet(table, generations, metadata={"generation": stats})
     return table
 
 
 def answer_questions(questions: str, prompts: str, answers: str, *, model: str, dataset: str, setting: str,
-                     model_config: Mapping[str, Any], settings: Mapping[str, Any], **_inputs: Any) -> pl.DataFrame:
-    """Rule ``self_assessment_answer``: stage 2 for one model x dataset x setting, every variant."""
+                     model_config: Mapping[str, Any], settings: Mapping[str, Any], request_cache: str | None = None,
+                     **_inputs: Any) -> pl.DataFrame:
+    """Rules ``self_assessment_answer`` (hf) and ``self_assessment_answer_served``: stage 2, every variant."""
     templates = load_templates(prompts)
     table_in = pl.read_parquet(questions)
     if table_in.height == 0:
@@ -145,9 +178,10 @@ def answer_questions(questions: str, prompts: str, answers: str, *, model: str, 
         table = run_answering(table_in, templates, setting, settings["variants"], lambda images, texts: [])
         io.write_parquet(table, answers, metadata={"generation": {"generations": 0}})
         return table
-    generator = _hf_generator(model, model_config, settings)
-    table = run_answering(table_in, templates, setting, settings["variants"], generator)
+    generator, open_image = _generator(model, model_config, settings, request_cache)
+    table = run_answering(table_in, templates, setting, settings["variants"], generator, open_image)
     stats = generator.stats()
-    log.info("%s/%s/%s: %d answers in %.1f s", model, dataset, setting, table.height, stats["seconds"])
+    log.info("%s/%s/%s: %d answers in %.1f s (%s)", model, dataset, setting, table.height, stats["seconds"],
+             ", ".join(f"{k} {v}" for k, v in stats.items() if k != "seconds"))
     io.write_parquet(table, answers, metadata={"generation": stats})
     return table
