@@ -170,7 +170,7 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
 
 def test_stage_two_answers_through_the_server_and_a_second_call_sends_nothing(server, tmp_path, monkeypatch):
     """Stage 1's random-weight text parses to no question, so stage 2 gets written questions here."""
-    from prompt_reliability.scoring.self_assessment import answer_questions
+    from prompt_reliability.scoring.self_assessment_inference import answer_questions
 
     if server.process is None:
         server.start(tmp_path / "requests.log")
