@@ -32,12 +32,13 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4
 class ScriptedServer:
     """An OpenAI-shaped chat endpoint on 127.0.0.1 whose status codes follow a script.
 
-    ``statuses`` is consumed one per request (then 200); a 200 replies ``echo:<last text part>``.
+    ``statuses`` is consumed one per request (then 200); a 200 replies ``echo:<last text part>``, or
+    ``respond(body)`` when given.
     Records each request's body hash, headers and arrival time, and the most requests in flight.
     """
 
-    def __init__(self, statuses=(), delay=0.0, retry_after=None):
-        self.statuses, self.delay, self.retry_after = list(statuses), delay, retry_after
+    def __init__(self, statuses=(), delay=0.0, retry_after=None, respond=None):
+        self.statuses, self.delay, self.retry_after, self.respond = list(statuses), delay, retry_after, respond
         self.received: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -58,7 +59,9 @@ class ScriptedServer:
                 time.sleep(outer.delay)
                 with outer.lock:
                     outer.in_flight -= 1
-                if status == 200:
+                if status == 200 and outer.respond is not None:
+                    payload = json.dumps(outer.respond(json.loads(body))).encode()
+                elif status == 200:
                     text = json.loads(body)["messages"][-1]["content"][-1]["text"]
                     payload = json.dumps({"id": "x", "object": "chat.completion", "choices": [
                         {"index": 0, "message": {"role": "assistant", "content": f"echo:{text}"}, "finish_reason": "stop"}]}).encode()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO, run_snakemake, snakemake_env, write_config
+from conftest import REPO, dry_run_jobs, run_snakemake, snakemake_env, write_config
 from test_served_client import ScriptedServer
 
 from prompt_reliability.base import io
@@ -230,3 +230,14 @@ def test_wrong_url_missing_key_and_a_500ing_server_end_with_a_message_and_no_tab
     assert not (tmp_path / "http-500" / output.relative_to(tmp_path)).exists()
     assert len(failing.received) >= 2  # retried before giving up
     assert files_containing(tmp_path, SENTINEL) == []
+
+
+def test_a_served_model_with_logprobs_is_scored_on_the_prompts_and_one_without_only_generates(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SENTINEL)
+    config = served_workflow_config("http://127.0.0.1:9/v1")
+    config["models"]["scorer"] = {"backend": "served", "url": "https://api.example.invalid/v1", "model": "gpt-4o",
+                                  "api_key_env": KEY_ENV, "logprobs": "top_logprobs"}
+    jobs = dry_run_jobs(tmp_path, "--configfile", str(write_config(tmp_path, config)))
+    assert jobs["score_family_served"] == 3  # scorer x synth x families A, B, C; tiny-served is not scored
+    assert jobs["score_family"] == 3 and jobs["lock"] == 2  # sim and scorer
+    assert jobs["self_assessment_generate_served"] == 2 and jobs["self_assessment_answer_served"] == 2

@@ -2,7 +2,8 @@
 # score_family: simulate and import backends (numpy only), in a worker process (a job that asks
 # for GPUs, say to reserve them on a workstation, gets a process of its own that claims them);
 # score_family_hf_cpu: hf models without GPUs, in a worker process (torch kept imported there);
-# score_family_hf: hf models with GPUs (own process, GPU claim and conda environment).
+# score_family_hf: hf models with GPUs (own process, GPU claim and conda environment);
+# score_family_served: served models with logprobs, requests from a worker process (cached per request).
 from prompt_reliability.data import matrix
 from prompt_reliability.scoring import cache
 
@@ -42,6 +43,29 @@ rule score_family:
             resources,
             loads_model=False,
         )
+
+
+rule score_family_served:
+    input:
+        unpack(scoring_inputs),
+    output:
+        scores="results/scores/{model}/{dataset}/{family}.parquet",
+    log:
+        log_path("scores", "{model}", "{dataset}", "{family}"),
+    benchmark:
+        benchmark_path("scores", "{model}", "{dataset}", "{family}")
+    wildcard_constraints:
+        model=one_of([m for m in MODELS if config["models"][m]["backend"] == "served"]),
+    params:
+        model_config=lambda w: model_config(w.model),
+        prompt_dir=untracked(PROMPT_DIR),
+        prompts=prompts_hash,
+        families=config["prompts"],
+        prompt_format=config["prompt_format"],
+        work_dir=CHUNK_DIR,
+        request_cache=lambda w: served_request_cache(w.model),
+    run:
+        call(cache.score_family, input, output, params, wildcards, log)
 
 
 rule score_family_hf_cpu:

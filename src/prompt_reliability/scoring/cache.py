@@ -62,6 +62,7 @@ class ScoringJob:
     registry: PromptRegistry
     prompt_format: Mapping[str, str]
     work_dir: Path  # where a backend may checkpoint partial work (a rule parameter)
+    request_cache: Path | None = None  # served models: answered requests (scoring/served.py)
 
     @property
     def templates(self):
@@ -79,7 +80,7 @@ class ScoringJob:
 
 # Backends by config name: each is a module of ``backends`` with ``score(job) -> (rows, provenance)``,
 # imported only when a job uses it (the hf backend imports torch).
-BACKENDS: dict[str, str] = {"simulate": "simulate", "import": "imported", "hf": "hf"}
+BACKENDS: dict[str, str] = {"simulate": "simulate", "import": "imported", "hf": "hf", "served": "served"}
 
 
 def get_backend(name: str) -> Callable[[ScoringJob], tuple[pl.DataFrame, dict]]:
@@ -158,11 +159,13 @@ def score_to_cache(
     prompt_format: Mapping[str, str],
     output: str | Path,
     work_dir: str | Path,
+    request_cache: str | Path | None = None,
 ) -> pl.DataFrame:
     """Score one (model, dataset, family) with the model's backend and write the cache atomically."""
     registry = load_registry(prompt_dir, families)
     manifest = pl.read_parquet(manifest_path)
-    job = ScoringJob(model, model_cfg, dataset, family, manifest, manifest_hash(manifest), registry, prompt_format, Path(work_dir))
+    job = ScoringJob(model, model_cfg, dataset, family, manifest, manifest_hash(manifest), registry, prompt_format, Path(work_dir),
+                     None if request_cache is None else Path(request_cache))
     rows, provenance = get_backend(model_cfg["backend"])(job)
     cache = finalize_cache(rows, job)
     metadata = {
@@ -185,7 +188,7 @@ def score_to_cache(
 def score_family(*, manifest: str, scores: str, model: str, dataset: str, family: str, model_config: Mapping[str, Any],
                  prompt_dir: str | Path, prompts: str, families: list[str], prompt_format: Mapping[str, str], work_dir: str,
                  manifest_check: str | None = None, model_folder: str | None = None, score_file: str | None = None,
-                 preflight: str | None = None) -> pl.DataFrame:
+                 preflight: str | None = None, request_cache: str | None = None) -> pl.DataFrame:
     """Rule entry: score one (model, dataset, family) into ``scores``.
 
     ``prompts`` is the hash of the family's templates and label tokens (it re-runs the job when
@@ -196,6 +199,6 @@ def score_family(*, manifest: str, scores: str, model: str, dataset: str, family
     """
     cache = score_to_cache(model=model, model_cfg=model_config, dataset=dataset, family=family, manifest_path=manifest,
                            prompt_dir=prompt_dir, families=families, prompt_format=prompt_format, output=scores,
-                           work_dir=work_dir)
+                           work_dir=work_dir, request_cache=request_cache)
     log.info("wrote %s: %d rows", scores, len(cache))
     return cache
