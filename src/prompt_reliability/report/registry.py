@@ -117,6 +117,11 @@ def _calibration_metrics(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col("metric").is_in(["nll", "ece"]))
 
 
+def _trust_at_a_glance(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select("model", "dataset", "split", "label_mass_mean", "label_mass_worst", "auroc", "auroc_ci_low",
+                        "auroc_ci_high", "chance_level")
+
+
 def _operating_points_section(inputs: ReportInputs) -> str:
     return operating_points_section(inputs.frames.get("operating_points"))
 
@@ -150,6 +155,11 @@ PER_PAIR = "{model}/{dataset}/{split}"
 
 # Registry order is the order of REPORT.md's headline tables, its sections and its figure links.
 _RECORDS = [
+    Analysis("trust", "Trust", PIECES,
+             headline=Headline("Can each model's scores be trusted at all: the share of next-token probability on "
+                               "the two label tokens (mean; worst prompt) and the AUROC of the mean score with its "
+                               "bootstrap CI; chance_level = the CI contains or lies below 0.5.", None,
+                               _trust_at_a_glance)),
     Analysis("per_prompt", "Reliability", PIECES),
     Analysis("reliability", "Reliability", PIECES, figures=("reliability/deltas.png", f"reliability/{PER_PAIR}.png"),
              headline=Headline("NLL and ECE of the train-selected prompt, the locked random prompt and the mean over "
