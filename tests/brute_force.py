@@ -1,7 +1,6 @@
-"""Slow, obviously-correct references for the vectorised bootstrap (used by the tests and the benchmark).
-
-One resample at a time, one bin at a time, written from the issue's definitions with weighted means,
-sharing nothing with the kernel but the resample indices.
+"""Slow, obviously-correct references written from the definitions, one per metric (used by the tests and
+the benchmarks): ECE and MCE one bin at a time, the bootstrap one resample at a time (sharing nothing with
+the kernel but the resample indices), Boschloo's test, the hallucination metrics.
 """
 
 from __future__ import annotations
@@ -16,17 +15,33 @@ def weighted_nll(y: np.ndarray, p: np.ndarray, w: np.ndarray, eps: float = 1e-12
     return float(np.sum(w * -(y * np.log(p) + (1 - y) * np.log(1 - p))) / np.sum(w))
 
 
-def weighted_ece(y: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 15) -> float:
-    """``sum_b W_b / W * |mean_w(y in b) - mean_w(p in b)|`` with bin ``min(floor(p * M), M - 1)``."""
-    total = np.sum(w)
+def calibration_bins(p: np.ndarray, n_bins: int, strategy: str = "width") -> list[list[int]]:
+    """Sample indices of each bin, from the definitions: ``width`` = ``[b / M, (b + 1) / M)`` (p = 1 in
+    the last bin); ``mass`` = M equal-count runs of the samples ordered by score (ties by index)."""
+    n = len(p)
+    if strategy == "width":
+        return [[i for i in range(n) if b / n_bins <= p[i] < (b + 1) / n_bins or (b == n_bins - 1 and p[i] == 1.0)]
+                for b in range(n_bins)]
+    order = sorted(range(n), key=lambda i: (p[i], i))
+    return [[int(i) for i in part] for part in np.array_split(order, n_bins)]
+
+
+def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 15, strategy: str = "width", w: np.ndarray | None = None) -> float:
+    """The one ECE reference of the tests: ``sum_b W_b / W * |mean_w(y in b) - mean_w(p in b)|``, one bin at a
+    time (``w``: sample weights, default 1)."""
+    w = np.ones(len(p)) if w is None else np.asarray(w, dtype=np.float64)
+    total = float(np.sum(w))
     value = 0.0
-    bins = np.minimum(np.floor(p * n_bins).astype(int), n_bins - 1)
-    for b in range(n_bins):
-        members = bins == b
-        if members.any():
+    for members in calibration_bins(p, n_bins, strategy):
+        if members:
             wb = w[members]
             value += np.sum(wb) / total * abs(np.average(y[members], weights=wb) - np.average(p[members], weights=wb))
     return float(value)
+
+
+def mce(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
+    """Maximum over non-empty equal-width bins of ``|mean(y in b) - mean(p in b)|``."""
+    return max(abs(np.mean(y[m]) - np.mean(p[m])) for m in calibration_bins(p, n_bins) if m)
 
 
 def brute_force_metrics(y: np.ndarray, scores: np.ndarray, weights: np.ndarray, index_chunks: Iterable[np.ndarray],
@@ -37,7 +52,7 @@ def brute_force_metrics(y: np.ndarray, scores: np.ndarray, weights: np.ndarray, 
     for chunk in index_chunks:
         for idx in chunk:
             idx = idx.astype(np.int64)
-            out.append([[[weighted_nll(y[idx], p[idx], w[idx], eps), weighted_ece(y[idx], p[idx], w[idx], n_bins)]
+            out.append([[[weighted_nll(y[idx], p[idx], w[idx], eps), ece(y[idx], p[idx], n_bins, w=w[idx])]
                          for p in scores] for w in weights])
     return np.array(out)
 

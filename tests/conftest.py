@@ -56,6 +56,20 @@ def snakemake_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch on ``n`` threads inside the block, as a workflow worker runs a model step (its
+    ``cpus_per_task``): a reduction's float order depends on the thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run this repository's Snakefile in ``workdir`` (``-s REPO/Snakefile -d workdir``); ``env`` adds variables."""

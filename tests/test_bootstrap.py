@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from brute_force import brute_force_metrics, weighted_ece, weighted_nll
+from brute_force import brute_force_metrics, ece, weighted_nll
 from conftest import dry_run_jobs, run_snakemake
 
 from prompt_reliability.analysis import bootstrap as bs
@@ -110,7 +110,7 @@ def test_weighted_ece_and_nll_by_hand():
     point, _ = bs.bootstrap_metrics(y, p[None], [0.25], n_resamples=1, seed=0)
     assert point[0, 0, 1] == pytest.approx(expected_ece, rel=1e-12)
     assert point[0, 0, 0] == pytest.approx(expected_nll, rel=1e-12)
-    assert weighted_ece(y, p, w) == pytest.approx(expected_ece, rel=1e-12)
+    assert ece(y, p, w=w) == pytest.approx(expected_ece, rel=1e-12)
     assert weighted_nll(y, p, w) == pytest.approx(expected_nll, rel=1e-12)
 
 

@@ -90,19 +90,22 @@ def test_fresh_runs_are_byte_identical_and_a_killed_run_recovers(tmp_path):
     reference = outputs(first)
     assert any(name.startswith("results/scores/") for name in reference) and "results/lock/sim.json" in reference
 
-    # second directory: SIGKILL the whole run once the analyses are under way, then run again
+    # second directory: SIGKILL the whole run once the analyses are under way, then run again. The
+    # test needs the kill to land mid-run: the first analysis file opens a window of ~20 more jobs
+    # (each at least one scheduler round trip), polled far more often than that; a run that still
+    # ends first fails the test instead of skipping the recovery it is here to check.
     process = subprocess.Popen(command(second, "--cores", "1"), cwd=second, env=snakemake_env(second),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while not (second / "results/analysis").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    killed = process.poll() is None
-    if killed:
-        os.killpg(process.pid, signal.SIGKILL)
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed mid-run: recovery was not exercised"
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
-    print(f"killed mid-run: {killed}; files present then: {len(outputs(second))} of {len(reference)}")
-    if killed:
-        run(second, "--unlock")  # what Snakemake tells the user after a kill
+    left = outputs(second)
+    assert set(reference) - set(left), "the kill landed after the last output: recovery was not exercised"
+    print(f"killed mid-run: {len(left)} of {len(reference)} files present")
+    run(second, "--unlock")  # what Snakemake tells the user after a kill
     run(second, "--rerun-incomplete")
     again = outputs(second)
     assert sorted(again) == sorted(reference)

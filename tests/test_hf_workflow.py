@@ -10,7 +10,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import BIN, REPO, dry_run_jobs, run_snakemake, snakemake_env, validated_model, write_config
+from conftest import (
+    BIN,
+    REPO,
+    dry_run_jobs,
+    run_snakemake,
+    snakemake_env,
+    torch_threads,
+    validated_model,
+    write_config,
+)
 from polars.testing import assert_frame_equal
 
 from prompt_reliability.base import io
@@ -84,13 +93,16 @@ def test_tiny_hf_model_runs_resumes_after_a_kill_and_records_provenance(tmp_path
         assert meta["dtype"] == "float32" and meta["device"] == "cpu" and meta["image_processor_backend"]
         assert meta["label_token_ids"]["unsafe"]["token"] == "U" and meta["prompt_text_hash"]
         assert {"torch", "transformers"} <= set(meta["package_versions"])
-        # the same scores as one uninterrupted run of the same model, prompts and data
-        expected = score_to_cache(
-            model="tiny", model_cfg=validated_model({"backend": "hf", "path": str(model_dir), "chunk_size": 4, "batch_size": 3}, "tiny"),
-            dataset="synth", family=family, manifest_path=tmp_path / "results/data/synth.parquet",
-            prompt_dir=REPO / "prompts", families=["A", "B", "C"],
-            prompt_format={"with_query": "{template}\nQuery: {query}", "without_query": "{template}"},
-            output=tmp_path / f"expected-{family}.parquet", work_dir=tmp_path / "expected-chunks")
+        # the same scores as one uninterrupted run of the same model, prompts and data, with torch on
+        # as many threads as the workflow's worker gave it (a float sum's order depends on the threads)
+        model_cfg = validated_model({"backend": "hf", "path": str(model_dir), "chunk_size": 4, "batch_size": 3}, "tiny")
+        with torch_threads(model_cfg["resources"]["cpus_per_task"]):
+            expected = score_to_cache(
+                model="tiny", model_cfg=model_cfg, dataset="synth", family=family,
+                manifest_path=tmp_path / "results/data/synth.parquet", prompt_dir=REPO / "prompts",
+                families=["A", "B", "C"],
+                prompt_format={"with_query": "{template}\nQuery: {query}", "without_query": "{template}"},
+                output=tmp_path / f"expected-{family}.parquet", work_dir=tmp_path / "expected-chunks")
         assert_frame_equal(pl.read_parquet(cache_file), expected, check_exact=True)
     matrix = pl.read_parquet(tmp_path / "results/matrix/tiny/synth.parquet")
     assert matrix.height == 32 and matrix.width == 3 + 15

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import brute_force
 import numpy as np
 import polars as pl
 import pytest
@@ -40,25 +41,10 @@ def test_nll_matches_sklearn_log_loss_and_clips_at_eps():
     assert metrics.nll(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(math.log(2))
 
 
-def brute_force_ece(y, p, n_bins: int, strategy: str = "width") -> float:
-    n = len(y)
-    if strategy == "width":
-        members = [[i for i in range(n) if b / n_bins <= p[i] < (b + 1) / n_bins or (b == n_bins - 1 and p[i] == 1.0)]
-                   for b in range(n_bins)]
-    else:
-        order = sorted(range(n), key=lambda i: (p[i], i))
-        members = [list(part) for part in np.array_split(order, n_bins)]
-    total = 0.0
-    for bin_members in members:
-        if bin_members:
-            total += len(bin_members) / n * abs(np.mean([y[i] for i in bin_members]) - np.mean([p[i] for i in bin_members]))
-    return total
-
-
 @pytest.mark.parametrize("n_bins,strategy", [(10, "width"), (15, "width"), (20, "width"), (15, "mass"), (7, "mass")])
 def test_ece_matches_a_brute_force_bin_loop(n_bins, strategy):
     y, p = random_scores(n=211, seed=n_bins)
-    assert metrics.ece(y, p, n_bins, strategy) == pytest.approx(brute_force_ece(y, p, n_bins, strategy), abs=1e-12)
+    assert metrics.ece(y, p, n_bins, strategy) == pytest.approx(brute_force.ece(y, p, n_bins, strategy), abs=1e-12)
 
 
 def test_ece_on_exact_0_half_and_1_with_empty_bins():
