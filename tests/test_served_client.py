@@ -233,3 +233,23 @@ def test_cache_file_is_shared_by_clients_in_parallel(tmp_path, key_env):
         for t in threads:
             t.join()
     assert len(RequestCache(cache).load()) == 40 and len(Path(cache).read_text().splitlines()) == 40
+
+
+def test_a_config_whose_only_models_generate_is_refused(monkeypatch):
+    from conftest import SCHEMA_PATH
+
+    from prompt_reliability.base.config import check_config, scored_models, validate_config
+
+    monkeypatch.delenv("SERVED_TEST_KEY", raising=False)
+    config = {"datasets": {"d": {"adapter": "synthetic"}}, "lock": {"dataset": "d"}, "evaluate": [{"dataset": "d"}],
+              "models": {"gen": {"backend": "served", "url": "http://127.0.0.1:8000/v1", "model": "x"}}}
+    validate_config(config, SCHEMA_PATH)
+    assert config["models"]["gen"]["logprobs"] == "none" and scored_models(config) == []
+    with pytest.raises(ConfigError, match="at least one model scored on the prompts"):
+        check_config(config)
+    config["models"]["scorer"] = {**config["models"]["gen"], "logprobs": "top_logprobs"}
+    check_config(config)
+    assert scored_models(config) == ["scorer"]
+    config["models"]["scorer"]["path"] = "x"
+    with pytest.raises(ConfigError, match=r"models\.scorer\.path' applies to backend 'hf' only"):
+        check_config(config)

@@ -112,7 +112,9 @@ def files_containing(root: Path, needle: str) -> list[Path]:
 
 
 def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_requests(server, tmp_path):
+    clock = time.perf_counter()
     server.start(tmp_path / "requests-1.log", delay_s=0.5)
+    timings = {"server start": time.perf_counter() - clock}
     config = served_workflow_config(server.url, str(server.model_folder))  # transformers serve knows it by its folder
     path = write_config(tmp_path, config)
     target = "results/tables/self_assessment.csv"
@@ -120,16 +122,17 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
            str(path), "--cores", "2", target]
     env = {**snakemake_env(tmp_path), KEY_ENV: SENTINEL}
     run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cache = RequestCache(tmp_path / f"results/served/{MODEL}/requests.jsonl")
     deadline = time.monotonic() + 300
-    while len(server.logged()) < 4 and run.poll() is None and time.monotonic() < deadline:
+    while len(cache.load()) < 2 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert run.poll() is None, "the run ended before the server was killed"
-    server.kill()  # mid-run: requests in flight get no answer
+    server.kill()  # mid-run (2 of 24 answered, each held 0.5 s): requests in flight get no answer
     first_output, _ = run.communicate(timeout=300)
+    timings["first run"] = time.perf_counter() - clock - timings["server start"]
     assert run.returncode != 0
     assert f"models.{MODEL}.url" in first_output and server.url in first_output  # the message names the key and the server
 
-    cache = RequestCache(tmp_path / f"results/served/{MODEL}/requests.jsonl")
     before = set(cache.load())
     first_logged = [entry[0] for entry in server.logged()]
     assert 0 < len(before) < 2 * 2 * N_IMAGES
@@ -140,7 +143,9 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
     retries = first_logs.count("retried (")
     assert retries >= 1 and "Connection refused" in first_logs  # requests cut by the kill were retried, then given up
 
+    clock = time.perf_counter()
     server.start(tmp_path / "requests-2.log")
+    timings["server restart"] = time.perf_counter() - clock
     started = time.perf_counter()
     run_snakemake(tmp_path, "--configfile", str(path), "--cores", "2", target, env={KEY_ENV: SENTINEL})
     resumed_seconds = time.perf_counter() - started
@@ -165,7 +170,7 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
     print(f"served resume: {len(first_logged)} requests received before the kill, {len(before)} answered and cached, "
           f"{retries} retried after the kill (connection refused) before the job gave up; the resumed run sent "
           f"{len(resent)} ({resumed_seconds:.1f} s for the run), {1000 * sum(resumed) / len(resumed):.0f} ms per request "
-          f"(mean, tiny qwen2_vl, max_tokens 4, 2 in flight); job stats {stats}")
+          f"(mean, tiny qwen2_vl, max_tokens 4, 2 in flight); job stats {stats}; timings {timings}")
 
 
 def test_stage_two_answers_through_the_server_and_a_second_call_sends_nothing(server, tmp_path, monkeypatch):
@@ -202,33 +207,34 @@ def test_stage_two_answers_through_the_server_and_a_second_call_sends_nothing(se
     assert files_containing(tmp_path, SENTINEL) == []
 
 
-def stage_one(tmp_path: Path, config: dict, env: dict) -> tuple[int, str]:
-    path = write_config(tmp_path, config)
-    result = run_snakemake(tmp_path, "--configfile", str(path), "--cores", "1",
-                           f"results/self_assessment/{MODEL}/synth/open/generations.parquet", check=False, env=env)
-    return result.returncode, result.stdout + result.stderr
-
-
 def test_wrong_url_missing_key_and_a_500ing_server_end_with_a_message_and_no_table(tmp_path):
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    output = tmp_path / f"results/self_assessment/{MODEL}/synth/open/generations.parquet"
 
     (tmp_path / "missing-key").mkdir()
-    code, text = stage_one(tmp_path / "missing-key", served_workflow_config(closed), env={KEY_ENV: ""})
-    assert code != 0 and f"models.{MODEL}.api_key_env" in text and KEY_ENV in text
-    assert not (tmp_path / "missing-key/results").exists()  # stopped before any job
+    path = write_config(tmp_path / "missing-key", served_workflow_config(closed))
+    result = run_snakemake(tmp_path / "missing-key", "--configfile", str(path), "-n", check=False, env={KEY_ENV: ""})
+    text = result.stdout + result.stderr
+    assert result.returncode != 0 and f"models.{MODEL}.api_key_env" in text and KEY_ENV in text
+    assert not (tmp_path / "missing-key/results").exists()  # stopped at parse time, before any job
 
-    (tmp_path / "wrong-url").mkdir()
-    code, text = stage_one(tmp_path / "wrong-url", served_workflow_config(closed), env={KEY_ENV: SENTINEL})
-    assert code != 0 and f"models.{MODEL}.url" in text and closed in text and "Connection refused" in text
-    assert not (tmp_path / "wrong-url" / output.relative_to(tmp_path)).exists()
-
-    (tmp_path / "http-500").mkdir()
+    # one run, two served models: one at a closed port, one at a server that answers 500 to everything
     with ScriptedServer(statuses=[500] * 100) as failing:
-        code, text = stage_one(tmp_path / "http-500", served_workflow_config(failing.url), env={KEY_ENV: SENTINEL})
-    assert code != 0 and f"{failing.url}/chat/completions" in text and "HTTP 500" in text and f"models.{MODEL}.url" in text
-    assert not (tmp_path / "http-500" / output.relative_to(tmp_path)).exists()
-    assert len(failing.received) >= 2  # retried before giving up
+        config = served_workflow_config(closed)
+        config["models"]["failing"] = {**config["models"][MODEL], "url": failing.url}
+        config["self_assessment"].update(models=[MODEL, "failing"], settings=["open"])
+        path = write_config(tmp_path, config)
+        outputs = {m: tmp_path / f"results/self_assessment/{m}/synth/open/generations.parquet" for m in (MODEL, "failing")}
+        result = run_snakemake(tmp_path, "--configfile", str(path), "--cores", "2", "--keep-going",
+                               *(str(o.relative_to(tmp_path)) for o in outputs.values()), check=False,
+                               env={KEY_ENV: SENTINEL})
+    assert result.returncode != 0
+    logs = {m: (tmp_path / f"results/logs/self_assessment/{m}/synth/open/generate.log").read_text() for m in outputs}
+    assert f"models.{MODEL}.url" in logs[MODEL] and closed in logs[MODEL] and "Connection refused" in logs[MODEL]
+    assert "models.failing.url" in logs["failing"] and f"{failing.url}/chat/completions" in logs["failing"]
+    assert "HTTP 500" in logs["failing"] and len(failing.received) >= 2  # retried before giving up
+    console = result.stdout + result.stderr
+    assert f"models.{MODEL}.url" in console and "models.failing.url" in console  # the messages reach the console too
+    assert not any(o.exists() for o in outputs.values())  # no half-written table
     assert files_containing(tmp_path, SENTINEL) == []
 
 

@@ -56,6 +56,7 @@ rule score_family_served:
         benchmark_path("scores", "{model}", "{dataset}", "{family}")
     wildcard_constraints:
         model=one_of([m for m in MODELS if config["models"][m]["backend"] == "served"]),
+    localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
         model_config=lambda w: model_config(w.model),
         prompt_dir=untracked(PROMPT_DIR),

@@ -122,6 +122,7 @@ rule self_assessment_generate_served:
     wildcard_constraints:
         model=one_of(SA_SERVED_MODELS),
         setting="mc|open",
+    localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
         model_config=lambda w: model_config(w.model),
         settings=sa_settings(),
@@ -150,6 +151,7 @@ rule self_assessment_answer_served:
     wildcard_constraints:
         model=one_of(SA_SERVED_MODELS),
         setting="mc|open",
+    localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
         model_config=lambda w: model_config(w.model),
         settings=sa_settings(),
