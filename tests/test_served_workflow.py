@@ -122,9 +122,13 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
            str(path), "--cores", "2", target]
     env = {**snakemake_env(tmp_path), KEY_ENV: SENTINEL}
     run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cache = RequestCache(tmp_path / f"results/served/{MODEL}/requests.jsonl")
+    caches = [RequestCache(tmp_path / f"results/served/{MODEL}/self_assessment/synth/{s}.jsonl") for s in ("mc", "open")]
+
+    def cached() -> dict:
+        return {key: record for cache in caches for key, record in cache.load().items()}
+
     deadline = time.monotonic() + 300
-    while len(cache.load()) < 2 and run.poll() is None and time.monotonic() < deadline:
+    while len(cached()) < 2 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert run.poll() is None, "the run ended before the server was killed"
     server.kill()  # mid-run (2 of 24 answered, each held 0.5 s): requests in flight get no answer
@@ -133,7 +137,7 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
     assert run.returncode != 0
     assert f"models.{MODEL}.url" in first_output and server.url in first_output  # the message names the key and the server
 
-    before = set(cache.load())
+    before = set(cached())
     first_logged = [entry[0] for entry in server.logged()]
     assert 0 < len(before) < 2 * 2 * N_IMAGES
     assert before <= set(first_logged)
@@ -149,7 +153,7 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
     started = time.perf_counter()
     run_snakemake(tmp_path, "--configfile", str(path), "--cores", "2", target, env={KEY_ENV: SENTINEL})
     resumed_seconds = time.perf_counter() - started
-    after = cache.load()
+    after = cached()
     resent = server.logged()
     assert len(after) == 2 * 2 * N_IMAGES  # every stage-1 request answered once
     assert all(body == header for body, header, _ in resent)  # the cache key is the hash of the exact bytes received

@@ -111,10 +111,11 @@ def model_config(model):
     return {k: v for k, v in config["models"][model].items() if k != "resources"}
 
 
-def served_request_cache(model):
-    """Answered requests of a served model (JSON lines, one per request, keyed on its exact content;
-    kept between runs: a resumed or repeated run asks only what is not there)."""
-    return untracked(f"results/served/{model}/requests.jsonl")
+def served_request_cache(model, *parts):
+    """Answered requests of one served model's step (JSON lines, one per request, keyed on its exact
+    content; kept between runs: a resumed or repeated run asks only what is not there). One file per
+    step and wildcards, so a job reads only its own requests."""
+    return untracked(os.path.join("results", "served", model, *parts) + ".jsonl")
 
 
 def tiny_model_folder(model):

@@ -64,7 +64,9 @@ rule score_family_served:
         families=config["prompts"],
         prompt_format=config["prompt_format"],
         work_dir=CHUNK_DIR,
-        request_cache=lambda w: served_request_cache(w.model),
+        request_cache=lambda w: served_request_cache(
+            w.model, "scores", w.dataset, w.family
+        ),
     run:
         call(cache.score_family, input, output, params, wildcards, log)
 

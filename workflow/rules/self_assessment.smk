@@ -106,7 +106,8 @@ rule self_assessment_generate:
 
 
 # A served model's two stages: requests from a CPU worker (call), each answered request cached in
-# results/served/<model>/requests.jsonl, so a killed job resumes with exactly the requests it lacks.
+# results/served/<model>/self_assessment/<dataset>/<setting>.jsonl, so a killed job resumes with
+# exactly the requests it lacks.
 rule self_assessment_generate_served:
     input:
         manifest="results/data/{dataset}.parquet",
@@ -126,7 +127,9 @@ rule self_assessment_generate_served:
     params:
         model_config=lambda w: model_config(w.model),
         settings=sa_settings(),
-        request_cache=lambda w: served_request_cache(w.model),
+        request_cache=lambda w: served_request_cache(
+            w.model, "self_assessment", w.dataset, w.setting
+        ),
     run:
         call(
             self_assessment_inference.generate_questions,
@@ -155,7 +158,9 @@ rule self_assessment_answer_served:
     params:
         model_config=lambda w: model_config(w.model),
         settings=sa_settings(),
-        request_cache=lambda w: served_request_cache(w.model),
+        request_cache=lambda w: served_request_cache(
+            w.model, "self_assessment", w.dataset, w.setting
+        ),
     run:
         call(
             self_assessment_inference.answer_questions,

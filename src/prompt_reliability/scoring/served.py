@@ -10,7 +10,7 @@ The API other steps use (self-assessment stages, safety-calibration responses an
 - A conversation is a list of OpenAI chat messages; :func:`user_turn` / :func:`assistant_turn` build
   them, images as ``data:`` URLs of the files' own bytes (no re-encoding, so a request is exactly
   reproducible).
-- **Cache** (``cache``, one JSON-lines file per served model): one line per answered request, keyed on
+- **Cache** (``cache``, a JSON-lines file; the workflow keeps one per step and wildcards): one line per answered request, keyed on
   the SHA-256 of the exact request body sent (model name, messages with image bytes, generation
   settings), not on the URL, so a server moved to another node or port reuses the answers, and a
   changed prompt, image or setting asks again. A request already in the cache is never sent again:
