@@ -165,8 +165,9 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
     for setting in ("mc", "open"):
         generations = pl.read_parquet(tmp_path / f"results/self_assessment/{MODEL}/synth/{setting}/generations.parquet")
         assert generations.height == 2 * N_IMAGES and generations["text"].str.len_chars().min() > 0
-    # the key travelled in the Authorization header only: no file under the run (results, logs, metadata) holds it
-    assert files_containing(tmp_path, SENTINEL) == []
+    # the key travelled in the Authorization header only: no file under the run (results, logs, metadata) holds it,
+    # nor the server's own logs
+    assert files_containing(tmp_path, SENTINEL) == [] and files_containing(server.folder, SENTINEL) == []
     resumed = [after[key]["seconds"] for key in set(after) - before]
     stats = {s: io.read_parquet_metadata(tmp_path / f"results/self_assessment/{MODEL}/synth/{s}/generations.parquet")["generation"]
              for s in ("mc", "open")}
