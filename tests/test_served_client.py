@@ -37,8 +37,9 @@ class ScriptedServer:
     Records each request's body hash, headers and arrival time, and the most requests in flight.
     """
 
-    def __init__(self, statuses=(), delay=0.0, retry_after=None, respond=None):
+    def __init__(self, statuses=(), delay=0.0, retry_after=None, respond=None, echo_headers=False):
         self.statuses, self.delay, self.retry_after, self.respond = list(statuses), delay, retry_after, respond
+        self.echo_headers = echo_headers  # error bodies repeat the request's headers (as some proxies do)
         self.received: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -66,7 +67,8 @@ class ScriptedServer:
                     payload = json.dumps({"id": "x", "object": "chat.completion", "choices": [
                         {"index": 0, "message": {"role": "assistant", "content": f"echo:{text}"}, "finish_reason": "stop"}]}).encode()
                 else:
-                    payload = json.dumps({"error": {"message": f"scripted {status}"}}).encode()
+                    headers = dict(self.headers) if outer.echo_headers else {}
+                    payload = json.dumps({"error": {"message": f"scripted {status}", "headers": headers}}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 if status == 429 and outer.retry_after is not None:
@@ -156,7 +158,7 @@ def test_a_server_that_keeps_failing_ends_with_a_message_naming_it_and_keeps_wha
     assert len(RequestCache(cache).load()) == 2  # answered before the failure: a rerun sends only the others
 
 
-def test_a_4xx_is_not_retried_and_names_the_config_key(tmp_path, key_env):
+def test_a_4xx_is_not_retried_and_names_the_config_key(tmp_path, key_env, caplog):
     with ScriptedServer(statuses=[404]) as server:
         client = ServedClient.from_config("m", served_config(server.url), tmp_path / "c.jsonl")
         with pytest.raises(ServedError, match=r"models\.m\.url.*models\.m\.model"):
@@ -167,6 +169,13 @@ def test_a_4xx_is_not_retried_and_names_the_config_key(tmp_path, key_env):
         with pytest.raises(ServedError, match=r"models\.m\.api_key_env.*SERVED_TEST_KEY") as err:
             client.replies(conversations(1), max_tokens=2)
     assert SENTINEL not in str(err.value)
+    for statuses in ([400], [503, 400]):  # refused at once, or retried (logged) first
+        with ScriptedServer(statuses=statuses, echo_headers=True) as server:
+            client = ServedClient.from_config("m", served_config(server.url), tmp_path / "c.jsonl")
+            with pytest.raises(ServedError, match="<key>") as err:
+                client.replies(conversations(1), max_tokens=2)
+        assert SENTINEL not in str(err.value) and "Bearer <key>" in str(err.value)
+    assert "retried" in caplog.text and SENTINEL not in caplog.text
 
 
 def test_an_unreachable_server_is_retried_then_named(tmp_path, key_env):

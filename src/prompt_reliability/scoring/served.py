@@ -301,6 +301,9 @@ class ServedClient:
             raise failure
         return answers
 
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "<key>") if self._api_key else text
+
     def _log_retries(self, retried: Sequence[str]) -> None:
         # logged here, not in the sending threads: a job's log file takes the records of its own thread
         for attempt, problem in enumerate(retried, start=1):
@@ -339,7 +342,7 @@ class ServedClient:
                         answer = response.json()
                     except ValueError:
                         raise ServedError(f"models.{settings.name}: the server at {settings.endpoint} answered 200 with a body "
-                                          f"that is not JSON ({response.text[:200]!r}); is config key 'models."
+                                          f"that is not JSON ({self._redact(response.text[:200])!r}); is config key 'models."
                                           f"{settings.name}.url' an OpenAI-compatible server?") from None
                     seconds = time.perf_counter() - started
                     with self._stats_lock:
@@ -347,9 +350,12 @@ class ServedClient:
                         self.stats.request_seconds += seconds
                     return {"key": key, "request": _summary(body), "response": answer, "seconds": round(seconds, 4),
                             "attempts": attempt + 1, "retried": retried}
-                problem = f"HTTP {response.status_code}: {response.text[:300]!r}"
+                excerpt = self._redact(response.text[:300])  # a server that echoes headers must not leak the key
+                problem = f"HTTP {response.status_code}: {excerpt!r}"
                 if response.status_code not in RETRY_STATUS:
-                    raise ServedError(_status_message(settings, response.status_code, response.text[:300]))
+                    error = ServedError(_status_message(settings, response.status_code, excerpt))
+                    error.retried = retried  # logged by the job's thread
+                    raise error
                 retry_after = _retry_after(response.headers.get("Retry-After"))
             if attempt >= settings.max_retries:
                 error = ServedError(f"models.{settings.name}: the server at {settings.endpoint} failed {attempt + 1} times "
