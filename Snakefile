@@ -55,6 +55,7 @@ include: "workflow/rules/trust.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/self_assessment.smk"
 include: "workflow/rules/safety_calibration.smk"
+include: "workflow/rules/distillation.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 from PIL import Image
@@ -41,26 +43,33 @@ def teacher_run(tmp_path, n_images=40, k=2):
 
 def build(tmp_path, **overrides):
     questions, answers = teacher_run(tmp_path)
+    manifest = tmp_path / "manifest.parquet"
+    pl.read_parquet(questions).select("sample_id", "image_path").unique("image_path", maintain_order=True).write_parquet(
+        manifest)
     data = {s: str(tmp_path / f"{s}.parquet") for s in ("qa", "iq", "joint")}
-    kwargs = {"questions": questions, "answers": answers, "prompts": PROMPTS, "data": data,
-              "teacher": "teach", "setting": "open", "k": 2,
-              "variant": "default", "heldout_fraction": 0.25, "seed": 0, **overrides}
-    return write_distillation_data(**kwargs), data, kwargs["questions"]
+    for strategy, path in data.items():
+        kwargs = {"manifest": str(manifest), "questions": questions, "answers": answers, "prompts": PROMPTS,
+                  "data": path, "teacher": "teach", "strategy": strategy, "setting": "open", "k": 2,
+                  "variant": "default", "images": 40, "heldout_fraction": 0.25, "seed": 0, **overrides}
+        write_distillation_data(**kwargs)
+    return data, str(manifest)
 
 
 def test_no_image_is_both_trained_on_and_held_out(tmp_path):
-    examples, data, questions = build(tmp_path)
-    manifest = pl.read_parquet(questions).select("sample_id", "image_path").unique("image_path", maintain_order=True)
-    held = set(heldout_images(manifest, 40, 0.25, seed=0)["image_sha256"])  # what the students are evaluated on
+    data, manifest = build(tmp_path)
+    held = set(heldout_images(pl.read_parquet(manifest), 40, 0.25, seed=0)["image_sha256"])  # the students' evaluation
     assert 3 <= len(held) <= 18  # about a quarter of 40
     for path in data.values():
         trained = set(pl.read_parquet(path)["image_sha256"])
         assert trained and not trained & held
-    assert set(examples["image_sha256"]) == held | set(pl.read_parquet(data["joint"])["image_sha256"])
+    everything = {p.name for p in tmp_path.glob("img*.png")}
+    trained = {Path(p).name for p in pl.read_parquet(data["joint"])["image_path"]}
+    assert len(everything - trained - {Path(p).name for p in heldout_images(pl.read_parquet(manifest), 40, 0.25,
+                                                                              seed=0)["image_path"]}) == 0
 
 
 def test_strategies_hold_their_tasks_and_targets(tmp_path):
-    examples, data, _ = build(tmp_path)
+    data, _ = build(tmp_path)
     qa, iq, joint = (pl.read_parquet(data[s]) for s in ("qa", "iq", "joint"))
     assert set(qa["task"]) == {"qa"} and set(iq["task"]) == {"iq"}
     assert joint.height == qa.height + iq.height
@@ -76,6 +85,7 @@ def test_strategies_hold_their_tasks_and_targets(tmp_path):
     meta = io.read_parquet_metadata(data["iq"])["distillation_data"]
     assert meta["teacher"] == "teach" and meta["strategy"] == "iq" and len(meta["questions_sha256"]) == 64
     assert meta["teacher_run"]["answers"] == {"backend": "simulate"} and "generation.open.answerable" in meta["prompt_sha256"]
+    assert meta["images"] == 40 and meta["variant"] == "default"
 
 
 def test_split_depends_on_the_image_only():
@@ -89,3 +99,28 @@ def test_split_depends_on_the_image_only():
 def test_missing_variant_is_a_clear_error(tmp_path):
     with pytest.raises(DistillationDataError, match="variant 'encouraging'.*distillation.variant"):
         build(tmp_path, variant="encouraging")
+
+
+def test_distillation_table_deltas_and_claim_counts_leave_out_undefined_cells():
+    import math
+
+    from prompt_reliability.report.distillation_tables import distillation_claims, distillation_table
+
+    nan = math.nan
+    rows = [  # student, teacher, strategy, unf1, pope_f1, chair_i
+        ("s1", None, "baseline", 0.5, 0.80, 0.10), ("s1", "t", "qa", 0.4, 0.85, 0.12), ("s1", "t", "iq", 0.7, 0.70, 0.05),
+        ("s1", "t", "joint", nan, 0.90, nan), ("s2", None, "baseline", nan, 0.6, 0.2), ("s2", "t", "qa", 0.3, 0.5, 0.1),
+        ("s2", "t", "iq", 0.6, 0.7, 0.3), ("s2", "t", "joint", 0.6, 0.7, 0.3)]
+    metrics = ("audacity", "timidity", "tu_share", "parse_rate", "chair_f1")
+    pieces = pl.DataFrame([{"student": s, "teacher": t, "strategy": g, "unf1": u, "pope_f1": p, "chair_i": c,
+                            **dict.fromkeys(metrics, 0.5)} for s, t, g, u, p, c in rows])
+    table = distillation_table(pieces)
+    assert table.columns[:9] == ["student", "teacher", "strategy", "audacity", "timidity", "unf1", "pope_f1", "chair_i",
+                                 "chair_f1"]
+    iq = table.filter((pl.col("student") == "s1") & (pl.col("strategy") == "iq")).row(0, named=True)
+    assert iq["d_unf1"] == pytest.approx(0.2) and iq["d_pope_f1"] == pytest.approx(-0.1)
+    assert math.isnan(table.filter((pl.col("student") == "s2") & (pl.col("strategy") == "qa"))["d_unf1"][0])
+    counts = {r["statistic"]: (r["count"], r["pairs"]) for r in distillation_claims(table).iter_rows(named=True)}
+    assert counts["iq_unf1_above_qa"] == (2, 2)  # both students: 0.7 > 0.4, 0.6 > 0.3
+    assert counts["pope_f1_above_baseline"] == (4, 6)  # s1: qa, joint; s2: iq, joint
+    assert counts["chair_i_below_baseline"] == (2, 5)  # s1 iq, s2 qa; s1 joint undefined

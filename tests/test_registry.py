@@ -71,6 +71,9 @@ def test_summary_rules_call_their_own_function(import_run, tmp_path):
     # The summary rules are generated in a loop; each must run its own table's function, not the loop's last.
     tables = import_run / "results" / "tables"
     for analysis in registry.summaries():
+        if not (tables / f"{analysis.made_from}.parquet").exists():  # a method this run does not have (distillation)
+            assert analysis.made_from in ("distillation",), analysis.name
+            continue
         written = pl.read_parquet(tables / f"{analysis.name}.parquet")
         source = tables / f"{analysis.made_from}.parquet"
         again = analysis.function(table=str(source), summary=str(tmp_path / "again.parquet"), csv=None, md=None)

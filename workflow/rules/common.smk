@@ -427,3 +427,48 @@ def _sc_tradeoff_entries():
                     }
                 )
     return entries
+
+
+# Distillation (distillation.smk; DIST, DIST_DIR are defined there).
+def student_config(wildcards):
+    """A student's load settings with ``path`` resolved (a tiny student's is the folder built for it)."""
+    cfg = {
+        k: v for k, v in DIST["students"][wildcards.student].items() if k != "resources"
+    }
+    if cfg.get("tiny"):
+        cfg["path"] = f"{DIST_DIR}/students/{wildcards.student}"
+    return cfg
+
+
+def student_resources():
+    """The student's jobs' resources (``distillation.students.<name>.resources``)."""
+
+    def get(key):
+        return lambda w: job_resources.scoring_resources(
+            DIST["students"][w.student]
+        ).get(key)
+
+    keys = ["mem_mb", "runtime", "cpus_per_task", "gpu"]
+    keys += job_resources.optional_keys_in_use(DIST["students"])
+    return {key: get(key) for key in keys}
+
+
+def distillation_student_inputs(wildcards):
+    if DIST["students"][wildcards.student].get("tiny"):
+        return {"model_dir": f"{DIST_DIR}/students/{wildcards.student}"}
+    return {}
+
+
+def distillation_arm_inputs(wildcards):
+    """The student (a tiny one's folder) and, for an adapter arm, the adapter the training job wrote."""
+    inputs = distillation_student_inputs(wildcards)
+    if wildcards.arm != "base":
+        inputs["adapter"] = f"{DIST_DIR}/adapters/{wildcards.student}/{wildcards.arm}"
+    return inputs
+
+
+def distillation_checkpoints(wildcards):
+    """Where a training job checkpoints (not an output: it survives a killed job, and goes when it ends)."""
+    return untracked(
+        f"{DIST_DIR}/checkpoints/{wildcards.student}/{wildcards.teacher}/{wildcards.strategy}"
+    )

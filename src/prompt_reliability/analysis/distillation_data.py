@@ -83,10 +83,13 @@ def build_examples(questions: pl.DataFrame, answers: pl.DataFrame, templates: Ma
     hashes = {path: image_hash(path) for path in questions["image_path"].unique(maintain_order=True)}
     split_of = image_splits(list(hashes.values()), heldout_fraction, seed)
     rows: list[dict[str, Any]] = []
-    for (sample_id, image_path, kind), group in questions.group_by(["sample_id", "image_path", "kind"],
-                                                                   maintain_order=True):
+    # one generation = one (image, kind), per seed when the teacher's run repeats seeds
+    keys = ["sample_id", "image_path", "kind", *(["seed"] if "seed" in questions.columns else [])]
+    for key, group in questions.group_by(keys, maintain_order=True):
+        sample_id, image_path, kind = key[:3]
+        seed_part = f":{key[3]}" if len(key) > 3 else ""
         instruction = templates["generation"][setting][kind].replace("{k}", str(k))
-        rows.append({"example_id": f"iq:{sample_id}:{kind}", "task": "iq", "sample_id": sample_id,
+        rows.append({"example_id": f"iq:{sample_id}:{kind}{seed_part}", "task": "iq", "sample_id": sample_id,
                      "image_path": image_path, "kind": kind, "instruction": instruction,
                      "target": render_questions(list(group.iter_rows(named=True)), setting)})
     replies = answers.filter(pl.col("variant") == variant).select("question_id", "reply")
@@ -110,10 +113,10 @@ def strategy_examples(examples: pl.DataFrame, strategy: str, split: str = "train
     return examples.filter(pl.col("task").is_in(list(STRATEGIES[strategy])) & (pl.col("split") == split))
 
 
-def write_distillation_data(*, questions: str, answers: str, prompts: str, data: Mapping[str, str],
-                            teacher: str, setting: str, k: int, variant: str, heldout_fraction: float,
+def write_distillation_data(*, manifest: str, questions: str, answers: str, prompts: str, data: str, teacher: str,
+                            strategy: str, setting: str, k: int, variant: str, images: int, heldout_fraction: float,
                             seed: int) -> pl.DataFrame:
-    """Rule ``distillation_data``: one teacher run -> a training Parquet per strategy + the held-out images."""
+    """Rule ``distillation_data``: one teacher run -> the training examples of one strategy (Parquet)."""
     table_q, table_a = pl.read_parquet(questions), pl.read_parquet(answers)
     missing = [(path, c) for path, table, cols in ((questions, table_q, ("question_id", "sample_id", "image_path",
                                                                           "setting", "kind", "question")),
@@ -122,29 +125,31 @@ def write_distillation_data(*, questions: str, answers: str, prompts: str, data:
     if missing:
         raise DistillationDataError(f"{missing[0][0]}: lacks column {missing[0][1]!r}; a teacher run is the "
                                     "self-assessment's questions.parquet and answers.parquet (docs/architecture.md)")
-    if variant not in set(table_a["variant"].unique()):
+    if table_a.height and variant not in set(table_a["variant"].unique()):
         raise DistillationDataError(f"{answers}: has no answers of variant {variant!r} (has "
                                     f"{sorted(table_a['variant'].unique())}); set distillation.variant or add it "
                                     "to self_assessment.variants")
+    first = select_images(pl.read_parquet(manifest), images)["image_path"]
+    table_q = table_q.filter(pl.col("image_path").is_in(first.to_list()))
     templates = load_templates(prompts)
     examples = build_examples(table_q, table_a, templates, setting=setting, k=k, variant=variant,
                               heldout_fraction=heldout_fraction, seed=seed)
     provenance = {
-        "teacher": teacher, "setting": setting, "k": k, "variant": variant, "heldout_fraction": heldout_fraction,
-        "seed": seed, "questions_sha256": file_sha256(questions), "answers_sha256": file_sha256(answers),
-        "prompts_sha256": file_sha256(prompts),
-        "prompt_sha256": {f"{stage}.{setting}{'.' + kind if stage == 'generation' else ''}": hashlib.sha256(
-            (templates[stage][setting][kind] if stage == "generation" else templates[stage][setting]).encode()
-        ).hexdigest() for stage in ("generation", "answering") for kind in (("answerable", "unanswerable")
-                                                                           if stage == "generation" else ("",))},
+        "teacher": teacher, "strategy": strategy, "setting": setting, "k": k, "variant": variant, "images": images,
+        "heldout_fraction": heldout_fraction, "seed": seed, "questions_sha256": file_sha256(questions),
+        "answers_sha256": file_sha256(answers), "prompts_sha256": file_sha256(prompts),
+        "prompt_sha256": {f"generation.{setting}.{kind}": hashlib.sha256(
+            templates["generation"][setting][kind].encode()).hexdigest() for kind in ("answerable", "unanswerable")}
+        | {f"answering.{setting}": hashlib.sha256(templates["answering"][setting].encode()).hexdigest(),
+           f"variants.{variant}": hashlib.sha256(templates["variants"][variant].encode()).hexdigest()},
         "teacher_run": {"questions": io.read_parquet_metadata(questions), "answers": io.read_parquet_metadata(answers)},
     }
-    for strategy, path in data.items():
-        chosen = strategy_examples(examples, strategy)
-        io.write_parquet(chosen, path, metadata={"distillation_data": {**provenance, "strategy": strategy}})
-        log.info("%s %s: %d training examples (%s) from %d images", teacher, STRATEGY_LABELS[strategy], chosen.height,
-                 dict(chosen.group_by("task").len().iter_rows()), chosen["image_sha256"].n_unique())
-    return examples
+    chosen = strategy_examples(examples, strategy)
+    io.write_parquet(chosen, data, metadata={"distillation_data": provenance})
+    log.info("%s %s: %d training examples %s from %d images (%d held out)", teacher, STRATEGY_LABELS[strategy],
+             chosen.height, dict(chosen.group_by("task").len().iter_rows()), chosen["image_sha256"].n_unique(),
+             examples.filter(pl.col("split") == "heldout")["image_sha256"].n_unique())
+    return chosen
 
 
 def heldout_images(manifest: pl.DataFrame, n_images: int, heldout_fraction: float, seed: int,

@@ -213,6 +213,39 @@ def check_config(config: Mapping[str, Any], registry: Any = None) -> None:
     check_resources(config["models"])
     if "selective" in analysis:
         check_selective_config(analysis["selective"])
+    _check_distillation(config)
+
+
+def _check_distillation(config: Mapping[str, Any]) -> None:
+    """Each student names one checkpoint; teachers have a self-assessment run on the distilled dataset and setting."""
+    distil, sa = config.get("distillation") or {}, config.get("self_assessment") or {}
+    if not distil.get("students"):
+        return
+    for name, student in distil["students"].items():
+        if bool(student.get("path")) == bool(student.get("tiny")):
+            raise ConfigError(f"config key 'distillation.students.{name}' needs exactly one of 'path' (a Hub id or a "
+                              "model folder) and 'tiny' (a tiny offline model)")
+    check_resources({f"distillation.students.{n}": s for n, s in distil["students"].items()})
+    assessed = [*sa.get("models", []), *(sa.get("simulate") or {}), *(sa.get("imported") or {})]
+    if not distil["teachers"]:
+        raise ConfigError("config key 'distillation.teachers' is empty; name the self-assessment models to distil from")
+    for name in distil["teachers"]:
+        if name not in assessed:
+            raise ConfigError(f"config key 'distillation.teachers' lists {name!r}, which has no self-assessment run; "
+                              f"add it to self_assessment ({_nearest(name, assessed) if assessed else 'none is configured'})")
+    sa_datasets = sa.get("datasets") or []
+    dataset = distil["dataset"]
+    if dataset is not None and sa.get("datasets") is not None and dataset not in sa_datasets:
+        raise ConfigError(f"config key 'distillation.dataset' is {dataset!r}, which self_assessment.datasets does not "
+                          f"list ({_nearest(dataset, sa_datasets)})")
+    for key, listed in (("setting", "settings"), ("variant", "variants")):
+        if distil[key] not in sa.get(listed, []):
+            raise ConfigError(f"config key 'distillation.{key}' is {distil[key]!r}, which self_assessment.{listed} "
+                              f"does not list ({sa.get(listed)}); add it there")
+    if sa.get("images", 0) < distil["images"]:
+        raise ConfigError(f"config key 'distillation.images' is {distil['images']}, more than the teachers' runs ask "
+                          f"about (self_assessment.images: {sa.get('images')}); raise self_assessment.images or lower "
+                          "distillation.images")
 
 
 def _nearest(name: str, choices) -> str:

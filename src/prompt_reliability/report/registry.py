@@ -38,6 +38,7 @@ from prompt_reliability.analysis import (
     selective,
     topk,
 )
+from prompt_reliability.report import distillation_tables
 from prompt_reliability.report.operating_points import operating_points_section
 from prompt_reliability.report.safety_calibration_tables import safety_calibration_markdown
 from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
@@ -126,6 +127,16 @@ def _operating_points_section(inputs: ReportInputs) -> str:
     return operating_points_section(inputs.frames.get("operating_points"))
 
 
+def _distillation_runs(config: Mapping[str, Any]) -> bool:
+    return bool((config.get("distillation") or {}).get("students"))
+
+
+def _distillation_section(inputs: ReportInputs) -> str:
+    if "distillation" not in inputs.frames:
+        return ""
+    return distillation_tables.distillation_markdown(inputs.frames["distillation"])
+
+
 def _self_assessment_section(inputs: ReportInputs) -> str:
     if "self_assessment" not in inputs.frames:
         return ""
@@ -211,6 +222,10 @@ _RECORDS = [
              section=_safety_calibration_section),
     Analysis("safety_tradeoff", "Safety calibration", OWN_RULE, figures=("safety_pareto.png",),
              needs=_safety_tradeoff_runs),
+    Analysis("distillation", "Distillation", OWN_RULE, section=_distillation_section, needs=_distillation_runs,
+             figures=("distillation/unf1.png", "distillation/answer_types.png", "distillation/training_loss.png")),
+    Analysis("distillation_claims", "Distillation", "distillation", distillation_tables.write_distillation_claims,
+             needs=_distillation_runs),
     Analysis("claims", "Claims", OWN_RULE),
 ]
 

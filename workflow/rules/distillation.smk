@@ -1,0 +1,424 @@
+# UnSAF section 5 (issue 29): uncertainty-aware distillation. Each teacher's self-assessment run
+# becomes training data per strategy; each student gets a LoRA adapter per (teacher, strategy);
+# the base student and each adapter ("arms") are evaluated on held-out images (self-assessment)
+# and for object hallucination (POPE, CHAIR). Model steps of students with GPUs run through the
+# adapter script in their own process and conda environment; CPU students run in the workers.
+from prompt_reliability.analysis import distillation_data, distillation_scores
+from prompt_reliability.analysis import self_assessment_scores as distil_sa_scores
+from prompt_reliability.data import object_scenes
+from prompt_reliability.report import distillation_tables
+
+DIST = config["distillation"]
+DIST_STUDENTS = list(DIST["students"])
+DIST_TEACHERS = DIST["teachers"] if DIST_STUDENTS else []
+DIST_STRATEGIES = DIST["strategies"]
+DIST_DATASET = DIST["dataset"] or (SA_DATASETS[0] if SA_DATASETS else None)
+DIST_ARMS = ["base"] + [f"{t}/{s}" for t in DIST_TEACHERS for s in DIST_STRATEGIES]
+DIST_GPU_STUDENTS = [
+    s
+    for s in DIST_STUDENTS
+    if job_resources.scoring_resources(DIST["students"][s]).get("gpu", 0) > 0
+    or job_resources.scoring_resources(DIST["students"][s]).get("gres")
+]
+DIST_CPU_STUDENTS = [s for s in DIST_STUDENTS if s not in DIST_GPU_STUDENTS]
+DIST_DIR = "results/distillation"
+
+
+wildcard_constraints:
+    student=one_of(DIST_STUDENTS),
+    teacher=one_of(DIST_TEACHERS),
+    strategy="qa|iq|joint",
+    arm=one_of(DIST_ARMS),
+
+
+rule distillation_tiny_student:
+    output:
+        folder=directory(f"{DIST_DIR}/students/{{student}}"),
+    log:
+        log_path("distillation", "{student}", "tiny"),
+    benchmark:
+        benchmark_path("distillation", "{student}", "tiny")
+    resources:
+        **analysis_resources(),
+    params:
+        tiny=lambda w: DIST["students"][w.student]["tiny"],
+    run:
+        call_model(
+            "prompt_reliability.scoring.tiny_models:write_tiny_model",
+            None,
+            output,
+            params,
+            {"model": wildcards.student},
+            log,
+        )
+
+
+rule distillation_heldout:
+    input:
+        manifest=f"results/data/{DIST_DATASET}.parquet",
+    output:
+        heldout=f"{DIST_DIR}/heldout_images.parquet",
+    log:
+        log_path("distillation", "heldout"),
+    benchmark:
+        benchmark_path("distillation", "heldout")
+    localrule: True
+    params:
+        images=DIST["images"],
+        heldout_fraction=DIST["heldout_fraction"],
+        seed=DIST["seed"],
+    run:
+        call(distillation_data.write_heldout_images, input, output, params, None, log)
+
+
+rule distillation_scenes:
+    input:
+        objects=(
+            [DIST["hallucination"]["objects"]]
+            if DIST["hallucination"]["objects"]
+            else []
+        ),
+    output:
+        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
+        probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
+    log:
+        log_path("distillation", "scenes"),
+    benchmark:
+        benchmark_path("distillation", "scenes")
+    localrule: True
+    params:
+        image_dir=untracked(f"{DIST_DIR}/hallucination/images"),
+        n=DIST["hallucination"]["scenes"],
+        seed=DIST["hallucination"]["seed"],
+        image_size=DIST["hallucination"]["image_size"],
+        objects_file=DIST["hallucination"]["objects"],
+    run:
+        call(object_scenes.write_object_scenes, None, output, params, None, log)
+
+
+rule distillation_data:
+    input:
+        manifest=f"results/data/{DIST_DATASET}.parquet",
+        questions=f"results/self_assessment/{{teacher}}/{DIST_DATASET}/{DIST['setting']}/questions.parquet",
+        answers=f"results/self_assessment/{{teacher}}/{DIST_DATASET}/{DIST['setting']}/answers.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
+    log:
+        log_path("distillation", "data", "{teacher}", "{strategy}"),
+    benchmark:
+        benchmark_path("distillation", "data", "{teacher}", "{strategy}")
+    localrule: True
+    params:
+        setting=DIST["setting"],
+        k=SA["k"],
+        variant=DIST["variant"],
+        images=DIST["images"],
+        heldout_fraction=DIST["heldout_fraction"],
+        seed=DIST["seed"],
+    run:
+        call(
+            distillation_data.write_distillation_data,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
+
+
+rule distillation_train:
+    input:
+        unpack(distillation_student_inputs),
+        data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
+    output:
+        adapter=directory(f"{DIST_DIR}/adapters/{{student}}/{{teacher}}/{{strategy}}"),
+        curve=f"{DIST_DIR}/training/{{student}}/{{teacher}}/{{strategy}}.json",
+    log:
+        log_path("distillation", "train", "{student}", "{teacher}", "{strategy}"),
+    benchmark:
+        benchmark_path("distillation", "train", "{student}", "{teacher}", "{strategy}")
+    wildcard_constraints:
+        student=one_of(DIST_GPU_STUDENTS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **student_resources(),
+    params:
+        function="prompt_reliability.scoring.distillation:train_adapter",
+        model_config=student_config,
+        training=DIST["training"],
+        checkpoints=distillation_checkpoints,
+    script:
+        "../scripts/call.py"
+
+
+rule distillation_train_cpu:
+    input:
+        unpack(distillation_student_inputs),
+        data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
+    output:
+        adapter=directory(f"{DIST_DIR}/adapters/{{student}}/{{teacher}}/{{strategy}}"),
+        curve=f"{DIST_DIR}/training/{{student}}/{{teacher}}/{{strategy}}.json",
+    log:
+        log_path("distillation", "train", "{student}", "{teacher}", "{strategy}"),
+    benchmark:
+        benchmark_path("distillation", "train", "{student}", "{teacher}", "{strategy}")
+    wildcard_constraints:
+        student=one_of(DIST_CPU_STUDENTS),
+    resources:
+        **student_resources(),
+    params:
+        model_config=student_config,
+        training=DIST["training"],
+        checkpoints=distillation_checkpoints,
+    run:
+        call_model(
+            "prompt_reliability.scoring.distillation:train_adapter",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
+
+
+rule distillation_generate:
+    input:
+        unpack(distillation_arm_inputs),
+        heldout=f"{DIST_DIR}/heldout_images.parquet",
+        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
+        probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
+        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
+        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
+    log:
+        log_path("distillation", "eval", "{student}", "{arm}", "generate"),
+    benchmark:
+        benchmark_path("distillation", "eval", "{student}", "{arm}", "generate")
+    wildcard_constraints:
+        student=one_of(DIST_GPU_STUDENTS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **student_resources(),
+    params:
+        function="prompt_reliability.scoring.student_inference:student_generate",
+        model_config=student_config,
+        evaluation=DIST["evaluation"],
+        setting=DIST["setting"],
+        k=SA["k"],
+        caption_prompt=DIST["hallucination"]["caption_prompt"],
+    script:
+        "../scripts/call.py"
+
+
+rule distillation_generate_cpu:
+    input:
+        unpack(distillation_arm_inputs),
+        heldout=f"{DIST_DIR}/heldout_images.parquet",
+        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
+        probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
+        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
+        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
+    log:
+        log_path("distillation", "eval", "{student}", "{arm}", "generate"),
+    benchmark:
+        benchmark_path("distillation", "eval", "{student}", "{arm}", "generate")
+    wildcard_constraints:
+        student=one_of(DIST_CPU_STUDENTS),
+    resources:
+        **student_resources(),
+    params:
+        model_config=student_config,
+        evaluation=DIST["evaluation"],
+        setting=DIST["setting"],
+        k=SA["k"],
+        caption_prompt=DIST["hallucination"]["caption_prompt"],
+    run:
+        call_model(
+            "prompt_reliability.scoring.student_inference:student_generate",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
+
+
+rule distillation_questions:
+    input:
+        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
+    output:
+        questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
+        parse_report=f"{DIST_DIR}/eval/{{student}}/{{arm}}/parse_report.parquet",
+    log:
+        log_path("distillation", "eval", "{student}", "{arm}", "questions"),
+    benchmark:
+        benchmark_path("distillation", "eval", "{student}", "{arm}", "questions")
+    localrule: True
+    params:
+        k=SA["k"],
+    run:
+        call(distil_sa_scores.write_questions, input, output, params, None, log)
+
+
+rule distillation_answer:
+    input:
+        unpack(distillation_arm_inputs),
+        questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
+    log:
+        log_path("distillation", "eval", "{student}", "{arm}", "answer"),
+    benchmark:
+        benchmark_path("distillation", "eval", "{student}", "{arm}", "answer")
+    wildcard_constraints:
+        student=one_of(DIST_GPU_STUDENTS),
+    conda:
+        "../../envs/inference.yaml"
+    resources:
+        **student_resources(),
+    params:
+        function="prompt_reliability.scoring.student_inference:student_answer",
+        model_config=student_config,
+        evaluation=DIST["evaluation"],
+        setting=DIST["setting"],
+        variant=DIST["variant"],
+    script:
+        "../scripts/call.py"
+
+
+rule distillation_answer_cpu:
+    input:
+        unpack(distillation_arm_inputs),
+        questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
+    log:
+        log_path("distillation", "eval", "{student}", "{arm}", "answer"),
+    benchmark:
+        benchmark_path("distillation", "eval", "{student}", "{arm}", "answer")
+    wildcard_constraints:
+        student=one_of(DIST_CPU_STUDENTS),
+    resources:
+        **student_resources(),
+    params:
+        model_config=student_config,
+        evaluation=DIST["evaluation"],
+        setting=DIST["setting"],
+        variant=DIST["variant"],
+    run:
+        call_model(
+            "prompt_reliability.scoring.student_inference:student_answer",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            resources,
+        )
+
+
+rule distillation_scores:
+    input:
+        answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
+        parse_report=f"{DIST_DIR}/eval/{{student}}/{{arm}}/parse_report.parquet",
+        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
+        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
+        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
+    output:
+        score=f"{DIST_DIR}/eval/{{student}}/{{arm}}/score.parquet",
+    log:
+        log_path("distillation", "eval", "{student}", "{arm}", "score"),
+    benchmark:
+        benchmark_path("distillation", "eval", "{student}", "{arm}", "score")
+    localrule: True
+    params:
+        teacher=lambda w: None if w.arm == "base" else w.arm.split("/")[0],
+        strategy=lambda w: "baseline" if w.arm == "base" else w.arm.split("/")[1],
+        variant=DIST["variant"],
+    run:
+        call(
+            distillation_scores.write_arm_scores,
+            input,
+            output,
+            params,
+            {"student": wildcards.student},
+            log,
+        )
+
+
+rule distillation_table:
+    input:
+        pieces=[
+            f"{DIST_DIR}/eval/{s}/{a}/score.parquet"
+            for s in DIST_STUDENTS
+            for a in DIST_ARMS
+        ],
+    output:
+        **table_outputs("distillation"),
+    log:
+        log_path("tables", "distillation"),
+    benchmark:
+        benchmark_path("tables", "distillation")
+    localrule: True
+    run:
+        call(
+            distillation_tables.write_distillation_table,
+            input,
+            output,
+            None,
+            None,
+            log,
+        )
+
+
+rule distillation_figures:
+    input:
+        table=table_paths("distillation")[0],
+        curves=[
+            f"{DIST_DIR}/training/{s}/{t}/{g}.json"
+            for s in DIST_STUDENTS
+            for t in DIST_TEACHERS
+            for g in DIST_STRATEGIES
+        ],
+    output:
+        unf1=report(
+            "results/figures/distillation/unf1.png",
+            caption="../report/distillation_unf1.rst",
+            category="Distillation",
+        ),
+        answer_types=report(
+            "results/figures/distillation/answer_types.png",
+            caption="../report/distillation_answer_types.rst",
+            category="Distillation",
+        ),
+        loss=report(
+            "results/figures/distillation/training_loss.png",
+            caption="../report/distillation_loss.rst",
+            category="Distillation",
+        ),
+    log:
+        log_path("figures", "distillation"),
+    benchmark:
+        benchmark_path("figures", "distillation")
+    localrule: True
+    run:
+        call(
+            distillation_tables.write_distillation_figures,
+            input,
+            output,
+            None,
+            None,
+            log,
+        )
