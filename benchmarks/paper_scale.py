@@ -3,8 +3,8 @@
 Runs `snakemake --cores N` in a scratch directory, twice per repetition: first the `scores` target
 plus the score matrices (the scoring phase: manifests, 42 simulated scoring jobs, 14 matrices), then
 everything else (the analysis phase: locks, per-pair analyses, tables, figures). Prints per phase the
-wall time, the number of jobs, the summed job time and the five slowest rules (from the workflow's own
-`benchmark:` files), and the peak RSS of the largest process. `--scale 4` / `--scale 16` multiply every
+wall time, the number of jobs, the summed job time and the five slowest rules (from each job's own
+usage file, results/benchmarks/), and the peak RSS of the largest process. `--scale 4` / `--scale 16` multiply every
 split size of the config. Medians over `--runs` repetitions (each from an empty directory).
 
     .venv/bin/python benchmarks/paper_scale.py [--runs 3] [--scale 1] [--cores 2] [--keep DIR] [--repo CHECKOUT]

@@ -30,7 +30,7 @@ def test_a_bad_model_fails_in_the_preflight_before_any_scoring_job(tmp_path, tin
     template.unlink()
     config_file = write_config(tmp_path, CONFIG)
     planned = dry_run_jobs(tmp_path, "--configfile", str(config_file))
-    assert planned["preflight"] == 1 and planned["score_family_hf_cpu"] == 2 * 3
+    assert planned["preflight"] == 1 and planned["score_family"] == 2 * 3
 
     failed = run_snakemake(tmp_path, "--configfile", str(config_file), "--cores", "2", check=False)
     assert failed.returncode != 0
@@ -46,4 +46,4 @@ def test_a_bad_model_fails_in_the_preflight_before_any_scoring_job(tmp_path, tin
     assert {name: facts["model_type"] for name, facts in report.items()} == {"good": "qwen2_vl", "bad": "qwen2_vl"}
     assert report["bad"]["labels"]["strings"] == ["U", "S"]
     planned = dry_run_jobs(tmp_path, "--configfile", str(config_file))
-    assert "preflight" not in planned and planned["score_family_hf_cpu"] == 6
+    assert "preflight" not in planned and planned["score_family"] == 6

@@ -13,6 +13,7 @@ import yaml
 from conftest import REPO, run_snakemake, validated_model, write_config
 
 from prompt_reliability.base.config import ConfigError, check_config, validate_config
+from prompt_reliability.base.usage import read_usage
 from prompt_reliability.base.gpus import claim_gpus
 from prompt_reliability.base.resources import check_resources, optional_keys_in_use, scoring_resources
 
@@ -157,12 +158,28 @@ def test_workstation_profile_caps_concurrent_gpu_jobs(tmp_path, gpus, expected_p
     # the target first: --configfile and --resources take every word after them
     result = run_snakemake(tmp_path, "scores", "--profile", str(WORKSTATION_PROFILE), "--configfile",
                            str(tmp_path / "config.yaml"), "--cores", "2", *more, env=env)  # scoring is what this is about
+    # (a simulated model is a CPU step, run by the workers; the cap is Snakemake's, whatever runs the job)
     assert peak_concurrent(result.stdout + result.stderr, "score_family") == expected_peak
-    logs = [(tmp_path / f"results/logs/scores/sim/synth/{f}.log").read_text() for f in "ABC"]
+
+
+@pytest.mark.workflow
+def test_a_gpu_step_runs_the_adapter_in_a_process_of_its_own_that_claims_its_gpus(tmp_path, tiny_models):
+    # an hf model asking for a GPU: its scoring jobs are GPU steps (rule score_family_gpu, the adapter
+    # script), each claims a GPU of the two before CUDA loads (none here: torch then runs on the CPU)
+    config = {**SMALL, "prompts": ["A", "B"],
+              "datasets": {"synth": {"adapter": "synthetic", "image_size": 32, "splits": {"train": {"n": 4}, "test": {"n": 4}}}},
+              "models": {"gpu_model": {"backend": "hf", "path": str(tiny_models["qwen2_vl"]), "resources": {"gpus": 1}}}}
+    write_config(tmp_path, config)
+    env = {"CUDA_VISIBLE_DEVICES": "0,1", "PR_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")}
+    result = run_snakemake(tmp_path, "scores", "--profile", str(WORKSTATION_PROFILE), "--configfile",
+                           str(tmp_path / "config.yaml"), "--cores", "2", "--resources", "gpu=2", env=env)
+    assert re.findall(r"^(?:local)?rule (score_family\w*):$", result.stdout + result.stderr, flags=re.M) == ["score_family_gpu"] * 2
+    usage = [read_usage(tmp_path / f"results/benchmarks/scores/gpu_model/synth/{f}.tsv") for f in "AB"]
+    assert [u["runner"] for u in usage] == ["script"] * 2 and usage[0]["pid"] != usage[1]["pid"]
+    assert all(u["job_in_process"] == "1" and float(u["max_rss_mb"]) > 200 for u in usage)  # torch's, its own
+    logs = [(tmp_path / f"results/logs/scores/gpu_model/synth/{f}.log").read_text() for f in "AB"]
     used = [re.search(r"using GPU\(s\) (\S+)", text).group(1) for text in logs]
     assert set(used) <= {"0", "1"}
-    if gpus == 2:  # the two jobs that ran together held different GPUs
-        assert len(set(used)) == 2
 
 
 # --- claim_gpus -----------------------------------------------------------------------------------
@@ -263,7 +280,7 @@ def test_paper_dry_run_on_the_slurm_profile_lists_scoring_jobs_with_gpus(tmp_pat
     ungrouped = job_blocks("\n".join(line for line in output.splitlines()  # without the indented grouped jobs
                                      if not (line.startswith(" " * 8) or re.match(r" {4}(\[|(local)?rule )", line))))
     submitted = [j["rule"] for j in ungrouped if j["rule"] not in local_rules() and not j["output"].startswith("results/tables/")]
-    assert sorted(set(submitted)) == ["dataset_manifest", "score_family_hf"], sorted(set(submitted))
+    assert sorted(set(submitted)) == ["dataset_manifest", "score_family_gpu"], sorted(set(submitted))
     assert len(submitted) + len(groups) == 42 + 2 + 14
 
 

@@ -33,3 +33,24 @@ def sleep(*, pid_file: str, seconds: float) -> None:
 def report_torch(*, path: str) -> None:
     """Write whether this worker has imported torch (a model step imports it, other jobs must not)."""
     Path(path).write_text(str("torch" in sys.modules))
+
+
+def allocate(*, path: str, mb: int, keep: bool = False) -> None:
+    """Touch ``mb`` MiB (freed at the end unless ``keep``: a job that leaves memory behind)."""
+    block = bytearray(mb * 2**20)
+    block[:: 4096] = b"x" * len(block[:: 4096])  # resident, not just reserved
+    if keep:
+        _KEPT.append(block)
+    Path(path).write_text(str(os.getpid()))
+
+
+_KEPT: list[bytearray] = []
+
+
+
+def echo(*, path: str, value, mapping, folder) -> None:
+    """Write the arguments as received, with their types."""
+    import json
+
+    types = [type(v).__name__ for v in (value, mapping, folder)]
+    Path(path).write_text(json.dumps({"value": value, "mapping": mapping, "folder": folder, "types": types}))

@@ -10,9 +10,7 @@ rule aggregation:
     output:
         table=per_pair_piece("aggregation"),
     log:
-        log_path("aggregation", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("aggregation", "{model}", "{dataset}", "{split}")
+        **job_logs("aggregation", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -31,9 +29,7 @@ rule topk:
     output:
         table=per_pair_piece("topk"),
     log:
-        log_path("topk", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("topk", "{model}", "{dataset}", "{split}")
+        **job_logs("topk", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -56,9 +52,7 @@ rule topk_figure:
             labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
         ),
     log:
-        log_path("figures", "topk", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("figures", "topk", "{model}", "{dataset}", "{split}")
+        **job_logs("figures", "topk", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -78,9 +72,7 @@ rule topk_figure_pairs:
             subcategory="All pairs",
         ),
     log:
-        log_path("figures", "topk", "all_pairs"),
-    benchmark:
-        benchmark_path("figures", "topk", "all_pairs")
+        **job_logs("figures", "topk", "all_pairs"),
     localrule: True
     run:
         call(topk_figures.write_topk_pairs_figure, input, output, None, wildcards, log)

@@ -10,9 +10,7 @@ rule bootstrap:
     output:
         table=per_pair_piece("bootstrap"),
     log:
-        log_path("bootstrap", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("bootstrap", "{model}", "{dataset}", "{split}")
+        **job_logs("bootstrap", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:

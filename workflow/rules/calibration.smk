@@ -10,9 +10,7 @@ rule calibration:
     output:
         table=per_pair_piece("calibration"),
     log:
-        log_path("calibration", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("calibration", "{model}", "{dataset}", "{split}")
+        **job_logs("calibration", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:

@@ -13,9 +13,7 @@ rule check_manifest:
     output:
         summary="results/checks/{dataset}.json",
     log:
-        log_path("checks", "{dataset}"),
-    benchmark:
-        benchmark_path("checks", "{dataset}")
+        **job_logs("checks", "{dataset}"),
     resources:
         **analysis_resources(),
     params:

@@ -1,7 +1,6 @@
 # Helpers shared by all rule modules (config checks, prompt registry, target lists).
 import os
 import re
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from threadpoolctl import threadpool_limits
@@ -16,7 +15,7 @@ from prompt_reliability.base.config import (
     scored_models,
     validate_config,
 )
-from prompt_reliability.base.jobs import call, call_model, use_workers
+from prompt_reliability.base.jobs import call, untracked, use_workers
 from prompt_reliability.report import report_md
 from prompt_reliability.report.registry import ANALYSES, produced
 from prompt_reliability.data.prompts import PromptRegistryError, load_registry
@@ -48,22 +47,46 @@ TINY_MODELS = [
     m for m in models_with_backend(config, "hf") if config["models"][m].get("tiny")
 ]
 
-# Analysis jobs run as threads of this process (profiles/default): their parallelism is Snakemake's
-# --cores, so each BLAS call keeps to one thread instead of every job spreading over every core.
+# Two ways to run a job (docs/architecture.md, "How rules call the library"):
+# - CPU steps (`run:` + call): threads of this Snakemake process (force-use-threads) that hand their
+#   function to one of --cores worker processes (base/workers.py), started as needed and replaced
+#   when they grow (config `workers`). Their parallelism is Snakemake's --cores, so each BLAS call
+#   keeps to one thread instead of every job spreading over every core.
+# - GPU steps (`script: GPU_ADAPTER` + `conda: INFERENCE_ENV`): a process and environment of their
+#   own, which claims its GPUs before CUDA loads. Each model step has one rule of each kind, told
+#   apart by the models they match (cpu_models / gpu_models).
 threadpool_limits(1)
+GPU_ADAPTER = "../scripts/call.py"  # relative to workflow/rules/
+INFERENCE_ENV = "../../envs/inference.yaml"
 
-# ... and each of them runs in one of --cores worker processes, started on the first job: threads
-# of one process share one interpreter lock, worker processes use every core (base/workers.py).
-# A Snakemake that a cluster job starts (not the main process) runs one job: no workers there.
-if workflow.is_main_process:
+
+def use_threads_in_cluster_jobs(workflow):
+    """Run this Snakemake's run: jobs as threads (what --force-use-threads does), from its start.
+
+    Snakemake attaches the execution settings (which hold the flag) after it parsed the workflow
+    and reads them when it creates its executor, inside ``workflow.execute``: set the flag there.
+    """
+    execute = workflow.execute
+
+    def execute_with_threads(*args, **kwargs):
+        workflow.execution_settings.use_threads = True
+        return execute(*args, **kwargs)
+
+    workflow.execute = execute_with_threads
+
+
+# A cluster job's Snakemake (exec mode remote; one per SLURM job, e.g. a pair's ~18 analyses) reads
+# no profile, so without this it would spawn every run: job as a Snakemake of its own (~2.6 s of
+# CPU each); with threads its jobs go to worker processes as they do locally.
+if workflow.remote_exec:
+    use_threads_in_cluster_jobs(workflow)
+if workflow.is_main_process or workflow.remote_exec:
     try:
-        use_workers(workflow.cores)
+        use_workers(workflow.cores, **config["workers"])
     except WorkflowError:  # no --cores (dry run, lint): no job runs
         pass
 
-# hf models that ask for no GPU (tiny models, CPU runs) score inside the Snakemake process (rule
-# score_family_hf_cpu), so torch and transformers are imported once per run, not once per job;
-# models with GPUs get a process, GPU claim and conda environment of their own (score_family_hf).
+# hf models whose resources ask for GPUs: their model steps are GPU steps (rules *_gpu).
 HF_GPU_MODELS = [
     m
     for m in models_with_backend(config, "hf")
@@ -71,6 +94,17 @@ HF_GPU_MODELS = [
     or job_resources.scoring_resources(config["models"][m]).get("gres")
 ]
 HF_CPU_MODELS = [m for m in models_with_backend(config, "hf") if m not in HF_GPU_MODELS]
+
+
+def gpu_models(models):
+    """The models of ``models`` whose steps are GPU steps (wildcard constraint of a *_gpu rule)."""
+    return one_of([m for m in models if m in HF_GPU_MODELS])
+
+
+def cpu_models(models):
+    """The models of ``models`` whose steps are CPU steps (wildcard constraint of the worker rule)."""
+    return one_of([m for m in models if m not in HF_GPU_MODELS])
+
 
 # Scoring backends may checkpoint partial work here; removed once a family's cache is written.
 CHUNK_DIR = "results/scores/.chunks"
@@ -90,8 +124,14 @@ def log_path(kind, *parts):
     return os.path.join("results", "logs", kind, *parts) + ".log"
 
 
-def benchmark_path(kind, *parts):
-    return os.path.join("results", "benchmarks", kind, *parts) + ".tsv"
+def job_logs(kind, *parts):
+    """A job's named logs: ``log`` (its records) and ``usage`` (wall time, CPU time, peak memory,
+    measured in the process that ran it; base/usage.py). Snakemake's ``benchmark:`` is not used:
+    for a job run by a worker it would measure the whole Snakemake process tree."""
+    return {
+        "log": log_path(kind, *parts),
+        "usage": os.path.join("results", "benchmarks", kind, *parts) + ".tsv",
+    }
 
 
 def analysis_params(*keys):
@@ -189,13 +229,6 @@ def prompts_hash(wildcards):
     editing the label tokens every family.
     """
     return REGISTRY.text_hash(wildcards.family)
-
-
-def untracked(path):
-    """A path param that Snakemake's params check ignores (it compares only builtin values; a
-    ``pathlib.Path`` is not one): for where files are, when what they hold is tracked otherwise.
-    """
-    return Path(path)
 
 
 def scoring_inputs(wildcards):

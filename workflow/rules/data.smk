@@ -8,9 +8,7 @@ rule dataset_manifest:
     output:
         manifest="results/data/{dataset}.parquet",
     log:
-        log_path("data", "{dataset}"),
-    benchmark:
-        benchmark_path("data", "{dataset}")
+        **job_logs("data", "{dataset}"),
     resources:
         **analysis_resources(),
     params:

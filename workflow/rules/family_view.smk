@@ -10,9 +10,7 @@ rule family_view:
     output:
         table=per_pair_piece("family_view"),
     log:
-        log_path("family_view", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("family_view", "{model}", "{dataset}", "{split}")
+        **job_logs("family_view", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:

@@ -10,9 +10,7 @@ rule fragility:
     output:
         table=per_pair_piece("fragility"),
     log:
-        log_path("fragility", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("fragility", "{model}", "{dataset}", "{split}")
+        **job_logs("fragility", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -36,9 +34,7 @@ rule fragility_figure:
             labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
         ),
     log:
-        log_path("figures", "fragility", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("figures", "fragility", "{model}", "{dataset}", "{split}")
+        **job_logs("figures", "fragility", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -58,9 +54,7 @@ rule fragility_gaps_figure:
             subcategory="All pairs",
         ),
     log:
-        log_path("figures", "fragility_gaps"),
-    benchmark:
-        benchmark_path("figures", "fragility_gaps")
+        **job_logs("figures", "fragility_gaps"),
     localrule: True
     run:
         call(fragility_figures.write_gaps_figure, input, output, None, wildcards, log)

@@ -8,9 +8,7 @@ rule lock:
     output:
         lock="results/lock/{model}.json",
     log:
-        log_path("lock", "{model}"),
-    benchmark:
-        benchmark_path("lock", "{model}")
+        **job_logs("lock", "{model}"),
     localrule: True
     resources:
         **analysis_resources(),

@@ -1,14 +1,12 @@
 # Tiny offline VLMs (config key models.<name>.tiny): real architectures, random weights, built here
-# (CPU, seconds), inside the Snakemake process like every step that needs no GPU.
+# (CPU, seconds): a CPU step, in a worker that keeps torch imported for the model steps after it.
 
 
 rule tiny_model:
     output:
         folder=directory(tiny_model_folder("{model}")),
     log:
-        log_path("models", "{model}"),
-    benchmark:
-        benchmark_path("models", "{model}")
+        **job_logs("models", "{model}"),
     wildcard_constraints:
         model=one_of(TINY_MODELS),
     resources:
@@ -16,11 +14,12 @@ rule tiny_model:
     params:
         tiny=lambda w: config["models"][w.model]["tiny"],
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.tiny_models:write_tiny_model",
             input,
             output,
             params,
             wildcards,
             log,
+            torch_threads=1,
         )

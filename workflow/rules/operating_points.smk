@@ -11,9 +11,7 @@ rule operating_points:
     output:
         table=per_pair_piece("operating_points"),
     log:
-        log_path("operating_points", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("operating_points", "{model}", "{dataset}", "{split}")
+        **job_logs("operating_points", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:

@@ -8,9 +8,7 @@ rule per_prompt:
     output:
         table=per_pair_piece("per_prompt"),
     log:
-        log_path("per_prompt", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("per_prompt", "{model}", "{dataset}", "{split}")
+        **job_logs("per_prompt", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:

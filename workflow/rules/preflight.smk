@@ -6,8 +6,8 @@
 # preflight (a model or prompt changed) orders the jobs but does not by itself re-score models
 # whose caches are up to date.
 
-# On the machine that runs Snakemake (the login node under SLURM), inside the Snakemake process: it
-# needs the Hub, not a GPU.
+# On the machine that runs Snakemake (the login node under SLURM), a CPU step: it needs the Hub, not
+# a GPU.
 PREFLIGHT_REPORT = "results/preflight/hf_models.json"
 HF_MODELS = models_with_backend(config, "hf")
 
@@ -20,7 +20,7 @@ rule preflight:
     output:
         report=PREFLIGHT_REPORT,
     log:
-        log_path("preflight", "hf_models"),
+        **job_logs("preflight", "hf_models"),
     localrule: True
     threads: 1
     params:
@@ -29,11 +29,12 @@ rule preflight:
         families=config["prompts"],
         prompt_format=config["prompt_format"],
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.preflight:write_preflight",
             input,
             output,
             params,
             wildcards,
             log,
+            torch_threads=1,
         )

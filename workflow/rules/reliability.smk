@@ -11,9 +11,7 @@ rule reliability:
     output:
         table=per_pair_piece("reliability"),
     log:
-        log_path("reliability", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("reliability", "{model}", "{dataset}", "{split}")
+        **job_logs("reliability", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -33,9 +31,7 @@ rule ranking_distribution:
     output:
         table=per_pair_piece("ranking_distribution"),
     log:
-        log_path("ranking_distribution", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("ranking_distribution", "{model}", "{dataset}", "{split}")
+        **job_logs("ranking_distribution", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -58,9 +54,7 @@ rule ece_variants:
     output:
         table=per_pair_piece("ece_variants"),
     log:
-        log_path("ece_variants", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("ece_variants", "{model}", "{dataset}", "{split}")
+        **job_logs("ece_variants", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -84,9 +78,7 @@ rule reliability_diagram:
             labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
         ),
     log:
-        log_path("figures", "reliability", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("figures", "reliability", "{model}", "{dataset}", "{split}")
+        **job_logs("figures", "reliability", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -115,9 +107,7 @@ rule reliability_deltas_figure:
             subcategory="All pairs",
         ),
     log:
-        log_path("figures", "reliability_deltas"),
-    benchmark:
-        benchmark_path("figures", "reliability_deltas")
+        **job_logs("figures", "reliability_deltas"),
     localrule: True
     run:
         call(

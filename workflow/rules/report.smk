@@ -22,9 +22,7 @@ rule claims:
     output:
         **table_outputs("claims"),
     log:
-        log_path("tables", "claims"),
-    benchmark:
-        benchmark_path("tables", "claims")
+        **job_logs("tables", "claims"),
     localrule: True
     params:
         # the validated claims themselves, not the files' paths: another clone re-runs nothing,
@@ -48,9 +46,7 @@ rule report_md:
     output:
         report=REPORT_MD,
     log:
-        log_path("report", "REPORT"),
-    benchmark:
-        benchmark_path("report", "REPORT")
+        **job_logs("report", "REPORT"),
     localrule: True
     params:
         run=report_run_info(),

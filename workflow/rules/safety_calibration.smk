@@ -42,7 +42,7 @@ rule safety_sra:
     output:
         table=os.path.join(SC_DIR, "{model}/{dataset}/{split}/sra.parquet"),
     log:
-        log_path("safety_calibration", "sra", "{model}", "{dataset}", "{split}"),
+        **job_logs("safety_calibration", "sra", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -55,6 +55,18 @@ rule safety_sra:
         call(safety_calibration.write_safety_sra, input, output, params, wildcards, log)
 
 
+SAFETY_STEERING_VECTORS_PARAMS = dict(
+    model_config=lambda w: hf_model_config(w.model),
+    prompt_dir=untracked(PROMPT_DIR),
+    families=config["prompts"],
+    family=SC["family"],
+    prompt_format=config["prompt_format"],
+    split=SC_LOCK["split"],
+    layers=SC["steering"]["layers"],
+    dataset=SC_LOCK["dataset"],
+)
+
+
 rule safety_steering_vectors:
     input:
         unpack(lambda w: _sc_model_dir(w.model)),
@@ -63,30 +75,45 @@ rule safety_steering_vectors:
     output:
         vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
     log:
-        log_path("safety_calibration", "steering", "{model}"),
+        **job_logs("safety_calibration", "steering", "{model}"),
     wildcard_constraints:
-        model=one_of(SC_MODELS),
+        model=cpu_models(SC_MODELS),
     resources:
         **scoring_resources(),
     params:
-        model_config=lambda w: hf_model_config(w.model),
-        prompt_dir=untracked(PROMPT_DIR),
-        families=config["prompts"],
-        family=SC["family"],
-        prompt_format=config["prompt_format"],
-        split=SC_LOCK["split"],
-        layers=SC["steering"]["layers"],
-        dataset=SC_LOCK["dataset"],
+        **SAFETY_STEERING_VECTORS_PARAMS,
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.steering_vectors:write_steering_vectors",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
+
+
+rule safety_steering_vectors_gpu:
+    input:
+        unpack(lambda w: _sc_model_dir(w.model)),
+        manifest=f"results/data/{SC_LOCK['dataset']}.parquet",
+        prompt_file=os.path.join(PROMPT_DIR, f"{SC['family']}.yaml"),
+    output:
+        vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
+    log:
+        **job_logs("safety_calibration", "steering", "{model}"),
+    wildcard_constraints:
+        model=gpu_models(SC_MODELS),
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources(),
+    params:
+        **SAFETY_STEERING_VECTORS_PARAMS,
+        function="prompt_reliability.scoring.steering_vectors:write_steering_vectors",
+    script:
+        GPU_ADAPTER
 
 
 SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS else [])
@@ -94,6 +121,15 @@ SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS e
 
 # One job per (model, variant) scores every dataset it needs: the evaluation datasets with the
 # calibration family, the helpfulness set with its yes/no family (torch loads once per job).
+SAFETY_VARIANT_SCORES_PARAMS = dict(
+    model_config=lambda w: hf_model_config(w.model),
+    datasets=[_sc_scored_spec(d) for d in SC_SCORED],
+    prompt_format=config["prompt_format"],
+    work_dir=os.path.join(SC_DIR, "chunks"),
+    few_shot=SC_FEW_SHOT,
+)
+
+
 rule safety_variant_scores:
     input:
         unpack(_sc_variant_inputs),
@@ -103,28 +139,48 @@ rule safety_variant_scores:
             for d in SC_SCORED
         ],
     log:
-        log_path("safety_calibration", "scores", "{model}", "{variant}"),
+        **job_logs("safety_calibration", "scores", "{model}", "{variant}"),
     wildcard_constraints:
-        model=one_of(SC_MODELS),
+        model=cpu_models(SC_MODELS),
         variant=one_of(SC_VARIANTS),
     resources:
         **scoring_resources(),
     params:
-        model_config=lambda w: hf_model_config(w.model),
-        datasets=[_sc_scored_spec(d) for d in SC_SCORED],
-        prompt_format=config["prompt_format"],
-        work_dir=os.path.join(SC_DIR, "chunks"),
-        few_shot=SC_FEW_SHOT,
+        **SAFETY_VARIANT_SCORES_PARAMS,
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.variants:score_variant_datasets",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
+
+
+rule safety_variant_scores_gpu:
+    input:
+        unpack(_sc_variant_inputs),
+    output:
+        scores=[
+            os.path.join(SC_DIR, "scores/{model}/{variant}/") + f"{d}.parquet"
+            for d in SC_SCORED
+        ],
+    log:
+        **job_logs("safety_calibration", "scores", "{model}", "{variant}"),
+    wildcard_constraints:
+        model=gpu_models(SC_MODELS),
+        variant=one_of(SC_VARIANTS),
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources(),
+    params:
+        **SAFETY_VARIANT_SCORES_PARAMS,
+        function="prompt_reliability.scoring.variants:score_variant_datasets",
+    script:
+        GPU_ADAPTER
 
 
 rule safety_variant_sra:
@@ -136,7 +192,7 @@ rule safety_variant_sra:
             SC_DIR, "{model}/{dataset}/{split}/variants/{method}.parquet"
         ),
     log:
-        log_path(
+        **job_logs(
             "safety_calibration",
             "variant_sra",
             "{model}",
@@ -162,6 +218,13 @@ rule safety_variant_sra:
         )
 
 
+SAFETY_RESPONSES_PARAMS = dict(
+    model_config=lambda w: hf_model_config(w.model),
+    max_new_tokens=SC["responses"]["max_new_tokens"],
+    splits=lambda w: _sc_splits(w.dataset),
+)
+
+
 rule safety_responses:
     input:
         unpack(lambda w: _sc_model_dir(w.model)),
@@ -169,25 +232,53 @@ rule safety_responses:
     output:
         responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
     log:
-        log_path("safety_calibration", "responses", "{model}", "{dataset}"),
+        **job_logs("safety_calibration", "responses", "{model}", "{dataset}"),
     wildcard_constraints:
-        model=one_of(SC_MODELS),
+        model=cpu_models(SC_MODELS),
     resources:
         **scoring_resources(),
     params:
-        model_config=lambda w: hf_model_config(w.model),
-        max_new_tokens=SC["responses"]["max_new_tokens"],
-        splits=lambda w: _sc_splits(w.dataset),
+        **SAFETY_RESPONSES_PARAMS,
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.responses:write_responses",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
+
+
+rule safety_responses_gpu:
+    input:
+        unpack(lambda w: _sc_model_dir(w.model)),
+        manifest="results/data/{dataset}.parquet",
+    output:
+        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+    log:
+        **job_logs("safety_calibration", "responses", "{model}", "{dataset}"),
+    wildcard_constraints:
+        model=gpu_models(SC_MODELS),
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources(),
+    params:
+        **SAFETY_RESPONSES_PARAMS,
+        function="prompt_reliability.scoring.responses:write_responses",
+    script:
+        GPU_ADAPTER
+
+
+SAFETY_MODEL_JUDGE_PARAMS = dict(
+    judge=SC_JUDGE,
+    judge_config=lambda w: hf_model_config(SC_JUDGE),
+    prompt_dir=os.path.join(workflow.basedir, "prompts", "judge"),
+    prompt_format=config["prompt_format"],
+    work_dir=os.path.join(SC_DIR, "chunks/judge"),
+)
 
 
 rule safety_model_judge:
@@ -203,27 +294,50 @@ rule safety_model_judge:
         ),
         judgement=os.path.join(SC_DIR, "responses/{model}/{dataset}.judgement.parquet"),
     log:
-        log_path("safety_calibration", "judge", "{model}", "{dataset}"),
+        **job_logs("safety_calibration", "judge", "{model}", "{dataset}"),
     wildcard_constraints:
-        model=one_of(SC_MODELS),
+        model=cpu_models(SC_MODELS),
     resources:
         **scoring_resources(),
     params:
-        judge=SC_JUDGE,
-        judge_config=lambda w: hf_model_config(SC_JUDGE),
-        prompt_dir=os.path.join(workflow.basedir, "prompts", "judge"),
-        prompt_format=config["prompt_format"],
-        work_dir=os.path.join(SC_DIR, "chunks/judge"),
+        **SAFETY_MODEL_JUDGE_PARAMS,
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.responses:write_model_judgement",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
+
+
+rule safety_model_judge_gpu:
+    input:
+        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+        manifest="results/data/{dataset}.parquet",
+        judge_dir=lambda w: (
+            [tiny_model_folder(SC_JUDGE)] if SC_JUDGE in TINY_MODELS else []
+        ),
+    output:
+        judge_manifest=os.path.join(
+            SC_DIR, "responses/{model}/{dataset}.judge_items.parquet"
+        ),
+        judgement=os.path.join(SC_DIR, "responses/{model}/{dataset}.judgement.parquet"),
+    log:
+        **job_logs("safety_calibration", "judge", "{model}", "{dataset}"),
+    wildcard_constraints:
+        model=gpu_models(SC_MODELS),
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources(),
+    params:
+        **SAFETY_MODEL_JUDGE_PARAMS,
+        function="prompt_reliability.scoring.responses:write_model_judgement",
+    script:
+        GPU_ADAPTER
 
 
 rule safety_responses_sra:
@@ -241,7 +355,7 @@ rule safety_responses_sra:
     output:
         table=os.path.join(SC_DIR, "{model}/{dataset}/{split}/responses_sra.parquet"),
     log:
-        log_path(
+        **job_logs(
             "safety_calibration", "responses_sra", "{model}", "{dataset}", "{split}"
         ),
     resources:
@@ -273,7 +387,7 @@ rule safety_calibration_table:
         ),
         md="results/tables/safety_calibration.md",
     log:
-        log_path("tables", "safety_calibration"),
+        **job_logs("tables", "safety_calibration"),
     run:
         call(
             safety_report.assemble_safety_calibration,
@@ -295,7 +409,7 @@ rule safety_calibration_scatter:
             category="Safety calibration",
         ),
     log:
-        log_path("figures", "safety_calibration", "{dataset}"),
+        **job_logs("figures", "safety_calibration", "{dataset}"),
     params:
         method=SC["scatter_method"],
         verdicts=SC_VERDICTS,
@@ -321,7 +435,7 @@ rule safety_tradeoff:
         ),
         md="results/tables/safety_tradeoff.md",
     log:
-        log_path("tables", "safety_tradeoff"),
+        **job_logs("tables", "safety_tradeoff"),
     params:
         entries=_sc_tradeoff_entries(),
         threshold=SC["threshold"],
@@ -340,7 +454,7 @@ rule safety_pareto:
             category="Safety calibration",
         ),
     log:
-        log_path("figures", "safety_pareto"),
+        **job_logs("figures", "safety_pareto"),
     run:
         call(safety_figures.write_pareto_figure, input, output, params, wildcards, log)
 

@@ -1,11 +1,24 @@
 # Score caches (one job per model, dataset, prompt family) and the per-(model, dataset) matrix.
-# score_family: simulate and import backends (numpy only), in a worker process (a job that asks
-# for GPUs, say to reserve them on a workstation, gets a process of its own that claims them);
-# score_family_hf_cpu: hf models without GPUs, in a worker process (torch kept imported there);
-# score_family_hf: hf models with GPUs (own process, GPU claim and conda environment);
-# score_family_served: served models with logprobs, requests from a worker process (cached per request).
+# score_family: a CPU step (simulate and import backends, numpy only; hf models without GPUs, torch
+# kept imported in the worker); score_family_gpu: hf models with GPUs (the GPU adapter, conda env);
+# score_family_served: served models with logprobs, requests from a worker (cached per request).
 from prompt_reliability.data import matrix
 from prompt_reliability.scoring import cache
+
+# What score_family and score_family_gpu pass (a model step's params are written once, for its CPU
+# and its GPU rule).
+SCORE_FAMILY_PARAMS = dict(
+    model_config=lambda w: (
+        hf_model_config(w.model)
+        if config["models"][w.model]["backend"] == "hf"
+        else model_config(w.model)
+    ),
+    prompt_dir=untracked(PROMPT_DIR),
+    prompts=prompts_hash,
+    families=config["prompts"],
+    prompt_format=config["prompt_format"],
+    work_dir=CHUNK_DIR,
+)
 
 
 rule score_family:
@@ -14,35 +27,47 @@ rule score_family:
     output:
         scores="results/scores/{model}/{dataset}/{family}.parquet",
     log:
-        log_path("scores", "{model}", "{dataset}", "{family}"),
-    benchmark:
-        benchmark_path("scores", "{model}", "{dataset}", "{family}")
+        **job_logs("scores", "{model}", "{dataset}", "{family}"),
     wildcard_constraints:
-        model=one_of(models_with_backend(config, "simulate", "import")),
+        model=cpu_models(models_with_backend(config, "simulate", "import", "hf")),
     resources:
         **scoring_resources(),
     params:
-        model_config=lambda w: (
-            hf_model_config(w.model)
-            if w.model in HF_CPU_MODELS
-            else model_config(w.model)
-        ),
-        prompt_dir=untracked(PROMPT_DIR),
-        prompts=prompts_hash,
-        families=config["prompts"],
-        prompt_format=config["prompt_format"],
-        work_dir=CHUNK_DIR,
+        **SCORE_FAMILY_PARAMS,
     run:
-        call_model(
-            "prompt_reliability.scoring.cache:score_family",
+        call(
+            cache.score_family,
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
-            loads_model=False,
+            torch_threads=(
+                resources.cpus_per_task
+                if wildcards.model in HF_CPU_MODELS
+                else None
+            ),
         )
+
+
+rule score_family_gpu:
+    input:
+        unpack(scoring_inputs),
+    output:
+        scores="results/scores/{model}/{dataset}/{family}.parquet",
+    log:
+        **job_logs("scores", "{model}", "{dataset}", "{family}"),
+    wildcard_constraints:
+        model=gpu_models(MODELS),
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources(),
+    params:
+        **SCORE_FAMILY_PARAMS,
+        function="prompt_reliability.scoring.cache:score_family",
+    script:
+        GPU_ADAPTER
 
 
 rule score_family_served:
@@ -51,9 +76,7 @@ rule score_family_served:
     output:
         scores="results/scores/{model}/{dataset}/{family}.parquet",
     log:
-        log_path("scores", "{model}", "{dataset}", "{family}"),
-    benchmark:
-        benchmark_path("scores", "{model}", "{dataset}", "{family}")
+        **job_logs("scores", "{model}", "{dataset}", "{family}"),
     wildcard_constraints:
         model=one_of([m for m in MODELS if config["models"][m]["backend"] == "served"]),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
@@ -71,65 +94,6 @@ rule score_family_served:
         call(cache.score_family, input, output, params, wildcards, log)
 
 
-rule score_family_hf_cpu:
-    input:
-        unpack(scoring_inputs),
-    output:
-        scores="results/scores/{model}/{dataset}/{family}.parquet",
-    log:
-        log_path("scores", "{model}", "{dataset}", "{family}"),
-    benchmark:
-        benchmark_path("scores", "{model}", "{dataset}", "{family}")
-    wildcard_constraints:
-        model=one_of(HF_CPU_MODELS),
-    resources:
-        **scoring_resources(),
-    params:
-        model_config=lambda w: hf_model_config(w.model),
-        prompt_dir=untracked(PROMPT_DIR),
-        prompts=prompts_hash,
-        families=config["prompts"],
-        prompt_format=config["prompt_format"],
-        work_dir=CHUNK_DIR,
-    run:
-        call_model(
-            "prompt_reliability.scoring.cache:score_family",
-            input,
-            output,
-            params,
-            wildcards,
-            log,
-            resources,
-        )
-
-
-rule score_family_hf:
-    input:
-        unpack(scoring_inputs),
-    output:
-        scores="results/scores/{model}/{dataset}/{family}.parquet",
-    log:
-        log_path("scores", "{model}", "{dataset}", "{family}"),
-    benchmark:
-        benchmark_path("scores", "{model}", "{dataset}", "{family}")
-    wildcard_constraints:
-        model=one_of(HF_GPU_MODELS),
-    conda:
-        "../../envs/inference.yaml"
-    resources:
-        **scoring_resources(),
-    params:
-        function="prompt_reliability.scoring.cache:score_family",
-        model_config=lambda w: hf_model_config(w.model),
-        prompt_dir=untracked(PROMPT_DIR),
-        prompts=prompts_hash,
-        families=config["prompts"],
-        prompt_format=config["prompt_format"],
-        work_dir=CHUNK_DIR,
-    script:
-        "../scripts/call.py"
-
-
 rule score_matrix:
     input:
         manifest="results/data/{dataset}.parquet",
@@ -139,9 +103,7 @@ rule score_matrix:
     output:
         matrix="results/matrix/{model}/{dataset}.parquet",
     log:
-        log_path("matrix", "{model}", "{dataset}"),
-    benchmark:
-        benchmark_path("matrix", "{model}", "{dataset}")
+        **job_logs("matrix", "{model}", "{dataset}"),
     localrule: True
     resources:
         **analysis_resources(),
@@ -158,9 +120,7 @@ rule split_matrix:
     output:
         split_matrix=per_pair_piece("matrix"),
     log:
-        log_path("split_matrix", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("split_matrix", "{model}", "{dataset}", "{split}")
+        **job_logs("split_matrix", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:

@@ -14,9 +14,7 @@ rule selective:
         curves=per_pair_piece("selective_curves"),
         table=per_pair_piece("selective"),
     log:
-        log_path("selective", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("selective", "{model}", "{dataset}", "{split}")
+        **job_logs("selective", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
@@ -39,9 +37,7 @@ rule selective_figure:
             labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
         ),
     log:
-        log_path("selective_figure", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("selective_figure", "{model}", "{dataset}", "{split}")
+        **job_logs("selective_figure", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:

@@ -74,35 +74,57 @@ if SA_MODELS:
         )
 
 
+SELF_ASSESSMENT_GENERATE_PARAMS = dict(
+    model_config=lambda w: hf_model_config(w.model),
+    settings=sa_settings(),
+)
+
+
 rule self_assessment_generate:
     input:
         unpack(sa_model_inputs),
     output:
         generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
     log:
-        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
-    benchmark:
-        benchmark_path(
-            "self_assessment", "{model}", "{dataset}", "{setting}", "generate"
-        )
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
     wildcard_constraints:
-        model=one_of(SA_HF_MODELS),
+        model=cpu_models(SA_HF_MODELS),
         setting="mc|open",
     resources:
         **scoring_resources(),
     params:
-        model_config=lambda w: hf_model_config(w.model),
-        settings=sa_settings(),
+        **SELF_ASSESSMENT_GENERATE_PARAMS,
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.self_assessment_inference:generate_questions",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
+
+
+rule self_assessment_generate_gpu:
+    input:
+        unpack(sa_model_inputs),
+    output:
+        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+    log:
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
+    wildcard_constraints:
+        model=gpu_models(SA_HF_MODELS),
+        setting="mc|open",
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources(),
+    params:
+        **SELF_ASSESSMENT_GENERATE_PARAMS,
+        function="prompt_reliability.scoring.self_assessment_inference:generate_questions",
+    script:
+        GPU_ADAPTER
 
 
 # A served model's two stages: requests from a CPU worker (call), each answered request cached in
@@ -115,11 +137,7 @@ rule self_assessment_generate_served:
     output:
         generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
     log:
-        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
-    benchmark:
-        benchmark_path(
-            "self_assessment", "{model}", "{dataset}", "{setting}", "generate"
-        )
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
     wildcard_constraints:
         model=one_of(SA_SERVED_MODELS),
         setting="mc|open",
@@ -148,9 +166,7 @@ rule self_assessment_answer_served:
     output:
         answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
     log:
-        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
-    benchmark:
-        benchmark_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer")
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
     wildcard_constraints:
         model=one_of(SA_SERVED_MODELS),
         setting="mc|open",
@@ -179,7 +195,7 @@ rule self_assessment_questions:
         questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
         parse_report="results/self_assessment/{model}/{dataset}/{setting}/parse_report.parquet",
     log:
-        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "questions"),
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "questions"),
     wildcard_constraints:
         model=one_of(SA_GEN_MODELS),
         setting="mc|open",
@@ -187,6 +203,12 @@ rule self_assessment_questions:
         k=SA["k"],
     run:
         call(self_assessment_scores.write_questions, input, output, params, None, log)
+
+
+SELF_ASSESSMENT_ANSWER_PARAMS = dict(
+    model_config=lambda w: hf_model_config(w.model),
+    settings=sa_settings(),
+)
 
 
 rule self_assessment_answer:
@@ -199,27 +221,49 @@ rule self_assessment_answer:
     output:
         answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
     log:
-        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
-    benchmark:
-        benchmark_path("self_assessment", "{model}", "{dataset}", "{setting}", "answer")
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
     wildcard_constraints:
-        model=one_of(SA_HF_MODELS),
+        model=cpu_models(SA_HF_MODELS),
         setting="mc|open",
     resources:
         **scoring_resources(),
     params:
-        model_config=lambda w: hf_model_config(w.model),
-        settings=sa_settings(),
+        **SELF_ASSESSMENT_ANSWER_PARAMS,
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.self_assessment_inference:answer_questions",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
+
+
+rule self_assessment_answer_gpu:
+    input:
+        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
+        prompts=SA_PROMPTS,
+        model_dir=lambda w: (
+            [tiny_model_folder(w.model)] if w.model in TINY_MODELS else []
+        ),
+    output:
+        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
+    log:
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
+    wildcard_constraints:
+        model=gpu_models(SA_HF_MODELS),
+        setting="mc|open",
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources(),
+    params:
+        **SELF_ASSESSMENT_ANSWER_PARAMS,
+        function="prompt_reliability.scoring.self_assessment_inference:answer_questions",
+    script:
+        GPU_ADAPTER
 
 
 rule self_assessment_scores:
@@ -229,7 +273,7 @@ rule self_assessment_scores:
     output:
         scores="results/self_assessment/{model}/{dataset}/{setting}/scores.parquet",
     log:
-        log_path("self_assessment", "{model}", "{dataset}", "{setting}", "scores"),
+        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "scores"),
     wildcard_constraints:
         model=one_of(SA_GEN_MODELS),
         setting="mc|open",
@@ -250,9 +294,7 @@ rule self_assessment_simulate:
         scores=sa_setting_files("scores.parquet"),
         task="results/self_assessment/{model}/{dataset}/task.parquet",
     log:
-        log_path("self_assessment", "{model}", "{dataset}", "simulate"),
-    benchmark:
-        benchmark_path("self_assessment", "{model}", "{dataset}", "simulate")
+        **job_logs("self_assessment", "{model}", "{dataset}", "simulate"),
     wildcard_constraints:
         model=one_of(SA_SIM_MODELS),
     params:
@@ -280,7 +322,7 @@ rule self_assessment_table:
     output:
         **table_outputs("self_assessment"),
     log:
-        log_path("tables", "self_assessment"),
+        **job_logs("tables", "self_assessment"),
     run:
         call(
             self_assessment_tables.write_self_assessment_table,
@@ -302,7 +344,7 @@ rule self_assessment_figure:
             category="Self-assessment",
         ),
     log:
-        log_path("figures", "self_assessment"),
+        **job_logs("figures", "self_assessment"),
     run:
         call(self_assessment_figures.write_answer_types, input, output, None, None, log)
 
@@ -316,7 +358,7 @@ rule metric_stability:
     output:
         **table_outputs("metric_stability"),
     log:
-        log_path("tables", "metric_stability"),
+        **job_logs("tables", "metric_stability"),
     run:
         call(
             self_assessment_tables.write_ranking_stability,
@@ -338,7 +380,7 @@ rule metric_stability_figure:
             category="Self-assessment",
         ),
     log:
-        log_path("figures", "metric_stability"),
+        **job_logs("figures", "metric_stability"),
     run:
         call(
             self_assessment_figures.write_footrule_heatmap,
@@ -360,7 +402,7 @@ rule metric_sample_size:
     output:
         **table_outputs("metric_sample_size"),
     log:
-        log_path("tables", "metric_sample_size"),
+        **job_logs("tables", "metric_sample_size"),
     params:
         pairs=SA_PAIRS,
         runs=SA_RUNS,
@@ -380,7 +422,7 @@ rule metric_sample_size_figure:
             category="Self-assessment",
         ),
     log:
-        log_path("figures", "metric_sample_size"),
+        **job_logs("figures", "metric_sample_size"),
     run:
         call(
             self_assessment_figures.write_sample_size_figure,

@@ -15,9 +15,7 @@ for analysis in registry.assembled():
         output:
             **table_outputs(analysis.name),
         log:
-            log_path("tables", analysis.name),
-        benchmark:
-            benchmark_path("tables", analysis.name)
+            **job_logs("tables", analysis.name),
         localrule: True
         params:
             title=analysis.name,
@@ -38,9 +36,7 @@ for analysis in registry.summaries():
                 for k, v in table_outputs(analysis.name).items()
             },
         log:
-            log_path("tables", analysis.name),
-        benchmark:
-            benchmark_path("tables", analysis.name)
+            **job_logs("tables", analysis.name),
         localrule: True
         run:
             # `rule` is the running job's rule name, i.e. the table's: `analysis` here would be the
@@ -55,9 +51,7 @@ rule wins:
     output:
         **{"wins" if k == "table" else k: v for k, v in table_outputs("wins").items()},
     log:
-        log_path("tables", "wins"),
-    benchmark:
-        benchmark_path("tables", "wins")
+        **job_logs("tables", "wins"),
     localrule: True
     run:
         call(reliability.write_wins, input, output, None, wildcards, log)

@@ -2,22 +2,24 @@
 
 A rule's named ``input``, ``output``, ``params`` and ``wildcards`` become the keyword arguments of
 one package function, so the rule is the whole contract and there is no script to read between
-them (docs/architecture.md, "Add an analysis")::
+them (docs/architecture.md, "How rules call the library"). A job runs one of two ways:
 
-    rule reliability:
-        input: matrix=..., lock=...
-        output: table=...
-        params: analysis=...
-        log: ...
-        run:
-            call(reliability.write_reliability, input, output, params, wildcards, log)
+- **CPU steps** (``run:`` + :func:`call`): analyses, tables, figures, simulated and imported
+  scoring, and model steps without GPUs. The job is a thread of the Snakemake process
+  (``force-use-threads``) that hands its function to one of ``--cores`` long-lived worker processes
+  (:mod:`base.workers`), so jobs use every core and pay the imports once per worker::
 
-Analysis, table and figure rules use ``run:``: they start no Python of their own (threads of the
-Snakemake process, with the workflow profile's ``force-use-threads``), and each thread hands its
-function to one of ``--cores`` long-lived worker processes (:mod:`base.workers`), so the jobs
-use every core and pay the imports once per worker. Model steps without GPUs (:func:`call_model`)
-go to the workers too, which keep torch imported; a step with GPUs, and GPU scoring through the
-one adapter script ``workflow/scripts/call.py``, run in a process of their own.
+      run:
+          call(reliability.write_reliability, input, output, params, wildcards, log)
+
+- **GPU steps** (``script:`` the adapter ``workflow/scripts/call.py`` + ``conda:``): model steps
+  whose resources ask for GPUs run in a process and environment of their own, which claims its
+  GPUs before CUDA loads (:func:`call_from_script`; the function is named in ``params.function``).
+
+Either way the job's fields travel as JSON (:func:`job_arguments`: a value that is not JSON is an
+error naming the rule and the param), the job logs to its ``log`` file and writes its wall time,
+CPU time and peak memory, measured in the process that ran it, to its ``usage`` file
+(:mod:`base.usage`).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import subprocess
+import pathlib
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from prompt_reliability.base.logs import job_log
+from prompt_reliability.base.usage import measure, write_usage
 from prompt_reliability.base.workers import Workers, resolve
 
 log = logging.getLogger("prompt_reliability")
@@ -44,20 +47,48 @@ class JobArgumentError(TypeError):
     """A rule's named fields do not fit its function; the message names the rule field and the fix."""
 
 
-def _plain(value: Any) -> Any:
-    """Snakemake's path and list wrappers as plain ``str`` / ``list`` (other params unchanged)."""
-    if isinstance(value, str):
+class UntrackedPath(type(pathlib.Path())):  # PosixPath on POSIX
+    """A path param that Snakemake's params check ignores, sent to the job as a string.
+
+    Snakemake compares only builtin values between runs; a ``pathlib.Path`` is not one. Rules use
+    it (``untracked(path)`` in workflow/rules/common.smk) for where files are when what they hold is
+    tracked otherwise (a prompt folder whose texts are hashed into another param). Any other value
+    that is not JSON is an error (:func:`job_arguments`), so a path cannot reach a job by accident.
+    """
+
+
+def untracked(path: str | pathlib.Path) -> UntrackedPath:
+    return UntrackedPath(path)
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """``value`` as plain JSON: Snakemake's path strings and named lists as str / list, an
+    :class:`UntrackedPath` as str; anything else that JSON cannot carry is an error naming ``where``."""
+    if isinstance(value, UntrackedPath):
         return str(value)
-    if isinstance(value, list):  # a Namedlist of several files
-        return [_plain(v) for v in value]
-    return value
+    if isinstance(value, _JSON_SCALARS):
+        return str(value) if isinstance(value, str) else value  # str subclasses: Snakemake's IOFile
+    if isinstance(value, (list, tuple)):  # a Namedlist of several files is a list
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise JobArgumentError(f"{where} has a key {bad[0]!r} of type {type(bad[0]).__name__}; JSON keys are strings")
+        return {k: _json_value(v, f"{where}[{k!r}]") for k, v in value.items()}
+    hint = " (a path Snakemake must not track: untracked(path) in the rule)" if isinstance(value, pathlib.PurePath) else ""
+    raise JobArgumentError(f"{where} is a {type(value).__name__} ({value!r}), which a job cannot receive: jobs get "
+                           f"JSON values (str, int, float, bool, None, lists and dicts of them){hint}")
 
 
-def job_arguments(accepts: Callable[[str], bool] = lambda name: True, **fields: Any) -> dict[str, Any]:
-    """Keyword arguments from the named items of ``input``, ``output``, ``params`` and ``wildcards``.
+def job_arguments(accepts: Callable[[str], bool] = lambda name: True, job: str = "job", **fields: Any) -> dict[str, Any]:
+    """Keyword arguments, as plain JSON, from the named items of ``input``, ``output``, ``params`` and ``wildcards``.
 
     Every named input, output and param is passed; a wildcard only when ``accepts(name)`` (wildcards
-    often only place files, and a function need not take them).
+    often only place files, and a function need not take them). A value that is not JSON raises
+    :class:`JobArgumentError` naming the ``job`` (``"rule <name>"``) and the field, in every way a job runs.
     """
     kwargs: dict[str, Any] = {}
     origin: dict[str, str] = {}
@@ -69,8 +100,9 @@ def job_arguments(accepts: Callable[[str], bool] = lambda name: True, **fields: 
             if field == "wildcards" and not accepts(name):
                 continue
             if name in kwargs:
-                raise JobArgumentError(f"the name {name!r} is used by both {origin[name]} and {field}; rename one of them in the rule")
-            kwargs[name] = _plain(value)
+                raise JobArgumentError(f"{job}: the name {name!r} is used by both {origin[name]} and {field}; "
+                                       "rename one of them in the rule")
+            kwargs[name] = _json_value(value, f"{job}: {field} {name!r}")
             origin[name] = field
     return kwargs
 
@@ -79,45 +111,85 @@ def job_arguments(accepts: Callable[[str], bool] = lambda name: True, **fields: 
 _workers: Workers | None = None
 
 
-def use_workers(size: int) -> None:
+def use_workers(size: int, max_rss_mb: float | None = None, max_jobs: int | None = None) -> None:
     """Run every later :func:`call` in one of ``size`` worker processes (see base.workers)."""
     global _workers
-    _workers = Workers(size)
+    _workers = Workers(size, max_rss_mb=max_rss_mb, max_jobs=max_jobs)
 
 
-def _importable_name(function: Callable[..., Any]) -> str | None:
+def _function_name(function: Callable[..., Any] | str) -> str | None:
     """``"module:name"`` when a worker can import ``function`` by that name, else None."""
+    if isinstance(function, str):
+        return function
     module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
     if not module or not name.isidentifier():
         return None
     return f"{module}:{name}" if getattr(sys.modules.get(module), name, None) is function else None
 
 
-def call(function: Callable[..., Any], input: Any = None, output: Any = None, params: Any = None,
-         wildcards: Any = None, log: Any = None, torch_threads: int | None = None) -> Any:
-    """Run ``function`` with the job's named fields as keyword arguments, logging to the job's log file.
+def _calling_rule(default: str) -> str:
+    """``"rule <name>"`` of the ``run:`` block that called :func:`call` (Snakemake passes the name in as
+    ``rule``), else ``default`` (a library call)."""
+    rule = sys._getframe(2).f_locals.get("rule")
+    return f"rule {rule}" if isinstance(rule, str) else default
 
-    With :func:`use_workers` in effect the job runs in a worker process (its return value is not
-    passed back); otherwise, and for functions a worker cannot import by name, in this thread.
+
+def _named(log: Any, name: str, position: int | None = None) -> str | None:
+    """The log file named ``name`` (or at ``position``) of a rule's ``log`` field."""
+    if not log:
+        return None
+    if hasattr(log, "get") and log.get(name) is not None:
+        return str(log.get(name))
+    return str(log[position]) if position is not None and len(log) > position else None
+
+
+# Without workers (a library call), model steps run in this process one at a time: torch already
+# uses every core for one model, and transformers' lazy imports and global settings (verbosity)
+# are not safe across threads.
+_MODEL_STEP = threading.Lock()
+
+
+def call(function: Callable[..., Any] | str, input: Any = None, output: Any = None, params: Any = None,
+         wildcards: Any = None, log: Any = None, torch_threads: int | None = None) -> None:
+    """A CPU step: run ``function`` with the job's named fields as keyword arguments.
+
+    ``function`` is the function itself or ``"module:function"`` (model steps: the Snakemake
+    process then never imports torch). ``log``: the rule's ``log`` field, whose entry ``log`` (or
+    first entry) receives the job's records and whose entry ``usage`` its figures (base.usage).
+    ``torch_threads``: the job loads a model (``resources.cpus_per_task`` threads for torch); it
+    goes to a worker that has imported torch before, when one is idle.
+
+    With :func:`use_workers` in effect the job runs in a worker process; otherwise (a library
+    call, a test) in this thread, with the same JSON arguments.
     """
-    kwargs = job_arguments(_accepts(function), input=input, output=output, params=params, wildcards=wildcards)
-    log_file = log[0] if log else None
-    name = getattr(function, "__name__", str(function))
-    _check_arguments(function, name, kwargs)
-    importable = _importable_name(function)
+    target = resolve(function) if isinstance(function, str) else function
+    name = getattr(target, "__name__", str(function))
+    job = _calling_rule(default=name)
+    kwargs = job_arguments(_accepts(target), job=job, input=input, output=output, params=params, wildcards=wildcards)
+    _check_arguments(target, job, kwargs)
+    log_file, usage_file = _named(log, "log", 0), _named(log, "usage")
+    importable = _function_name(function)
     if _workers is not None and _workers.usable and importable:
-        return _workers.run(importable, kwargs, log_file, name, torch_threads=torch_threads)
-    with job_log(log_file, console_prefix=f"[{name}] "):
-        return function(**kwargs)
+        _workers.run(importable, kwargs, log_file, name, torch_threads=torch_threads, usage_file=usage_file)
+        return
+    kwargs = json.loads(json.dumps(kwargs))  # what a worker would receive (tuples as lists, ...)
+    figures: dict[str, Any] = {}
+    try:
+        with (_MODEL_STEP if torch_threads else contextlib.nullcontext()), \
+                measure("thread", own_peak=False) as figures, job_log(log_file, console_prefix=f"[{name}] "):
+            target(**kwargs)
+    finally:
+        write_usage(usage_file, figures)
 
 
-def _check_arguments(function: Callable[..., Any], name: str, kwargs: Mapping[str, Any]) -> None:
+def _check_arguments(function: Callable[..., Any], job: str, kwargs: Mapping[str, Any]) -> None:
     """Fail here, naming the rule fields, when ``kwargs`` do not fit ``function``'s signature."""
     if _signature_mismatch(function, kwargs):
         import inspect
 
-        raise JobArgumentError(f"{name}: the rule's named input/output/params/wildcards must match the function's "
-                               f"keyword arguments {sorted(inspect.signature(function).parameters)} (got {sorted(kwargs)})")
+        raise JobArgumentError(f"{job}: the rule's named input/output/params/wildcards must match the keyword "
+                               f"arguments of {getattr(function, '__name__', function)} "
+                               f"{sorted(inspect.signature(function).parameters)} (got {sorted(kwargs)})")
 
 
 def _accepts(function: Callable[..., Any]) -> Callable[[str], bool]:
@@ -139,72 +211,27 @@ def _signature_mismatch(function: Callable[..., Any], kwargs: Mapping[str, Any])
     return False
 
 
-# Without workers (a library call), model steps run in this process one at a time: torch already
-# uses every core for one model, and transformers' lazy imports and global settings (verbosity)
-# are not safe across threads.
-_MODEL_STEP = threading.Lock()
+def call_from_script(snakemake: Any) -> None:
+    """A GPU step, the body of ``workflow/scripts/call.py``: call ``params.function`` with the job's other fields.
 
-
-def needs_gpu(resources: Any) -> bool:
-    """Whether a job's resources ask for a GPU (``gpu`` > 0, or a ``gres``)."""
-    return int(resources.get("gpu", 0) or 0) > 0 or bool(resources.get("gres"))
-
-
-def call_model(function: str, input: Any = None, output: Any = None, params: Any = None, wildcards: Any = None,
-               log: Any = None, resources: Any = None, loads_model: bool = True) -> Any:
-    """:func:`call` for a step that loads a model: in a worker process unless the job asks for GPUs.
-
-    A job without GPUs (tiny models, CPU runs) runs in one of the workflow's worker processes (see
-    :func:`use_workers`), which keep torch imported from one job to the next; steps run side by
-    side as Snakemake schedules them, each with torch limited to the model's ``cpus_per_task``
-    threads. Without workers (a library call) it runs in this process, one model step at a time
-    (transformers' lazy imports and global settings are not thread-safe). ``loads_model=False``
-    (simulated and imported scores, which only use this for the GPU claim below) neither imports
-    torch in its worker nor waits for other model steps. A job with GPUs runs ``function``
-    ("module:function") in a Python process of its own, which claims its GPUs
-    (``CUDA_VISIBLE_DEVICES``) before anything loads CUDA.
+    The job is a process of its own here (in the rule's ``conda:`` environment), so its stderr
+    (progress bars) goes to the log file too, and it claims its GPUs (the ``gpu`` resource) before
+    anything loads CUDA. Its figures (base.usage) are this process's, from after start-up.
     """
-    if resources is None or not needs_gpu(resources):
-        if _workers is not None and _workers.usable:
-            threads = int((resources or {}).get("cpus_per_task", 1) or 1) if loads_model else None
-            return call(resolve(function), input, output, params, wildcards, log, torch_threads=threads)
-        with _MODEL_STEP if loads_model else contextlib.nullcontext():
-            return call(resolve(function), input, output, params, wildcards, log)
-    target = resolve(function)
-    payload = {"function": function, "kwargs": job_arguments(_accepts(target), input=input, output=output, params=params,
-                                                                  wildcards=wildcards),
-               "log": log[0] if log else None, "gpus": int(resources.get("gpu", 0) or 0)}
-    subprocess.run([sys.executable, "-m", "prompt_reliability.base.jobs", json.dumps(payload, default=str)], check=True)
-    return None
-
-
-def run_in_own_process(function: Callable[..., Any], kwargs: Mapping[str, Any], log_file: str | None, gpus: int) -> Any:
-    """A job that is its own process: log (stderr included) to its file, claim its GPUs, then call."""
     from prompt_reliability.base.gpus import claim_gpus
 
-    with job_log(log_file, console_prefix=f"[{function.__name__}] ", capture_stderr=True):
-        claim_gpus(gpus)  # before anything loads CUDA; its messages go to the job's log
-        return function(**kwargs)
-
-
-def _main(argv: list[str]) -> None:
-    """Entry point of :func:`call_model`'s own process."""
-    payload = json.loads(argv[1])
-    run_in_own_process(resolve(payload["function"]), payload["kwargs"], payload["log"], payload["gpus"])
-
-
-def call_from_script(snakemake: Any) -> Any:
-    """The body of ``workflow/scripts/call.py``: call ``params.function`` with the job's other fields.
-
-    The job is its own process here, so its stderr (progress bars) goes to the log file too, and a
-    job that asks for GPUs (the ``gpu`` resource) claims its own before anything loads CUDA.
-    """
     params = {name: value for name, value in snakemake.params.items() if name != "function"}
     function = resolve(snakemake.params.function)
-    kwargs = job_arguments(_accepts(function), input=snakemake.input, output=snakemake.output, params=params,
+    job = f"rule {snakemake.rule}"
+    kwargs = job_arguments(_accepts(function), job=job, input=snakemake.input, output=snakemake.output, params=params,
                            wildcards=snakemake.wildcards)
-    return run_in_own_process(function, kwargs, snakemake.log[0] if snakemake.log else None,
-                              int(snakemake.resources.get("gpu", 0) or 0))
-
-if __name__ == "__main__":
-    _main(sys.argv)
+    _check_arguments(function, job, kwargs)
+    kwargs = json.loads(json.dumps(kwargs))
+    figures: dict[str, Any] = {}
+    try:
+        with measure("script") as figures, job_log(_named(snakemake.log, "log", 0),
+                                                   console_prefix=f"[{function.__name__}] ", capture_stderr=True):
+            claim_gpus(int(snakemake.resources.get("gpu", 0) or 0))  # before anything loads CUDA
+            function(**kwargs)
+    finally:
+        write_usage(_named(snakemake.log, "usage"), figures)
