@@ -13,9 +13,9 @@ import yaml
 from conftest import REPO, run_snakemake, validated_model, write_config
 
 from prompt_reliability.base.config import ConfigError, check_config, validate_config
-from prompt_reliability.base.usage import read_usage
 from prompt_reliability.base.gpus import claim_gpus
 from prompt_reliability.base.resources import check_resources, optional_keys_in_use, scoring_resources
+from prompt_reliability.base.usage import read_usage
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 SLURM_PROFILE = REPO / "config/profiles/slurm"
