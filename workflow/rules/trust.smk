@@ -13,9 +13,7 @@ rule trust:
     output:
         table=per_pair_piece("trust"),
     log:
-        log_path("trust", "{model}", "{dataset}", "{split}"),
-    benchmark:
-        benchmark_path("trust", "{model}", "{dataset}", "{split}")
+        **job_logs("trust", "{model}", "{dataset}", "{split}"),
     group:
         PAIR_GROUP
     resources:
