@@ -35,21 +35,20 @@ rule distillation_tiny_student:
     output:
         folder=directory(f"{DIST_DIR}/students/{{student}}"),
     log:
-        log_path("distillation", "{student}", "tiny"),
-    benchmark:
-        benchmark_path("distillation", "{student}", "tiny")
+        **job_logs("distillation", "{student}", "tiny"),
     resources:
         **analysis_resources(),
     params:
         tiny=lambda w: DIST["students"][w.student]["tiny"],
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.tiny_models:write_tiny_model",
             None,
             output,
             params,
             {"model": wildcards.student},
             log,
+            torch_threads=1,
         )
 
 
@@ -59,9 +58,7 @@ rule distillation_heldout:
     output:
         heldout=f"{DIST_DIR}/heldout_images.parquet",
     log:
-        log_path("distillation", "heldout"),
-    benchmark:
-        benchmark_path("distillation", "heldout")
+        **job_logs("distillation", "heldout"),
     localrule: True
     params:
         images=DIST["images"],
@@ -82,9 +79,7 @@ rule distillation_scenes:
         scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
         probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
     log:
-        log_path("distillation", "scenes"),
-    benchmark:
-        benchmark_path("distillation", "scenes")
+        **job_logs("distillation", "scenes"),
     localrule: True
     params:
         image_dir=untracked(f"{DIST_DIR}/hallucination/images"),
@@ -105,9 +100,7 @@ rule distillation_data:
     output:
         data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
     log:
-        log_path("distillation", "data", "{teacher}", "{strategy}"),
-    benchmark:
-        benchmark_path("distillation", "data", "{teacher}", "{strategy}")
+        **job_logs("distillation", "data", "{teacher}", "{strategy}"),
     localrule: True
     params:
         setting=DIST["setting"],
@@ -135,13 +128,11 @@ rule distillation_train:
         adapter=directory(f"{DIST_DIR}/adapters/{{student}}/{{teacher}}/{{strategy}}"),
         curve=f"{DIST_DIR}/training/{{student}}/{{teacher}}/{{strategy}}.json",
     log:
-        log_path("distillation", "train", "{student}", "{teacher}", "{strategy}"),
-    benchmark:
-        benchmark_path("distillation", "train", "{student}", "{teacher}", "{strategy}")
+        **job_logs("distillation", "train", "{student}", "{teacher}", "{strategy}"),
     wildcard_constraints:
         student=one_of(DIST_GPU_STUDENTS),
     conda:
-        "../../envs/inference.yaml"
+        INFERENCE_ENV
     resources:
         **student_resources(),
     params:
@@ -150,7 +141,7 @@ rule distillation_train:
         training=DIST["training"],
         checkpoints=distillation_checkpoints,
     script:
-        "../scripts/call.py"
+        GPU_ADAPTER
 
 
 rule distillation_train_cpu:
@@ -161,9 +152,7 @@ rule distillation_train_cpu:
         adapter=directory(f"{DIST_DIR}/adapters/{{student}}/{{teacher}}/{{strategy}}"),
         curve=f"{DIST_DIR}/training/{{student}}/{{teacher}}/{{strategy}}.json",
     log:
-        log_path("distillation", "train", "{student}", "{teacher}", "{strategy}"),
-    benchmark:
-        benchmark_path("distillation", "train", "{student}", "{teacher}", "{strategy}")
+        **job_logs("distillation", "train", "{student}", "{teacher}", "{strategy}"),
     wildcard_constraints:
         student=one_of(DIST_CPU_STUDENTS),
     resources:
@@ -173,14 +162,14 @@ rule distillation_train_cpu:
         training=DIST["training"],
         checkpoints=distillation_checkpoints,
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.distillation:train_adapter",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
 
 
@@ -196,13 +185,11 @@ rule distillation_generate:
         pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
         captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
     log:
-        log_path("distillation", "eval", "{student}", "{arm}", "generate"),
-    benchmark:
-        benchmark_path("distillation", "eval", "{student}", "{arm}", "generate")
+        **job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
     wildcard_constraints:
         student=one_of(DIST_GPU_STUDENTS),
     conda:
-        "../../envs/inference.yaml"
+        INFERENCE_ENV
     resources:
         **student_resources(),
     params:
@@ -213,7 +200,7 @@ rule distillation_generate:
         k=SA["k"],
         caption_prompt=DIST["hallucination"]["caption_prompt"],
     script:
-        "../scripts/call.py"
+        GPU_ADAPTER
 
 
 rule distillation_generate_cpu:
@@ -228,9 +215,7 @@ rule distillation_generate_cpu:
         pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
         captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
     log:
-        log_path("distillation", "eval", "{student}", "{arm}", "generate"),
-    benchmark:
-        benchmark_path("distillation", "eval", "{student}", "{arm}", "generate")
+        **job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
     wildcard_constraints:
         student=one_of(DIST_CPU_STUDENTS),
     resources:
@@ -242,14 +227,14 @@ rule distillation_generate_cpu:
         k=SA["k"],
         caption_prompt=DIST["hallucination"]["caption_prompt"],
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.student_inference:student_generate",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
 
 
@@ -260,9 +245,7 @@ rule distillation_questions:
         questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
         parse_report=f"{DIST_DIR}/eval/{{student}}/{{arm}}/parse_report.parquet",
     log:
-        log_path("distillation", "eval", "{student}", "{arm}", "questions"),
-    benchmark:
-        benchmark_path("distillation", "eval", "{student}", "{arm}", "questions")
+        **job_logs("distillation", "eval", "{student}", "{arm}", "questions"),
     localrule: True
     params:
         k=SA["k"],
@@ -278,13 +261,11 @@ rule distillation_answer:
     output:
         answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
     log:
-        log_path("distillation", "eval", "{student}", "{arm}", "answer"),
-    benchmark:
-        benchmark_path("distillation", "eval", "{student}", "{arm}", "answer")
+        **job_logs("distillation", "eval", "{student}", "{arm}", "answer"),
     wildcard_constraints:
         student=one_of(DIST_GPU_STUDENTS),
     conda:
-        "../../envs/inference.yaml"
+        INFERENCE_ENV
     resources:
         **student_resources(),
     params:
@@ -294,7 +275,7 @@ rule distillation_answer:
         setting=DIST["setting"],
         variant=DIST["variant"],
     script:
-        "../scripts/call.py"
+        GPU_ADAPTER
 
 
 rule distillation_answer_cpu:
@@ -305,9 +286,7 @@ rule distillation_answer_cpu:
     output:
         answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
     log:
-        log_path("distillation", "eval", "{student}", "{arm}", "answer"),
-    benchmark:
-        benchmark_path("distillation", "eval", "{student}", "{arm}", "answer")
+        **job_logs("distillation", "eval", "{student}", "{arm}", "answer"),
     wildcard_constraints:
         student=one_of(DIST_CPU_STUDENTS),
     resources:
@@ -318,14 +297,14 @@ rule distillation_answer_cpu:
         setting=DIST["setting"],
         variant=DIST["variant"],
     run:
-        call_model(
+        call(
             "prompt_reliability.scoring.student_inference:student_answer",
             input,
             output,
             params,
             wildcards,
             log,
-            resources,
+            torch_threads=resources.cpus_per_task,
         )
 
 
@@ -339,9 +318,7 @@ rule distillation_scores:
     output:
         score=f"{DIST_DIR}/eval/{{student}}/{{arm}}/score.parquet",
     log:
-        log_path("distillation", "eval", "{student}", "{arm}", "score"),
-    benchmark:
-        benchmark_path("distillation", "eval", "{student}", "{arm}", "score")
+        **job_logs("distillation", "eval", "{student}", "{arm}", "score"),
     localrule: True
     params:
         teacher=lambda w: None if w.arm == "base" else w.arm.split("/")[0],
@@ -368,9 +345,7 @@ rule distillation_table:
     output:
         **table_outputs("distillation"),
     log:
-        log_path("tables", "distillation"),
-    benchmark:
-        benchmark_path("tables", "distillation")
+        **job_logs("tables", "distillation"),
     localrule: True
     run:
         call(
@@ -409,9 +384,7 @@ rule distillation_figures:
             category="Distillation",
         ),
     log:
-        log_path("figures", "distillation"),
-    benchmark:
-        benchmark_path("figures", "distillation")
+        **job_logs("figures", "distillation"),
     localrule: True
     run:
         call(
