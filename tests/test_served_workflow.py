@@ -244,11 +244,22 @@ def test_wrong_url_missing_key_and_a_500ing_server_end_with_a_message_and_no_tab
 
 
 def test_a_served_model_with_logprobs_is_scored_on_the_prompts_and_one_without_only_generates(tmp_path, monkeypatch):
+    from test_served_logprobs import _scripted_logprobs
+
     monkeypatch.setenv(KEY_ENV, SENTINEL)
-    config = served_workflow_config("http://127.0.0.1:9/v1")
-    config["models"]["scorer"] = {"backend": "served", "url": "https://api.example.invalid/v1", "model": "gpt-4o",
-                                  "api_key_env": KEY_ENV, "logprobs": "top_logprobs"}
-    jobs = dry_run_jobs(tmp_path, "--configfile", str(write_config(tmp_path, config)))
-    assert jobs["score_family_served"] == 3  # scorer x synth x families A, B, C; tiny-served is not scored
-    assert jobs["score_family"] == 3 and jobs["lock"] == 2  # sim and scorer
-    assert jobs["self_assessment_generate_served"] == 2 and jobs["self_assessment_answer_served"] == 2
+    with ScriptedServer(respond=_scripted_logprobs) as logprob_server:
+        config = served_workflow_config("http://127.0.0.1:9/v1")
+        config["models"]["scorer"] = {"backend": "served", "url": logprob_server.url, "model": "gpt-4o",
+                                      "api_key_env": KEY_ENV, "logprobs": "top_logprobs"}
+        path = write_config(tmp_path, config)
+        jobs = dry_run_jobs(tmp_path, "--configfile", str(path))
+        assert jobs["score_family_served"] == 3  # scorer x synth x families A, B, C; tiny-served is not scored
+        assert jobs["score_family"] == 3 and jobs["lock"] == 2  # sim and scorer
+        assert jobs["self_assessment_generate_served"] == 2 and jobs["self_assessment_answer_served"] == 2
+        run_snakemake(tmp_path, "--configfile", str(path), "--cores", "1", "results/scores/scorer/synth/A.parquet")
+    scores = pl.read_parquet(tmp_path / "results/scores/scorer/synth/A.parquet")
+    assert scores.height == 16 * 5 and len(logprob_server.received) == 16 * 5 and scores["p_unsafe"].is_between(0, 1).all()
+    provenance = io.read_parquet_metadata(tmp_path / "results/scores/scorer/synth/A.parquet")
+    assert provenance["backend"] == "served" and provenance["served"]["requests"]["sent"] == 16 * 5
+    assert len((tmp_path / "results/served/scorer/scores/synth/A.jsonl").read_text().splitlines()) == 16 * 5
+    assert files_containing(tmp_path, SENTINEL) == []
