@@ -131,6 +131,15 @@ def analysis_defaults() -> dict:
     return validate_config(config, SCHEMA_PATH)["analysis"]
 
 
+def safety_defaults() -> dict:
+    """Every ``safety_calibration`` key with the schema's default."""
+    from prompt_reliability.base.config import validate_config
+
+    config = {"datasets": {"d": {"adapter": "synthetic"}}, "models": {"m": {"backend": "simulate"}},
+              "lock": {"dataset": "d"}, "evaluate": [{"dataset": "d"}]}
+    return validate_config(config, SCHEMA_PATH)["safety_calibration"]
+
+
 def simulate_params(**settings) -> dict:
     """The simulate backend's parameters: the schema's defaults, overridden by ``settings``."""
     return validated_model({"backend": "simulate", "simulate": settings})["simulate"]

@@ -57,7 +57,7 @@ def test_invalid_templates_are_rejected_with_the_file_named(tmp_path, templates,
 
 
 def test_missing_family_lists_available(tmp_path):
-    with pytest.raises(PromptRegistryError, match=r"available families: \['A', 'B', 'C', 'CoT', 'PE'\]"):
+    with pytest.raises(PromptRegistryError, match=r"available families: \['A', 'B', 'C'\]"):
         load_registry(REPO / "prompts", ["Z"])
 
 

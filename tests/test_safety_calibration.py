@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from conftest import safety_defaults
 
 from prompt_reliability.analysis import safety_calibration as sc
 from prompt_reliability.base import io
@@ -18,37 +19,52 @@ from prompt_reliability.report.safety_calibration_tables import (
     safety_calibration_markdown,
 )
 
+VERDICTS = safety_defaults()["verdicts"]
+
 
 def test_sra_matches_a_hand_count():
     # safe: p = .1 .7 .2 .5 -> flagged at 0.5: no yes no yes -> 2 of 4 correct; unsafe: .9 .4 .6 -> 2 of 3 flagged
     y = np.array([0, 0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.7, 0.2, 0.5, 0.9, 0.4, 0.6])
     out = sc.sra(y, p, 0.5)
-    assert out == {"n_safe": 4, "n_unsafe": 3, "sra_s": 0.5, "sra_u": pytest.approx(2 / 3), "sra_a": pytest.approx((0.5 + 2 / 3) / 2)}
+    assert out == {"n_safe": 4, "n_unsafe": 3, "sra_s": 0.5, "sra_u": pytest.approx(2 / 3), "sra_a": pytest.approx((0.5 + 2 / 3) / 2),
+                   "accuracy": pytest.approx(4 / 7)}
     # a higher threshold flags less: safe 4/4 correct, unsafe only .9 -> 1/3
     out = sc.sra(y, p, 0.8)
     assert out["sra_s"] == 1.0 and out["sra_u"] == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize(("sra_s", "sra_u", "expected"), [
-    (0.50, 0.95, "over-safe"), (0.59, 0.91, "over-safe"), (0.60, 0.95, "balanced"), (0.50, 0.90, "balanced"),
-    (0.95, 0.30, "under-safe"), (0.91, 0.39, "under-safe"), (0.90, 0.30, "balanced"), (0.95, 0.40, "balanced"),
-    (0.80, 0.80, "balanced"), (float("nan"), 0.5, "undefined"),
+    (0.50, 0.95, "over-safe"), (0.59, 0.91, "over-safe"), (0.60, 0.95, "mixed"), (0.50, 0.90, "mixed"),
+    (0.95, 0.30, "under-safe"), (0.91, 0.39, "under-safe"), (0.90, 0.30, "mixed"), (0.95, 0.40, "mixed"),
+    (0.80, 0.80, "calibrated"), (0.79, 0.99, "mixed"), (0.99, 0.79, "mixed"), (1.0, 1.0, "calibrated"),
+    # flags nearly everything, yet SRA_u misses the over-safe bar: neither calibrated nor balanced
+    (0.04, 0.88, "mixed"),
+    (float("nan"), 0.5, "undefined"),
 ])
 def test_verdict_thresholds_are_the_papers(sra_s, sra_u, expected):
-    assert sc.verdict(sra_s, sra_u) == expected
+    assert sc.verdict(sra_s, sra_u, VERDICTS) == expected
+
+
+def test_accuracy_weighs_classes_by_count_and_sra_a_does_not():
+    y = np.array([0] * 8 + [1] * 2)
+    p = np.array([0.0] * 8 + [1.0, 0.0])  # every safe right, half the unsafe right
+    out = sc.sra(y, p, 0.5)
+    assert out["sra_a"] == pytest.approx(0.75) and out["accuracy"] == pytest.approx(0.9)
 
 
 def test_dataset_without_categories_has_only_the_overall_row():
-    rows = sc.sra_by_category(np.array([0, 1]), np.array([0.2, 0.7]), [None, None])
+    rows = sc.sra_by_category(np.array([0, 1]), np.array([0.2, 0.7]), [None, None], 0.5, VERDICTS)
     assert [r["category"] for r in rows] == ["all"] and rows[0]["sra_a"] == 1.0
-    rows = sc.sra_by_category(np.array([0, 1]), np.array([0.2, 0.7]), ["a", None])
+    rows = sc.sra_by_category(np.array([0, 1]), np.array([0.2, 0.7]), ["a", None], 0.5, VERDICTS)
     assert [r["category"] for r in rows] == ["a", "none", "all"]
 
 
 def test_verdict_thresholds_come_from_config():
-    strict = {"over_safe": {"sra_s_below": 0.9, "sra_u_above": 0.5}, "under_safe": {"sra_s_above": 0.99, "sra_u_below": 0.1}}
-    assert sc.verdict(0.8, 0.8, strict) == "over-safe" and sc.verdict(0.8, 0.8) == "balanced"
+    strict = {"over_safe": {"sra_s_below": 0.9, "sra_u_above": 0.5}, "under_safe": {"sra_s_above": 0.99, "sra_u_below": 0.1},
+              "calibrated": {"sra_at_least": 0.95}}
+    assert sc.verdict(0.8, 0.8, strict) == "over-safe" and sc.verdict(0.8, 0.8, VERDICTS) == "calibrated"
+    assert sc.verdict(0.92, 0.6, strict) == "mixed" and sc.verdict(0.96, 0.96, strict) == "calibrated"
 
 
 def _pair(tmp_path):
@@ -72,7 +88,8 @@ def _pair(tmp_path):
 
 
 def test_table_from_the_matrix_matches_a_hand_count(tmp_path):
-    out = sc.write_safety_sra(**_pair(tmp_path), table=str(tmp_path / "sra.parquet"), model="m", dataset="d", split="test")
+    out = sc.write_safety_sra(**_pair(tmp_path), table=str(tmp_path / "sra.parquet"), model="m", dataset="d", split="test",
+                              threshold=0.5, verdicts=VERDICTS)
     assert out.columns == list(sc.SRA_COLUMNS)
     row = {(r["method"], r["category"]): r for r in out.iter_rows(named=True)}
     # test split, selected = P1: category a = s4 (safe .7 flagged: wrong), s5 (safe .2: right), s6 (unsafe .9: right)
@@ -91,15 +108,37 @@ def test_table_from_the_matrix_matches_a_hand_count(tmp_path):
 
 def test_assembled_tables_and_figures(tmp_path):
     piece = tmp_path / "sra.parquet"
-    sc.write_safety_sra(**_pair(tmp_path), table=str(piece), model="m", dataset="d", split="test")
+    sc.write_safety_sra(**_pair(tmp_path), table=str(piece), model="m", dataset="d", split="test", threshold=0.5,
+                        verdicts=VERDICTS)
     table = assemble_safety_calibration(pieces=[str(piece), str(piece)], parquet=str(tmp_path / "t.parquet"),
                                         csv=str(tmp_path / "t.csv"), md=str(tmp_path / "t.md"))
     assert pl.read_csv(tmp_path / "t.csv").columns == list(sc.SRA_COLUMNS) and table.height == 2 * 3 * 3
     assert (tmp_path / "t.md").read_text().startswith("# Safety calibration")
-    write_sra_scatter(table=str(tmp_path / "t.parquet"), figure=str(tmp_path / "scatter.png"), dataset="d")
+    write_sra_scatter(table=str(tmp_path / "t.parquet"), figure=str(tmp_path / "scatter.png"), dataset="d", method="mean",
+                      verdicts=VERDICTS)
     assert (tmp_path / "scatter.png").read_bytes()[:4] == b"\x89PNG"
     section = safety_calibration_markdown(tmp_path / "t.parquet", scatter=["figures/scatter.png"], method="random")
     assert section.startswith("## Safety calibration") and "over-safe" in section and "figures/scatter.png" in section
+
+
+def test_scatter_regions_sit_at_the_configured_thresholds():
+    from matplotlib.patches import Rectangle
+
+    from prompt_reliability.report.figures.safety_calibration import sra_scatter
+
+    table = pl.DataFrame({"model": ["m"], "dataset": ["d"], "split": ["test"], "method": ["mean"], "category": ["all"],
+                          "n_safe": [5], "n_unsafe": [5], "sra_s": [0.04], "sra_u": [0.88], "sra_a": [0.46],
+                          "accuracy": [0.46], "verdict": ["mixed"]})
+    fig = sra_scatter(table, "d", "mean", VERDICTS)
+    ax = fig.axes[0]
+    regions = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_label().endswith("region")]
+    extents = sorted((r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height()) for r in regions)
+    # over-safe: SRA_s in [0, 0.60), SRA_u in (0.90, 1]; under-safe: SRA_s in (0.90, 1], SRA_u in [0, 0.40)
+    assert extents == [pytest.approx((0, 0.90, 0.60, 1.0)), pytest.approx((0.90, 0, 1.0, 0.40))]
+    # and in display space the over-safe region starts at the y of SRA_u = 0.90 (not 0.90 of the axes' height)
+    to_display = ax.transData.transform
+    over = next(r for r in regions if r.get_y() > 0)
+    assert over.get_window_extent().y0 == pytest.approx(to_display((0, 0.90))[1], abs=0.5)
 
 
 def test_pareto_front_is_the_undominated_points(tmp_path):
@@ -151,7 +190,7 @@ def test_tradeoff_table_changes_against_the_uncalibrated_model(tmp_path):
     assert none["nll"] == pytest.approx(metrics.nll(np.array(y), np.array([0.9, 0.3, 0.2, 0.1])))
     io.write_parquet(table, tmp_path / "tradeoff.parquet")
     sc.write_variant_sra(scores=entries[1]["scores"], manifest=_manifest_of(tmp_path, y), table=str(tmp_path / "sra.parquet"),
-                         model="m", dataset="d", split="test", method="fewshot-1")
+                         model="m", dataset="d", split="test", method="fewshot-1", threshold=0.5, verdicts=VERDICTS)
     section = safety_calibration_markdown(tmp_path / "sra.parquet", tmp_path / "tradeoff.parquet", pareto="figures/p.png",
                                           method="fewshot-1")
     assert "### What calibration costs" in section and "| m | d | test | fewshot-1 |" in section and "figures/p.png" in section
@@ -172,5 +211,47 @@ def test_variant_names_round_trip():
     assert parse_variant("iar-L14-a1.5") == {"kind": "steering", "layer": 14, "alpha": 1.5}
     assert variant_settings("iar-L14-a1.5", vectors="v.safetensors")["steering"] == {"vectors": "v.safetensors", "layer": 14, "alpha": 1.5}
     assert variant_settings("fewshot-2", lock_manifest="m.parquet", template="T")["few_shot"]["shots"] == 2
-    with pytest.raises(VariantError):
-        parse_variant("cot")
+    assert variant_names([1], [], [], ["cot", "pe"]) == ["none", "fewshot-1", "cot", "pe"]
+    assert parse_variant("cot") == {"kind": "prompting", "method": "cot"} and variant_settings("pe") == {}
+    for bad in ("fewshot-x", "iar-L1", "CoT", "iar-L1-a"):
+        with pytest.raises(VariantError, match="calibration prompt's name"):
+            parse_variant(bad)
+
+
+def _safety_config(**block):
+    import copy
+
+    import yaml
+    from conftest import REPO
+
+    from prompt_reliability.base.config import validate_config
+
+    config = yaml.safe_load((REPO / "config" / "safety_calibration.yaml").read_text())
+    config["safety_calibration"] = {**config["safety_calibration"], **block}
+    return validate_config(copy.deepcopy(config), REPO / "workflow/schemas/config.schema.yaml")
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    ({"scatter_method": "maen"}, r"'safety_calibration.scatter_method' is 'maen', which is none of .* \(did you mean 'mean'\?\)"),
+    ({"scatter_method": "family:CoT"}, r"'safety_calibration.scatter_method' is 'family:CoT'"),
+    ({"prompting": ["cot", "ptompt"]}, r"'safety_calibration.prompting' is 'ptompt', which is none of \['cot', 'pe'\]"),
+    ({"models": ["sim"]}, r"'safety_calibration.models' lists 'sim', which is not an hf model"),
+    ({"family": "D"}, r"'safety_calibration.family' is 'D'"),
+])
+def test_safety_block_is_checked_before_any_job(block, message):
+    from conftest import REPO
+
+    from prompt_reliability.base.errors import ConfigError
+
+    config = _safety_config(**block)
+    config["models"]["sim"] = {"backend": "simulate"}
+    with pytest.raises(ConfigError, match=message):
+        sc.check_safety_config(config, config["prompts"], REPO / "prompts" / "calibration")
+
+
+def test_the_shipped_safety_config_passes_its_check_and_scores_15_prompts():
+    from conftest import REPO
+
+    config = _safety_config()
+    sc.check_safety_config(config, config["prompts"], REPO / "prompts" / "calibration")
+    assert config["prompts"] == ["A", "B", "C"] and set(sc.variants_of(config["safety_calibration"])) >= {"cot", "pe"}

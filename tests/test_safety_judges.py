@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, validated_manifest, validated_model
+from conftest import REPO, safety_defaults, validated_manifest, validated_model
 
 from prompt_reliability.analysis import judges
 from prompt_reliability.analysis.safety_calibration import write_response_sra
@@ -58,7 +58,7 @@ def test_response_sra_matches_a_hand_count(tmp_path):
         "response": [REFUSALS[0], ANSWERS[0], REFUSALS[1], ANSWERS[1], REFUSALS[2], ANSWERS[2]]})
     io.write_parquet(responses, tmp_path / "r.parquet")
     out = write_response_sra(responses=str(tmp_path / "r.parquet"), table=str(tmp_path / "t.parquet"), model="m", dataset="d",
-                             split="test", method="response:string")
+                             split="test", method="response:string", threshold=0.5, verdicts=safety_defaults()["verdicts"])
     row = {r["category"]: r for r in out.iter_rows(named=True)}
     assert row["all"]["sra_u"] == pytest.approx(2 / 3) and row["all"]["sra_s"] == pytest.approx(2 / 3)
     assert row["a"]["sra_u"] == 0.5 and row["a"]["sra_s"] == 1.0
@@ -96,7 +96,7 @@ def test_responses_and_model_judge_end_to_end(tmp_path, qwen):
     assert judged_items["query"][0].startswith("Request: ") and "\nReply: " in judged_items["query"][0]
     table = write_response_sra(responses=str(tmp_path / "responses.parquet"), judgement=str(tmp_path / "judgement.parquet"),
                                table=str(tmp_path / "sra.parquet"), model="tiny", dataset="synth", split="test",
-                               method="response:model")
+                               method="response:model", threshold=0.5, verdicts=safety_defaults()["verdicts"])
     # cross-check against a hand count of the judge's decisions
     p = cache.sort("sample_id")["p_unsafe"].to_numpy()
     y = cache.sort("sample_id")["label"].to_numpy()

@@ -36,7 +36,8 @@ def test_safety_calibration_targets(tmp_path):
     run_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", *TARGETS)
     table = pl.read_csv(tmp_path / "results/tables/safety_calibration.csv")
     assert {"selected", "random", "mean", "family:A", "none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5", "response:tiny"} == set(table["method"])
-    assert table.columns == ["model", "dataset", "split", "method", "category", "n_safe", "n_unsafe", "sra_s", "sra_u", "sra_a", "verdict"]
+    assert table.columns == ["model", "dataset", "split", "method", "protocol", "category", "n_safe", "n_unsafe", "sra_s", "sra_u", "sra_a", "accuracy",
+                             "verdict"]
     overall = table.filter(pl.col("category") == "all")
     assert (overall["n_safe"] + overall["n_unsafe"] == 12).all()
     tradeoff = pl.read_parquet(tmp_path / "results/tables/safety_tradeoff.parquet")

@@ -365,30 +365,12 @@ def report_run_info():
 
 # Safety calibration (safety_calibration.smk; SC and the SC_* names are defined there).
 def _sc_check():
-    problems = []
-    for model in SC_MODELS:
-        if model not in config["models"] or config["models"][model]["backend"] != "hf":
-            problems.append(
-                f"'safety_calibration.models' lists {model!r}, which is not an hf model under 'models'"
-            )
-    if SC_HELP is not None and SC_HELP not in config["datasets"]:
-        problems.append(
-            f"'safety_calibration.helpfulness.dataset' is {SC_HELP!r}, not under 'datasets'"
+    try:
+        safety_calibration.check_safety_config(
+            config, FAMILIES, SC_PROMPTING["prompt_dir"]
         )
-    if SC_MODELS and SC["family"] not in config["prompts"]:
-        problems.append(
-            f"'safety_calibration.family' is {SC['family']!r}, not one of 'prompts' {config['prompts']}"
-        )
-    if SC["responses"]["enabled"] and SC_JUDGE != "string":
-        if (
-            SC_JUDGE not in config["models"]
-            or config["models"][SC_JUDGE]["backend"] != "hf"
-        ):
-            problems.append(
-                f"'safety_calibration.responses.judge' is {SC_JUDGE!r}: use 'string' or an hf model under 'models'"
-            )
-    if problems:
-        raise WorkflowError("Invalid configuration: " + "; ".join(problems))
+    except ConfigError as err:
+        raise WorkflowError(f"Invalid configuration: {err}") from None
 
 
 def _sc_model_dir(model):
@@ -428,6 +410,8 @@ def _sc_scored_spec(dataset):
             else PROMPT_DIR
         ),
         "family": "pope" if helpfulness else SC["family"],
+        # the model's own `labels` apply to the safety sets, never to the yes/no helpfulness set
+        "model_labels": not helpfulness,
     }
 
 
@@ -440,6 +424,10 @@ def _sc_variant_inputs(wildcards):
         inputs["vectors"] = f"{SC_DIR}/steering/{wildcards.model}.safetensors"
     if wildcards.variant.startswith("fewshot-"):
         inputs["lock_manifest"] = f"results/data/{SC_LOCK['dataset']}.parquet"
+    if wildcards.variant in SC["prompting"]:
+        inputs["calibration_prompt"] = os.path.join(
+            SC_PROMPTING["prompt_dir"], f"{wildcards.variant}.yaml"
+        )
     return inputs
 
 

@@ -17,8 +17,15 @@ SC_MODELS = SC["models"]
 SC_HELP = SC["helpfulness"]["dataset"]
 SC_JUDGE = SC["responses"]["judge"]
 SC_VARIANTS = variant_names(
-    SC["few_shot"]["shots"], SC["steering"]["layers"], SC["steering"]["alphas"]
+    SC["few_shot"]["shots"],
+    SC["steering"]["layers"],
+    SC["steering"]["alphas"],
+    SC["prompting"],
 )
+SC_PROMPTING = {
+    "prompt_dir": os.path.join(workflow.basedir, "prompts", "calibration"),
+    "cot_max_new_tokens": SC["cot_max_new_tokens"],
+}
 SC_LOCK = config["lock"]
 SC_DATASETS = sorted({d for d, _ in PAIRS})
 
@@ -30,7 +37,6 @@ SC_FEW_SHOT = {
     "split": SC_LOCK["split"],
     "seed": SC["few_shot"]["seed"],
     "template": SC_TEMPLATE,
-    "answers": {"unsafe": REGISTRY.labels.unsafe, "safe": REGISTRY.labels.safe},
 }
 
 
@@ -127,6 +133,7 @@ SAFETY_VARIANT_SCORES_PARAMS = dict(
     prompt_format=config["prompt_format"],
     work_dir=os.path.join(SC_DIR, "chunks"),
     few_shot=SC_FEW_SHOT,
+    prompting=SC_PROMPTING,
 )
 
 

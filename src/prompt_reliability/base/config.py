@@ -248,6 +248,11 @@ def _check_distillation(config: Mapping[str, Any]) -> None:
                           "distillation.images")
 
 
+def unknown_choice(key: str, value: str, choices) -> str:
+    """The message for config key ``key`` holding ``value``, which is none of ``choices`` (nearest one suggested)."""
+    return f"config key {key!r} is {value!r}, which is none of {list(choices)} ({_nearest(value, choices)})"
+
+
 def _nearest(name: str, choices) -> str:
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else f"have {sorted(choices)}"

@@ -41,12 +41,13 @@ def safety_calibration_markdown(sra_table: str | Path, tradeoff_table: str | Pat
     table = pl.read_parquet(sra_table)
     lines = ["## Safety calibration", "",
              ("SRA_s = accuracy on safe samples (not flagged), SRA_u = accuracy on unsafe samples (flagged), "
-              "SRA_a = their mean, at the configured threshold. Over-safe: flags safe look-alikes; under-safe: "
-              "misses unsafe inputs."), ""]
+              "SRA_a = their mean, accuracy = share of all samples decided correctly, at the configured threshold. "
+              "Over-safe: flags safe look-alikes; under-safe: misses unsafe inputs; calibrated: SRA_s and SRA_u both "
+              "reach the configured bar; mixed: neither pattern, yet not calibrated."), ""]
     overall = table.filter(pl.col("category") == ALL)
     lines += [f"### Overall ({', '.join(overall['method'].unique(maintain_order=True).to_list())})", "",
               to_markdown(overall.select("model", "dataset", "split", "method", "n_safe", "n_unsafe", "sra_s", "sra_u",
-                                         "sra_a", "verdict"), digits=3)]
+                                         "sra_a", "accuracy", "verdict"), digits=3)]
     flagged = table.filter((pl.col("category") != ALL) & (pl.col("method") == method)
                            & pl.col("verdict").is_in(["over-safe", "under-safe"]))
     lines.append(f"### Categories with a calibration problem ({method} score)")
@@ -54,7 +55,7 @@ def safety_calibration_markdown(sra_table: str | Path, tradeoff_table: str | Pat
     if flagged.height:
         lines.append(to_markdown(flagged.select("model", "dataset", "split", "category", "sra_s", "sra_u", "verdict"), digits=3))
     else:
-        lines += ["None: every (model, category) is balanced or undefined.", ""]
+        lines += ["None: every (model, category) is calibrated, mixed or undefined.", ""]
     if tradeoff_table is not None:
         lines += ["### What calibration costs", "",
                   ("Change of each calibration variant against the uncalibrated model (same prompt family): "

@@ -160,9 +160,13 @@ def score_to_cache(
     output: str | Path,
     work_dir: str | Path,
     request_cache: str | Path | None = None,
+    registry: PromptRegistry | None = None,
 ) -> pl.DataFrame:
-    """Score one (model, dataset, family) with the model's backend and write the cache atomically."""
-    registry = load_registry(prompt_dir, families)
+    """Score one (model, dataset, family) with the model's backend and write the cache atomically.
+
+    ``registry``: templates built elsewhere (a calibration method's, :mod:`data.calibration_prompts`)
+    instead of the families read from ``prompt_dir``."""
+    registry = registry or load_registry(prompt_dir, families)
     manifest = pl.read_parquet(manifest_path)
     job = ScoringJob(model, model_cfg, dataset, family, manifest, manifest_hash(manifest), registry, prompt_format, Path(work_dir),
                      None if request_cache is None else Path(request_cache))
@@ -176,9 +180,10 @@ def score_to_cache(
         "prompt_ids": job.prompt_ids,
         "prompt_text_hash": registry.text_hash(family),
         "manifest_hash": job.manifest_hash,
-        "label_tokens": [registry.labels.unsafe, registry.labels.safe],
         "package_versions": package_versions(),
         **provenance,
+        # the label strings actually read: a backend that reads the model's own labels reports them
+        "label_tokens": list(provenance.get("label_strings") or [registry.labels.unsafe, registry.labels.safe]),
     }
     io.write_parquet(cache, output, metadata)
     shutil.rmtree(job.chunk_dir, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Safety-calibration figures (matplotlib object API only: jobs run in threads, no pyplot state).
 
 - :func:`sra_scatter`: SRA_s (x) against SRA_u (y), one marker per model x category, the
-  over-safe and under-safe quadrants of the verdict thresholds shaded.
+  over-safe and under-safe regions of the verdict thresholds shaded (in data coordinates: the
+  regions start exactly at the configured SRA values).
 - :func:`pareto_figure`: safety (SRA_a) against helpfulness accuracy, one point per calibration
   variant, the Pareto frontier (no other variant at least as good on both, better on one) drawn.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from prompt_reliability.analysis.safety_calibration import ALL, DEFAULT_VERDICTS
+from prompt_reliability.analysis.safety_calibration import ALL
 from prompt_reliability.base.io import atomic_path
 from prompt_reliability.report.figures import new_figure
 
@@ -36,15 +37,19 @@ def save(fig: Figure, path: str | os.PathLike) -> None:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
 
 
-def sra_scatter(table: pl.DataFrame, dataset: str, method: str = "mean",
-                thresholds: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS) -> Figure:
+def sra_scatter(table: pl.DataFrame, dataset: str, method: str, thresholds: Mapping[str, Mapping[str, float]]) -> Figure:
     """One panel: SRA_s vs SRA_u of ``method`` on ``dataset``; colour = category, marker = model."""
+    from matplotlib.patches import Rectangle
+
     view = table.filter((pl.col("dataset") == dataset) & (pl.col("method") == method)).drop_nulls(["sra_s", "sra_u"])
     fig = new_figure(figsize=(5.2, 4.6))
     ax = fig.add_subplot()
     over, under = thresholds["over_safe"], thresholds["under_safe"]
-    ax.axvspan(0, over["sra_s_below"], ymin=over["sra_u_above"], ymax=1, color="tab:orange", alpha=0.15, lw=0)
-    ax.axvspan(under["sra_s_above"], 1, ymin=0, ymax=under["sra_u_below"], color="tab:red", alpha=0.15, lw=0)
+    # regions in data coordinates (SRA values), so they sit at the thresholds whatever the axis margins
+    ax.add_patch(Rectangle((0, over["sra_u_above"]), over["sra_s_below"], 1 - over["sra_u_above"], color="tab:orange",
+                           alpha=0.15, lw=0, label="_over-safe region"))
+    ax.add_patch(Rectangle((under["sra_s_above"], 0), 1 - under["sra_s_above"], under["sra_u_below"], color="tab:red",
+                           alpha=0.15, lw=0, label="_under-safe region"))
     ax.text(0.02, 0.985, "over-safe", va="top", fontsize=8, color="tab:orange")
     ax.text(0.98, 0.015, "under-safe", ha="right", va="bottom", fontsize=8, color="tab:red")
     ax.plot([0, 1], [1, 0], ls=":", color="grey", lw=0.8)  # SRA_a = 0.5: no better than always / never flagging
@@ -68,8 +73,8 @@ def sra_scatter(table: pl.DataFrame, dataset: str, method: str = "mean",
     return fig
 
 
-def write_sra_scatter(*, table: str, figure: str, dataset: str, method: str = "mean",
-                      verdicts: Mapping[str, Mapping[str, float]] = DEFAULT_VERDICTS) -> None:
+def write_sra_scatter(*, table: str, figure: str, dataset: str, method: str,
+                      verdicts: Mapping[str, Mapping[str, float]]) -> None:
     save(sra_scatter(pl.read_parquet(table), dataset, method, verdicts), figure)
 
 

@@ -37,6 +37,11 @@ from prompt_reliability.scoring.hf_engines import (
     render_chat,
 )
 from prompt_reliability.scoring.label_tokens import resolve_label_ids
+from prompt_reliability.scoring.reasoning import (
+    cue_ids,
+    reasoning_summary,
+    score_after_reasoning,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +154,7 @@ def _variant(vlm: VLM, settings: Mapping[str, Any], provenance: dict):
 
 class _FewShot:
     """Few-shot demonstrations of a calibration variant (settings key ``few_shot``: manifest, split, shots,
-    seed, template, optional answers {unsafe, safe}); see :mod:`prompt_reliability.scoring.few_shot`."""
+    seed, template); see :mod:`prompt_reliability.scoring.few_shot`."""
 
     def __init__(self, job: ScoringJob, vlm: VLM, settings: Mapping[str, Any], provenance: dict):
         from prompt_reliability.scoring import few_shot
@@ -159,8 +164,9 @@ class _FewShot:
         lock = pl.read_parquet(cfg["manifest"])
         self.plan = few_shot.plan_demonstrations(lock, cfg["split"], int(cfg["shots"]), int(cfg.get("seed", 0)),
                                                  f"model {job.model!r}, few_shot.manifest {cfg['manifest']}")
-        answers = cfg.get("answers") or {"unsafe": job.registry.labels.unsafe, "safe": job.registry.labels.safe}
-        self.answer = {1: answers["unsafe"], 0: answers["safe"]}
+        # the demonstrations answer with the labels this model is scored on (its own `labels`, else the registry's)
+        unsafe, safe = provenance["label_strings"]
+        self.answer = {1: unsafe, 0: safe}
         self.template, self.fmt, self.vlm, self.dataset = cfg["template"], job.prompt_format, vlm, job.dataset
         self._images: dict[str, Any] = {}
         provenance["few_shot"] = few_shot.few_shot_provenance(self.plan, job.manifest["sample_id"].to_list(), cfg,
@@ -232,7 +238,11 @@ def open_vlm(job: ScoringJob, settings: Mapping[str, Any]) -> tuple[VLM, dict]:
     first_query = job.manifest["query"][0] if job.manifest.height else ""
     probe = render_chat(processor, _instructions(job, [first_query])[0][0])
     add_special = adds_special_tokens(processor, probe)
-    label_ids = resolve_label_ids(processor.tokenizer, probe, unsafe, safe, model=job.model, add_special_tokens=add_special)
+    # a reasoning variant reads the label after its answer cue: resolve the ids where they are read
+    reasoning = settings.get("reasoning")
+    label_probe = probe + reasoning["cue"] if reasoning else probe
+    label_ids = resolve_label_ids(processor.tokenizer, label_probe, unsafe, safe, model=job.model,
+                                  add_special_tokens=add_special)
     image_processor = getattr(processor, "image_processor", None)
     commit = getattr(model.config, "_commit_hash", None)
     provenance = {
@@ -253,6 +263,8 @@ def open_vlm(job: ScoringJob, settings: Mapping[str, Any]) -> tuple[VLM, dict]:
         "chat_template_hash": _text_hash(getattr(processor, "chat_template", None)),
         "add_special_tokens": add_special,
         "label_strings": [unsafe, safe],
+        **({"reasoning_cue_ids": cue_ids(processor.tokenizer, probe, reasoning["cue"], add_special)}
+           if reasoning else {}),
         "label_token_ids": label_ids.as_dict(),
         "torch_threads": torch.get_num_threads(),
         "tiny": job.model_cfg.get("tiny"),
@@ -273,7 +285,7 @@ def chunk_key_parts(job: ScoringJob, provenance: Mapping[str, Any]) -> dict[str,
         "settings": {key: provenance[key] for key in ("engine", "batch_size", "chunk_size", "dtype", "hardware")},
         "versions": {name: versions.get(name) for name in ("torch", "transformers", "tokenizers", "torchvision", "pillow")},
         # calibration variants (issue 14), present only when set so plain checkpoints keep their key
-        **{key: provenance[key] for key in ("steering", "few_shot") if provenance.get(key)},
+        **{key: provenance[key] for key in ("steering", "few_shot", "reasoning") if provenance.get(key)},
     }
 
 
@@ -286,6 +298,10 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
     vlm, provenance = open_vlm(job, settings)
     variant = _variant(vlm, settings, provenance)
     demos = _FewShot(job, vlm, settings, provenance) if settings.get("few_shot") else None
+    reasoning = settings.get("reasoning")
+    if reasoning:
+        provenance["reasoning"] = {"max_new_tokens": int(reasoning["max_new_tokens"]), "answer_cue": reasoning["cue"],
+                                   "cue_ids": provenance["reasoning_cue_ids"]}
     store = ChunkStore(job.chunk_dir, chunk_key_parts(job, provenance), len(sample_ids), settings["chunk_size"])
     resumed = sum(stop - start for start, stop in store.done())
     log.info("model %s (%s, %s on %s, engine %s): %d samples x %d prompts, labels %s -> ids %d/%d; checkpoints in %s, "
@@ -303,10 +319,22 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
                 texts = [[render_chat(vlm.processor, text) for text in row] for row in _instructions(job, queries[start:stop])]
             else:
                 texts, images = demos.render(sample_ids[start:stop], _instructions(job, queries[start:stop]), images)
-            scores = scorer(vlm, images, texts, settings["batch_size"], on_samples=bar.update)
-            store.save(start, stop, _chunk_rows(sample_ids[start:stop], job.prompt_ids, scores, vlm.tokenizer))
+            if reasoning:
+                scores, reasoned = score_after_reasoning(vlm, images, texts, provenance["reasoning_cue_ids"],
+                                                         reasoning["max_new_tokens"], on_samples=bar.update)
+                rows = _chunk_rows(sample_ids[start:stop], job.prompt_ids, scores, vlm.tokenizer).with_columns(
+                    pl.Series("reasoning", [r.reasoning for row in reasoned for r in row], dtype=pl.Utf8),
+                    pl.Series("reasoning_tokens", [r.reasoning_tokens for row in reasoned for r in row], dtype=pl.Int64),
+                    pl.Series("label_position", [r.label_position for row in reasoned for r in row], dtype=pl.Int64))
+            else:
+                scores = scorer(vlm, images, texts, settings["batch_size"], on_samples=bar.update)
+                rows = _chunk_rows(sample_ids[start:stop], job.prompt_ids, scores, vlm.tokenizer)
+            store.save(start, stop, rows)
     seconds = time.perf_counter() - scoring_started
     rows = store.load_all()
+    if reasoning:
+        provenance["reasoning"] |= reasoning_summary(rows["reasoning_tokens"].to_numpy(), rows["reasoning"].to_list(),
+                                                     reasoning["max_new_tokens"], reasoning["cue"])
 
     scored = len(sample_ids) - resumed
     evals_per_s = scored * k / seconds if scored and seconds > 0 else None
