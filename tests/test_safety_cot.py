@@ -127,7 +127,12 @@ def test_cot_reads_the_label_after_the_generated_reasoning(tmp_path, qwen):
     assert first.label_position == first.prompt_tokens + first.reasoning_tokens + len(cue_tokens) - 1
     inputs = vlm.process([texts[0][0]], [images[0]])
     with torch.inference_mode():
-        generated = model.generate(**inputs, do_sample=False, max_new_tokens=5, pad_token_id=processor.tokenizer.pad_token_id)
+        tokenizer = processor.tokenizer
+        ends = {tokenizer.eos_token_id, tokenizer.pad_token_id, *np.atleast_1d(model.generation_config.eos_token_id)}
+        specials = sorted(i for i, t in tokenizer.added_tokens_decoder.items() if t.special and i not in ends)
+        generated = model.generate(**inputs, do_sample=False, max_new_tokens=5, pad_token_id=tokenizer.pad_token_id,
+                                   suppress_tokens=specials)
+        assert not set(generated[0, first.prompt_tokens:].tolist()) & set(specials)
         full = torch.cat([generated[:, : first.prompt_tokens + first.reasoning_tokens],
                           torch.tensor([cue_tokens], dtype=generated.dtype)], dim=1)
         extra = full.shape[1] - inputs["input_ids"].shape[1]  # reasoning and cue are text tokens (type 0)

@@ -60,6 +60,23 @@ def stop_ids(vlm: VLM) -> set[int]:
     return ids
 
 
+def media_token_ids(processor) -> set[int]:
+    """Image and video placeholder ids of a processor (what a generated reasoning must not contain)."""
+    ids = set(getattr(processor, "image_token_ids", None) or [])
+    for attr in ("image_token_id", "image_token_index", "video_token_id", "video_token_index"):
+        value = getattr(processor, attr, None)
+        if isinstance(value, int):
+            ids.add(value)
+    tokenizer = processor.tokenizer
+    for attr in ("image_token", "video_token", "boi_token", "eoi_token"):
+        token = getattr(processor, attr, None) or getattr(tokenizer, attr, None)
+        if isinstance(token, str):
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+                ids.add(token_id)
+    return ids
+
+
 def _extend(inputs, ids: list[int]):
     """Processor outputs for the longer sequence ``ids`` (the prompt's image inputs unchanged)."""
     import torch
@@ -89,6 +106,11 @@ def score_after_reasoning(vlm: VLM, images: Sequence, texts: Sequence[Sequence[s
     scores = FirstTokenScores.empty(n, k)
     stops = stop_ids(vlm)
     pad = vlm.tokenizer.pad_token_id if vlm.tokenizer.pad_token_id is not None else next(iter(stops), 0)
+    # a reasoning that contained an image placeholder (or another special token: vision start, chat
+    # markers) would ask the model for an image it never got; a random-weight model does emit them,
+    # real models do not, so nothing is lost. The turn's end stays allowed.
+    special = {i for i, token in vlm.tokenizer.added_tokens_decoder.items() if token.special}
+    placeholders = sorted((media_token_ids(vlm.processor) | special) - stops)
     out: list[list[Reasoned]] = []
     for i, (image, row) in enumerate(zip(images, texts)):
         reasoned = []
@@ -97,7 +119,8 @@ def score_after_reasoning(vlm: VLM, images: Sequence, texts: Sequence[Sequence[s
             prompt = inputs["input_ids"][0].tolist()
             with torch.inference_mode():
                 generated = vlm.model.generate(**inputs, do_sample=False, max_new_tokens=int(max_new_tokens), pad_token_id=pad,
-                                               temperature=None, top_p=None, top_k=None)
+                                               temperature=None, top_p=None, top_k=None,
+                                               suppress_tokens=placeholders or None)
             new = generated[0, len(prompt):].tolist()
             end = next((t for t, token in enumerate(new) if token in stops), len(new))
             reasoning = new[:end]
