@@ -22,6 +22,25 @@ DIST_GPU_STUDENTS = [
 ]
 DIST_CPU_STUDENTS = [s for s in DIST_STUDENTS if s not in DIST_GPU_STUDENTS]
 DIST_DIR = "results/distillation"
+# the params of each model step, shared by its CPU and GPU rules
+DIST_TRAIN_PARAMS = dict(
+    model_config=student_config,
+    training=DIST["training"],
+    checkpoints=distillation_checkpoints,
+)
+DIST_GENERATE_PARAMS = dict(
+    model_config=student_config,
+    evaluation=DIST["evaluation"],
+    setting=DIST["setting"],
+    k=SA["k"],
+    caption_prompt=DIST["hallucination"]["caption_prompt"],
+)
+DIST_ANSWER_PARAMS = dict(
+    model_config=student_config,
+    evaluation=DIST["evaluation"],
+    setting=DIST["setting"],
+    variant=DIST["variant"],
+)
 
 
 wildcard_constraints:
@@ -120,7 +139,7 @@ rule distillation_data:
         )
 
 
-rule distillation_train:
+rule distillation_train_gpu:
     input:
         unpack(distillation_student_inputs),
         data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
@@ -136,15 +155,13 @@ rule distillation_train:
     resources:
         **student_resources(),
     params:
+        **DIST_TRAIN_PARAMS,
         function="prompt_reliability.scoring.distillation:train_adapter",
-        model_config=student_config,
-        training=DIST["training"],
-        checkpoints=distillation_checkpoints,
     script:
         GPU_ADAPTER
 
 
-rule distillation_train_cpu:
+rule distillation_train:
     input:
         unpack(distillation_student_inputs),
         data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
@@ -158,9 +175,7 @@ rule distillation_train_cpu:
     resources:
         **student_resources(),
     params:
-        model_config=student_config,
-        training=DIST["training"],
-        checkpoints=distillation_checkpoints,
+        **DIST_TRAIN_PARAMS,
     run:
         call(
             "prompt_reliability.scoring.distillation:train_adapter",
@@ -171,6 +186,32 @@ rule distillation_train_cpu:
             log,
             torch_threads=resources.cpus_per_task,
         )
+
+
+rule distillation_generate_gpu:
+    input:
+        unpack(distillation_arm_inputs),
+        heldout=f"{DIST_DIR}/heldout_images.parquet",
+        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
+        probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
+        prompts=SA_PROMPTS,
+    output:
+        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
+        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
+        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
+    log:
+        **job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
+    wildcard_constraints:
+        student=one_of(DIST_GPU_STUDENTS),
+    conda:
+        INFERENCE_ENV
+    resources:
+        **student_resources(),
+    params:
+        **DIST_GENERATE_PARAMS,
+        function="prompt_reliability.scoring.student_inference:student_generate",
+    script:
+        GPU_ADAPTER
 
 
 rule distillation_generate:
@@ -187,45 +228,11 @@ rule distillation_generate:
     log:
         **job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
     wildcard_constraints:
-        student=one_of(DIST_GPU_STUDENTS),
-    conda:
-        INFERENCE_ENV
-    resources:
-        **student_resources(),
-    params:
-        function="prompt_reliability.scoring.student_inference:student_generate",
-        model_config=student_config,
-        evaluation=DIST["evaluation"],
-        setting=DIST["setting"],
-        k=SA["k"],
-        caption_prompt=DIST["hallucination"]["caption_prompt"],
-    script:
-        GPU_ADAPTER
-
-
-rule distillation_generate_cpu:
-    input:
-        unpack(distillation_arm_inputs),
-        heldout=f"{DIST_DIR}/heldout_images.parquet",
-        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
-        probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
-        prompts=SA_PROMPTS,
-    output:
-        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
-        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
-        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
-    log:
-        **job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
-    wildcard_constraints:
         student=one_of(DIST_CPU_STUDENTS),
     resources:
         **student_resources(),
     params:
-        model_config=student_config,
-        evaluation=DIST["evaluation"],
-        setting=DIST["setting"],
-        k=SA["k"],
-        caption_prompt=DIST["hallucination"]["caption_prompt"],
+        **DIST_GENERATE_PARAMS,
     run:
         call(
             "prompt_reliability.scoring.student_inference:student_generate",
@@ -253,7 +260,7 @@ rule distillation_questions:
         call(distil_sa_scores.write_questions, input, output, params, None, log)
 
 
-rule distillation_answer:
+rule distillation_answer_gpu:
     input:
         unpack(distillation_arm_inputs),
         questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
@@ -269,16 +276,13 @@ rule distillation_answer:
     resources:
         **student_resources(),
     params:
+        **DIST_ANSWER_PARAMS,
         function="prompt_reliability.scoring.student_inference:student_answer",
-        model_config=student_config,
-        evaluation=DIST["evaluation"],
-        setting=DIST["setting"],
-        variant=DIST["variant"],
     script:
         GPU_ADAPTER
 
 
-rule distillation_answer_cpu:
+rule distillation_answer:
     input:
         unpack(distillation_arm_inputs),
         questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
@@ -292,10 +296,7 @@ rule distillation_answer_cpu:
     resources:
         **student_resources(),
     params:
-        model_config=student_config,
-        evaluation=DIST["evaluation"],
-        setting=DIST["setting"],
-        variant=DIST["variant"],
+        **DIST_ANSWER_PARAMS,
     run:
         call(
             "prompt_reliability.scoring.student_inference:student_answer",

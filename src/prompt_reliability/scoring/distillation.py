@@ -281,6 +281,15 @@ def train_lora(model, processor, examples: pl.DataFrame, training: Mapping[str, 
     return peft_model, summary
 
 
+def on_gpu_if_any(model):
+    """``model`` on the job's GPU when one is visible and the config placed it nowhere (``device_map: null``)."""
+    import torch
+
+    if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
+        return model.to("cuda")
+    return model
+
+
 def _keep_newest(checkpoint_dir: Path, keep: int) -> None:
     for folder in sorted(checkpoint_dir.glob("step-*"))[:-keep]:
         shutil.rmtree(folder, ignore_errors=True)
@@ -313,6 +322,7 @@ def train_adapter(*, data: str, adapter: str, curve: str, student: str, teacher:
     settings = hf_settings(student, model_config)
     with _quiet_transformers():
         processor, model = load_model(student, settings)
+    model = on_gpu_if_any(model)
     for p in model.parameters():
         p.requires_grad_(False)
     base = model_fingerprint(settings["path"], getattr(model.config, "_commit_hash", None), settings["revision"])

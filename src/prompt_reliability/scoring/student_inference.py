@@ -32,12 +32,14 @@ def load_student(student: str, model_config: Mapping[str, Any], adapter: str | N
     import torch
 
     from prompt_reliability.scoring.backends.hf import _quiet_transformers, hf_settings, load_model
+    from prompt_reliability.scoring.distillation import on_gpu_if_any
     from prompt_reliability.scoring.generation import HFGenerator
 
     if threads:
         torch.set_num_threads(int(threads))
     with _quiet_transformers():
         processor, model = load_model(student, hf_settings(student, model_config))
+        model = on_gpu_if_any(model)
         if adapter:
             from peft import PeftModel
 
