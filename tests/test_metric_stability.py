@@ -87,7 +87,10 @@ def test_report_section_lists_stability_and_cv():
 
     text = self_assessment_markdown(table, stability, sizes)
     assert "Parsed questions: 2 of 4 requested (2 unparseable" in text  # counted once, not per variant
-    assert "| ece_mean | 1 | 2.0000 | 2.0000 | 2.0000 |" in text
+    assert "| ece_mean | 1 | 2 | 2.0000 | 2.0000 | 2.0000 |" in text  # dataset pairs, models, mean, max, max possible
+    # the cautious variant has no answers: undefined, said so, left out of rankings
+    assert "**Undefined (NaN), left out of every ranking:** m / d / mc / cautious: no answer under this variant (2 " \
+           "questions parsed)" in text
     assert "| metric | n=50 |" in text and "| ece_mean | 0.2000 |" in text
 
 

@@ -3,6 +3,7 @@
 # parsing, UnF1, and which metrics rank models stably.
 from prompt_reliability.base.jobs import call
 from prompt_reliability.analysis import (
+    self_assessment_findings,
     self_assessment_scores,
     self_assessment_simulation,
 )
@@ -35,6 +36,16 @@ SA_RUNS = [
     for d in SA_DATASETS
     for s in SA_SETTINGS
 ]
+SA_TASK_RUNS = [{"model": m, "dataset": d} for m in SA_SIM_MODELS for d in SA_DATASETS]
+# model sizes for the scale view: the simulated self-assessors' public sizes, then self_assessment.scales
+SA_SCALES = {
+    **{
+        m: p["params_b"]
+        for m, p in SA["simulate"].items()
+        if p.get("public_scale", True)
+    },
+    **SA["scales"],
+}
 SA_PAIRS = [{"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS]
 
 for _name in SA_SIM_MODELS:
@@ -359,12 +370,14 @@ rule metric_stability:
         **table_outputs("metric_stability"),
     log:
         **job_logs("tables", "metric_stability"),
+    params:
+        models=SA["stability"]["models"],
     run:
         call(
             self_assessment_tables.write_ranking_stability,
             input,
             output,
-            None,
+            params,
             None,
             log,
         )
@@ -399,6 +412,10 @@ rule metric_sample_size:
         ],
         locks=[f"results/lock/{p['model']}.json" for p in SA_PAIRS],
         answers=sa_run_files("answers.parquet"),
+        tasks=[
+            f"results/self_assessment/{r['model']}/{r['dataset']}/task.parquet"
+            for r in SA_TASK_RUNS
+        ],
     output:
         **table_outputs("metric_sample_size"),
     log:
@@ -406,6 +423,7 @@ rule metric_sample_size:
     params:
         pairs=SA_PAIRS,
         runs=SA_RUNS,
+        task_runs=SA_TASK_RUNS,
         stability=SA["stability"],
         analysis=analysis_params("ece_bins", "eps"),
     run:
@@ -434,7 +452,67 @@ rule metric_sample_size_figure:
         )
 
 
+rule self_assessment_findings:
+    input:
+        self_assessment="results/tables/self_assessment.parquet",
+        stability="results/tables/metric_stability.parquet",
+        sample_size="results/tables/metric_sample_size.parquet",
+    output:
+        **table_outputs("self_assessment_findings"),
+    log:
+        **job_logs("tables", "self_assessment_findings"),
+    params:
+        scales=SA_SCALES,
+        instruction_pairs=SA["instruction_pairs"],
+    run:
+        call(
+            self_assessment_findings.write_findings,
+            input,
+            output,
+            params,
+            None,
+            log,
+        )
+
+
+rule self_assessment_findings_figures:
+    input:
+        table="results/tables/self_assessment.parquet",
+    output:
+        instruction=report(
+            "results/figures/self_assessment/instruction_tuning.png",
+            caption="../report/self_assessment_instruction.rst",
+            category="Self-assessment",
+        ),
+        prompt_variants=report(
+            "results/figures/self_assessment/prompt_variants.png",
+            caption="../report/self_assessment_prompt_variants.rst",
+            category="Self-assessment",
+        ),
+        scale=report(
+            "results/figures/self_assessment/scale.png",
+            caption="../report/self_assessment_scale.rst",
+            category="Self-assessment",
+        ),
+    log:
+        **job_logs("figures", "self_assessment_findings"),
+    params:
+        scales=SA_SCALES,
+        instruction_pairs=SA["instruction_pairs"],
+    run:
+        call(
+            self_assessment_figures.write_findings_figures,
+            input,
+            output,
+            params,
+            None,
+            log,
+        )
+
+
 localrules:
+    self_assessment_findings,
+    self_assessment_findings_figures,
     self_assessment_simulate,
     self_assessment_questions,
     self_assessment_scores,

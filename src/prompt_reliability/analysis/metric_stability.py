@@ -15,7 +15,9 @@ Sample-size robustness: per metric, model and dataset, for each n in ``sample_si
 every sample; sizes above the available count are skipped) ``draws`` subsets of n samples are drawn
 without replacement (seeded from ``seed`` and the metric, model and dataset names) and the metric
 recomputed; ``cv = sd / mean`` with the sample standard deviation (ddof 1), NaN when the mean is 0.
-UnF1 subsamples the classified answers (questions) of its variant.
+UnF1 subsamples images when its answers name them (``sample_id``; the simulated self-assessor's do): a
+dataset of n instances, each with its questions (and seeds), as the paper's dataset size n; otherwise
+the classified answers (questions) of its variant. ECE of task answers (``ece_task``) subsamples items.
 """
 
 from __future__ import annotations
@@ -66,9 +68,14 @@ def classifier_values(reliability: pl.DataFrame) -> pl.DataFrame:
 
 
 def unf1_values(table: pl.DataFrame) -> pl.DataFrame:
-    """``metric, dataset, model, value`` from ``self_assessment`` rows."""
+    """``metric, dataset, model, value`` from ``self_assessment`` rows: UnF1 and, where the model gave task
+    answers with a confidence, the conventional metrics ``<metric>_task`` (one value per model x dataset)."""
     rows = [{"metric": unf1_metric(r["setting"], r["variant"]), "dataset": r["dataset"], "model": r["model"],
              "value": float(r["unf1"])} for r in table.iter_rows(named=True)]
+    if "n_task_items" in table.columns:
+        tasks = table.filter(pl.col("n_task_items") > 0).unique(["model", "dataset"], keep="first", maintain_order=True)
+        rows += [{"metric": f"{m}_task", "dataset": r["dataset"], "model": r["model"], "value": float(r[m])}
+                 for r in tasks.iter_rows(named=True) for m in sa.CONVENTIONAL if m != "accuracy"]
     return pl.DataFrame(rows, schema=VALUE_SCHEMA)
 
 
@@ -164,19 +171,39 @@ def classifier_sample_size(matrix: pl.DataFrame, lock: Mapping[str, Any], split:
     return out
 
 
+def task_sample_size(task: pl.DataFrame, *, model: str, dataset: str, sample_sizes: Sequence[int | str], draws: int,
+                     seed: int, n_bins: int = 15) -> list[dict[str, Any]]:
+    """CV of ECE (metric ``ece_task``) of the task answers' top-label confidence over seeded subsamples."""
+    known = task.filter(pl.col("correct").is_not_null() & pl.col("confidence").is_not_null())
+    y = known["correct"].cast(pl.Float64).to_numpy()
+    p = known["confidence"].to_numpy()
+    return [{"metric": "ece_task", "model": model, "dataset": dataset, **row}
+            for row in subsample_cv(lambda idx: metrics.ece(y[idx], p[idx], n_bins), len(y), sample_sizes, draws, seed,
+                                    f"ece_task/{model}/{dataset}")]
+
+
 def unf1_sample_size(answers: pl.DataFrame, *, model: str, dataset: str, setting: str, sample_sizes: Sequence[int | str],
                      draws: int, seed: int) -> list[dict[str, Any]]:
+    """CV of UnF1 over subsamples: of images when the answers name theirs (``sample_id``: a dataset of n instances,
+    each with its questions and seeds, as the paper's dataset size n), else of classified answers."""
     out = []
     for (variant,), group in answers.group_by("variant", maintain_order=True):
-        types = [sa.classify(k, r) for k, r in zip(group["kind"], group["reply"])]
-        types = np.array([t for t in types if t is not None], dtype=object)
+        types = np.array(sa.classify_all(group["kind"], group["reply"]), dtype=object)
+        keep = types != None  # noqa: E711 (elementwise: empty replies are not classified)
+        types = types[keep]
+        codes = np.array([sa.TYPES.index(t) for t in types], dtype=np.int64)
+        if "sample_id" in group.columns:
+            units, unit_of = np.unique(group["sample_id"].to_numpy()[keep].astype(str), return_inverse=True)
+            per_unit = np.zeros((len(units), len(sa.TYPES)), dtype=np.int64)
+            np.add.at(per_unit, (unit_of, codes), 1)
+        else:
+            per_unit = np.eye(len(sa.TYPES), dtype=np.int64)[codes]
 
-        def unf1(idx: np.ndarray, types: np.ndarray = types) -> float:
-            chosen = types[idx].tolist()
-            return sa.unf1_scores(*(chosen.count(t) for t in sa.TYPES))["unf1"]
+        def unf1(idx: np.ndarray, per_unit: np.ndarray = per_unit) -> float:
+            return sa.unf1_scores(*(int(c) for c in per_unit[idx].sum(axis=0)))["unf1"]
 
         metric = unf1_metric(setting, variant)
-        for row in subsample_cv(unf1, len(types), sample_sizes, draws, seed, f"{metric}/{model}/{dataset}"):
+        for row in subsample_cv(unf1, len(per_unit), sample_sizes, draws, seed, f"{metric}/{model}/{dataset}"):
             out.append({"metric": metric, "model": model, "dataset": dataset, **row})
     return out
 
@@ -188,11 +215,16 @@ SIZE_SCHEMA = {"metric": pl.String, "model": pl.String, "dataset": pl.String, "n
 # --- rule entry points ---------------------------------------------------------------------------
 
 
-def ranking_stability_from_files(reliability: Sequence[str], self_assessment: str) -> pl.DataFrame:
-    """:func:`ranking_stability` of the reliability pieces' classifier metrics and the self-assessment table's UnF1."""
+def ranking_stability_from_files(reliability: Sequence[str], self_assessment: str,
+                                 models: Sequence[str] | None = None) -> pl.DataFrame:
+    """:func:`ranking_stability` of the reliability pieces' classifier metrics and the self-assessment table's UnF1
+    and task metrics; ``models`` (not None) keeps only those self-assessed models (the paper ranks five)."""
     classifier = (classifier_values(pl.concat([pl.read_parquet(p) for p in reliability], how="diagonal_relaxed"))
                   if reliability else pl.DataFrame(schema=VALUE_SCHEMA))
-    result = ranking_stability(pl.concat([classifier, unf1_values(pl.read_parquet(self_assessment))]))
+    assessed = unf1_values(pl.read_parquet(self_assessment))
+    if models is not None:
+        assessed = assessed.filter(pl.col("model").is_in(list(models)))
+    result = ranking_stability(pl.concat([classifier, assessed]))
     if result.height == 0:
         log.warning("metric stability: no metric has two datasets to compare; the table is empty")
     return result
@@ -200,14 +232,23 @@ def ranking_stability_from_files(reliability: Sequence[str], self_assessment: st
 
 def sample_size_from_files(matrices: Sequence[str], locks: Sequence[str], answers: Sequence[str], *,
                            pairs: Sequence[Mapping[str, str]], runs: Sequence[Mapping[str, str]],
-                           stability: Mapping[str, Any], analysis: Mapping[str, Any]) -> pl.DataFrame:
-    """CV over seeded subsamples for every evaluation pair (``pairs``, in input order) and self-assessment run (``runs``)."""
+                           stability: Mapping[str, Any], analysis: Mapping[str, Any], tasks: Sequence[str] = (),
+                           task_runs: Sequence[Mapping[str, str]] = ()) -> pl.DataFrame:
+    """CV over seeded subsamples for every evaluation pair (``pairs``, in input order), self-assessment run
+    (``runs``) and task-answer file (``task_runs``); ``stability.models`` (not None) keeps only those models'
+    self-assessment runs."""
     rows: list[dict[str, Any]] = []
     common = {"sample_sizes": stability["sample_sizes"], "draws": stability["draws"], "seed": stability["seed"]}
+    keep = stability.get("models")
     for matrix, lock, pair in zip(matrices, locks, pairs, strict=True):
         rows += classifier_sample_size(pl.read_parquet(matrix), io.read_json(lock), pair["split"], model=pair["model"],
                                        dataset=pair["dataset"], n_bins=analysis["ece_bins"], eps=analysis["eps"], **common)
     for path, run in zip(answers, runs, strict=True):
-        rows += unf1_sample_size(pl.read_parquet(path), model=run["model"], dataset=run["dataset"], setting=run["setting"],
-                                 **common)
+        if keep is None or run["model"] in keep:
+            rows += unf1_sample_size(pl.read_parquet(path), model=run["model"], dataset=run["dataset"],
+                                     setting=run["setting"], **common)
+    for path, run in zip(tasks, task_runs, strict=True):
+        if keep is None or run["model"] in keep:
+            rows += task_sample_size(pl.read_parquet(path), model=run["model"], dataset=run["dataset"],
+                                     n_bins=analysis["ece_bins"], **common)
     return pl.DataFrame(rows, schema=SIZE_SCHEMA)

@@ -243,8 +243,10 @@ def unf1_scores(ta: int, fa: int, tu: int, fu: int) -> dict[str, float]:
     return {"audacity": audacity, "timidity": timidity, "unf1": unf1}
 
 
-def undefined_note(n_questions: int, n_unparseable: int, counts: Mapping[str, int]) -> str:
-    """Why a row's ratios are undefined ('' when they are defined)."""
+def undefined_note(n_questions: int, n_unparseable: int, counts: Mapping[str, int], n_parsed: int | None = None) -> str:
+    """Why a row's ratios are undefined ('' when they are defined); ``n_parsed``: questions parsed in the run."""
+    if n_questions == 0 and n_parsed:
+        return f"no answer under this variant ({n_parsed} questions parsed): undefined, left out of rankings"
     if n_questions == 0:
         return f"no parsed question ({n_unparseable} requested, none parseable): undefined, left out of rankings"
     if sum(counts[t] for t in TYPES) == 0:
@@ -351,6 +353,7 @@ def score_table(answers: pl.DataFrame, parse_report: pl.DataFrame, variants: Seq
     """
     per_seed = type_counts(answers) if answers.height else None
     n_unparseable = int(parse_report["n_unparseable"].sum()) if parse_report.height else 0
+    n_parsed = int(parse_report["n_parsed"].sum()) if "n_parsed" in parse_report.columns else None
     conventional = conventional_metrics(task, n_bins)
     rows = []
     for variant in variants:
@@ -361,7 +364,7 @@ def score_table(answers: pl.DataFrame, parse_report: pl.DataFrame, variants: Seq
         else:
             c = {key: int(part[key].sum()) for key in ("n_questions", *TYPES, "n_empty")}
             seed_unf1 = [unf1_scores(r["ta"], r["fa"], r["tu"], r["fu"])["unf1"] for r in part.iter_rows(named=True)]
-        note = undefined_note(c["n_questions"], n_unparseable, c)
+        note = undefined_note(c["n_questions"], n_unparseable, c, n_parsed)
         scores = unf1_scores(c["ta"], c["fa"], c["tu"], c["fu"])
         if c["n_questions"] == 0 or sum(c[t] for t in TYPES) == 0:
             scores = dict.fromkeys(scores, float("nan"))

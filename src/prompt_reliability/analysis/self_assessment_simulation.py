@@ -47,6 +47,9 @@ def simulate_setting(images: pl.DataFrame, profile: Mapping[str, Any], simulatio
         questions = questions.with_columns((pl.lit(f"{seed}:") + pl.col("question_id")).alias("question_id"))
         answers = sim.simulate_answers(questions, profile, effects, model=model, dataset=dataset, setting=setting,
                                        variants=variants, seed=seed, mc_answer_bias=simulation["mc_answer_bias"])
+        # the image of each answer: UnF1's sample-size view subsamples images (metric_stability)
+        answers = answers.join(questions.select("question_id", "sample_id"), on="question_id", how="left",
+                               maintain_order="left")
         for name, frame in (("generations", generations), ("questions", questions),
                             ("parse_report", parse_report), ("answers", answers)):
             parts[name].append(frame.with_columns(pl.lit(seed, pl.Int64).alias("seed")))

@@ -140,8 +140,10 @@ def _distillation_section(inputs: ReportInputs) -> str:
 def _self_assessment_section(inputs: ReportInputs) -> str:
     if "self_assessment" not in inputs.frames:
         return ""
+    figures = [inputs.relative(f) for f in inputs.figures if os.path.basename(os.path.dirname(f)) == "self_assessment"]
     return self_assessment_markdown(inputs.frames["self_assessment"], inputs.frames.get("metric_stability"),
-                                    inputs.frames.get("metric_sample_size"))
+                                    inputs.frames.get("metric_sample_size"), inputs.frames.get("self_assessment_findings"),
+                                    figures)
 
 
 def _safety_calibration_section(inputs: ReportInputs) -> str:
@@ -154,7 +156,7 @@ def _safety_calibration_section(inputs: ReportInputs) -> str:
 
 
 def _self_assessment_runs(config: Mapping[str, Any]) -> bool:
-    return bool(config["self_assessment"]["models"])
+    return bool(config["self_assessment"]["models"] or config["self_assessment"]["simulate"])
 
 
 def _safety_tradeoff_runs(config: Mapping[str, Any]) -> bool:
@@ -218,6 +220,9 @@ _RECORDS = [
              needs=_self_assessment_runs),
     Analysis("metric_sample_size", "Self-assessment", OWN_RULE, figures=("self_assessment/metric_sample_size.png",),
              needs=_self_assessment_runs),
+    Analysis("self_assessment_findings", "Self-assessment", OWN_RULE,
+             figures=("self_assessment/instruction_tuning.png", "self_assessment/prompt_variants.png",
+                      "self_assessment/scale.png"), needs=_self_assessment_runs),
     Analysis("safety_calibration", "Safety calibration", OWN_RULE, figures=("safety_calibration_{dataset}.png",),
              section=_safety_calibration_section),
     Analysis("safety_tradeoff", "Safety calibration", OWN_RULE, figures=("safety_pareto.png",),

@@ -7,6 +7,7 @@ Rule entry points over :mod:`prompt_reliability.analysis.self_assessment_scores`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -25,27 +26,41 @@ def write_self_assessment_table(pieces: Sequence[str], table: str, csv: str, md:
     return _write(combine_scores(pieces), table, csv, md, "Self-assessment (UnSAF): answer types and UnF1")
 
 
-def write_ranking_stability(reliability: Sequence[str], self_assessment: str, table: str, csv: str, md: str) -> pl.DataFrame:
+def write_ranking_stability(reliability: Sequence[str], self_assessment: str, table: str, csv: str, md: str,
+                            models: Sequence[str] | None = None) -> pl.DataFrame:
     """Rule ``metric_stability``: footrule of every metric between every pair of datasets."""
-    return _write(metric_stability.ranking_stability_from_files(reliability, self_assessment), table, csv, md,
+    return _write(metric_stability.ranking_stability_from_files(reliability, self_assessment, models), table, csv, md,
                   "Ranking stability across datasets (Spearman's footrule)")
 
 
 def write_sample_size(matrices: Sequence[str], locks: Sequence[str], answers: Sequence[str], table: str, csv: str, md: str,
                       *, pairs: Sequence[Mapping[str, str]], runs: Sequence[Mapping[str, str]],
-                      stability: Mapping[str, Any], analysis: Mapping[str, Any]) -> pl.DataFrame:
+                      stability: Mapping[str, Any], analysis: Mapping[str, Any], tasks: Sequence[str] = (),
+                      task_runs: Sequence[Mapping[str, str]] = ()) -> pl.DataFrame:
     """Rule ``metric_sample_size``: coefficient of variation over seeded subsamples."""
     result = metric_stability.sample_size_from_files(matrices, locks, answers, pairs=pairs, runs=runs, stability=stability,
-                                                     analysis=analysis)
+                                                     analysis=analysis, tasks=tasks, task_runs=task_runs)
     return _write(result, table, csv, md, "Sample-size robustness: coefficient of variation over subsamples")
 
 
-def self_assessment_markdown(table: pl.DataFrame, stability: pl.DataFrame | None = None,
-                             sample_size: pl.DataFrame | None = None) -> str:
-    """A REPORT.md section for the self-assessment table (the lead wires it into the report).
+FIGURE_VIEWS = (  # file stem -> what the paper calls it
+    ("answer_types", "Answer types per model and setting"),
+    ("metric_stability", "Fig. 2: Spearman's footrule between datasets, UnF1 against the conventional metrics"),
+    ("metric_sample_size", "Fig. 3: coefficient of variation against sample size, UnF1 against ECE"),
+    ("instruction_tuning", "Fig. 4: instruction-tuned against base models"),
+    ("prompt_variants", "Fig. 5: prompt variants on the timidity-audacity axis"),
+    ("scale", "Fig. 6: accuracy against UnF1, bubble size = model size"),
+)
 
-    ``stability`` (``metric_stability`` table) adds the mean / max footrule per metric;
-    ``sample_size`` (``metric_sample_size`` table) the mean CV per metric at each n.
+
+def self_assessment_markdown(table: pl.DataFrame, stability: pl.DataFrame | None = None,
+                             sample_size: pl.DataFrame | None = None, findings: pl.DataFrame | None = None,
+                             figures: Sequence[str] = ()) -> str:
+    """The REPORT.md section of the self-assessment: parse rates, undefined rows, the table, the paper's views.
+
+    ``stability`` (``metric_stability`` table) adds the mean / max footrule per metric; ``sample_size``
+    (``metric_sample_size`` table) the mean CV per metric at each n; ``findings`` the recomputed findings;
+    ``figures`` (paths relative to REPORT.md) are shown in the paper's order.
     """
     lines = ["## Self-assessment (UnSAF)", ""]
     if table.height == 0:
@@ -55,22 +70,43 @@ def self_assessment_markdown(table: pl.DataFrame, stability: pl.DataFrame | None
     parsed, unparseable = int(runs["n_questions"].sum()), int(runs["n_unparseable"].sum())
     lines += [
         ("Each model wrote answerable and unanswerable questions about each image, then answered them in a fresh "
-         "conversation or replied *unanswerable*. TA / FA: answered an answerable / unanswerable question; TU / FU: "
+         "conversation or abstained. TA / FA: answered an answerable / unanswerable question; TU / FU: "
          "abstained on an unanswerable / answerable one. Audacity = TA / (TA + FA), timidity = TA / (TA + FU), UnF1 "
-         "their harmonic mean (0 when a denominator is 0)."),
+         "their harmonic mean; a model that abstained on everything (TA + FA = 0) has UnF1 = 0 (the paper's eq. 1)."),
         "",
         (f"Parsed questions: {parsed} of {parsed + unparseable} requested ({unparseable} unparseable; "
-         f"{int(table['n_empty'].sum())} empty replies left out of the four types)."),
+         f"{int(table['n_empty'].sum())} empty replies left out of the four types). Parse rate per model:"),
         "",
     ]
-    body = tables.to_markdown(table.select("model", "dataset", "setting", "variant", "n_questions", "n_unparseable",
-                                           *TYPES, "audacity", "timidity", "unf1"))
-    text = "\n".join(lines) + body
+    rates = (runs.group_by("model", maintain_order=True)
+             .agg(pl.col("n_questions").sum(), pl.col("n_unparseable").sum())
+             .with_columns((pl.col("n_questions") / (pl.col("n_questions") + pl.col("n_unparseable"))).alias("parse_rate")))
+    text = "\n".join(lines) + "\n" + tables.to_markdown(rates)
+    undefined = table.filter(pl.col("unf1").is_nan()) if "note" in table.columns else table.clear()
+    if undefined.height:
+        text += ("\n**Undefined (NaN), left out of every ranking:** "
+                 + "; ".join(f"{r['model']} / {r['dataset']} / {r['setting']} / {r['variant']}: {r['note']}"
+                             for r in undefined.iter_rows(named=True)) + ".\n")
+    if table.height <= 24:
+        shown = table.select("model", "dataset", "setting", "variant", "n_questions", "n_unparseable", *TYPES,
+                             "audacity", "timidity", "unf1")
+        text += "\n" + tables.to_markdown(shown)
+    else:  # many runs: the default variant, mean over datasets; the full table is tables/self_assessment.csv
+        shown = (table.filter(pl.col("variant") == "default").group_by("model", "setting", maintain_order=True)
+                 .agg(pl.len().alias("datasets"), *(pl.col(c).mean() for c in ("audacity", "timidity", "unf1")),
+                      *(pl.col(c).mean() for c in ("accuracy", "ece") if c in table.columns))
+                 .sort("setting", "unf1", descending=[False, True]))
+        text += ("\nDefault answering instruction, mean over datasets (full table `tables/self_assessment.csv`):\n\n"
+                 + tables.to_markdown(shown))
+    if findings is not None and findings.height:
+        text += ("\n### The paper's findings on this run\n\nCounts of comparisons that hold (`wins` of `pairs`); the "
+                 "claims section above gives each a verdict. Table `tables/self_assessment_findings.csv`.\n\n"
+                 + tables.to_markdown(findings))
     if stability is not None:
         text += "\n### Ranking stability across datasets (Spearman's footrule, lower = more stable)\n\n"
         if stability.height:
             summary = stability.group_by("metric", maintain_order=True).agg(
-                pl.len().alias("dataset_pairs"), pl.col("footrule").mean().alias("mean_footrule"),
+                pl.len().alias("dataset_pairs"), pl.col("n_models").max(), pl.col("footrule").mean().alias("mean_footrule"),
                 pl.col("footrule").max().alias("max_footrule_seen"), pl.col("max_footrule").max().alias("max_possible"))
             text += tables.to_markdown(summary)
         else:
@@ -80,4 +116,8 @@ def self_assessment_markdown(table: pl.DataFrame, stability: pl.DataFrame | None
         wide = (sample_size.group_by("metric", "n", maintain_order=True).agg(pl.col("cv").mean())
                 .sort("n").pivot(on="n", index="metric", values="cv"))
         text += tables.to_markdown(wide.rename({c: f"n={c}" for c in wide.columns if c != "metric"}))
+    by_stem = {Path(f).stem: f for f in figures}
+    views = [(by_stem[stem], title) for stem, title in FIGURE_VIEWS if stem in by_stem]
+    if views:
+        text += "\n### Figures\n\n" + "".join(f"**{title}**\n\n![{title}]({path})\n\n" for path, title in views)
     return text
