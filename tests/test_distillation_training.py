@@ -66,10 +66,10 @@ def tensors(folder: Path) -> dict:
 def test_killed_training_resumes_to_the_uninterrupted_tensors(tmp_path, tiny_models):
     import torch
 
-    folder, data = tiny_models["qwen2_vl"], examples(tmp_path)
-    whole = train(folder, data, tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-3000:]
+    from prompt_reliability.scoring.backends.hf import load_model
+    from prompt_reliability.scoring.distillation import train_lora
 
+    folder, data = tiny_models["qwen2_vl"], examples(tmp_path)
     killed = train(folder, data, tmp_path / "killed", kill_at=6)  # after checkpoint 4, before 8 and 12
     assert killed.returncode == -9, killed.stderr[-3000:]
     left = sorted(p.name for p in (tmp_path / "killed").iterdir())
@@ -77,6 +77,13 @@ def test_killed_training_resumes_to_the_uninterrupted_tensors(tmp_path, tiny_mod
     resumed = train(folder, data, tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr and "step 4 of 12" in resumed.stderr
+
+    # the uninterrupted run, here (torch on one thread, as in the child processes)
+    assert torch.get_num_threads() == 1
+    processor, model = load_model("student", {"path": str(folder), "revision": None, "trust_remote_code": False,
+                                              "dtype": "float32", "device_map": None})
+    model.requires_grad_(False)
+    train_lora(model, processor, pl.read_parquet(data), TRAINING, tmp_path / "whole")
 
     final_whole, final_resumed = tmp_path / "whole" / "step-000012", tmp_path / "killed" / "step-000012"
     expected, got = tensors(final_whole), tensors(final_resumed)

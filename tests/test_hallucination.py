@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 from brute_force import chair_reference, pope_reference
 
@@ -89,3 +90,29 @@ def test_scenes_know_their_objects_and_probes_follow_pope(tmp_path):
     for row in probes.iter_rows(named=True):
         assert (row["object"] in truth[row["sample_id"]]) == bool(row["label"])
         assert row["query"] == f"Is there a {row['object']} in the image?"
+
+
+def test_objects_file_gives_scenes_and_probes_and_names_bad_lines(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from prompt_reliability.base import io
+    from prompt_reliability.data.object_scenes import ObjectScenesError, write_object_scenes
+
+    for name in ("a", "b"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.png")
+    objects = tmp_path / "objects.jsonl"
+    objects.write_text(json.dumps({"image": "a.png", "objects": ["Dog", "car"]}) + "\n\n"
+                       + json.dumps({"image": "b.png", "objects": ["cup"]}) + "\n")
+    scenes = write_object_scenes(scenes=str(tmp_path / "s.parquet"), probes=str(tmp_path / "p.parquet"),
+                                 image_dir=str(tmp_path / "unused"), n=5, seed=0, image_size=32,
+                                 objects_file=str(objects))
+    assert scenes["objects"].to_list() == [["car", "dog"], ["cup"]]
+    assert io.read_parquet_metadata(tmp_path / "s.parquet")["vocabulary"] == ["car", "cup", "dog"]
+    probes = pl.read_parquet(tmp_path / "p.parquet")
+    assert probes["label"].to_list() == [1, 0, 1, 0] and set(probes["object"]) <= {"car", "cup", "dog"}
+    objects.write_text(json.dumps({"image": "a.png", "objects": "dog"}) + "\n")
+    with pytest.raises(ObjectScenesError, match="objects.jsonl, line 1: needs 'image'"):
+        write_object_scenes(scenes=str(tmp_path / "s.parquet"), probes=str(tmp_path / "p.parquet"), image_dir="",
+                            n=1, seed=0, image_size=32, objects_file=str(objects))

@@ -188,4 +188,4 @@ def distillation_markdown(table: pl.DataFrame) -> str:
         "",
     ]
     columns = [*HEAD, "parse_rate", "d_unf1", "d_pope_f1", "d_chair_i", "note"]
-    return "\n".join(lines) + tables.to_markdown(table.select(columns))
+    return "\n".join(lines) + "\n" + tables.to_markdown(table.select(columns))
