@@ -75,6 +75,16 @@ def test_platt_recovers_known_parameters_and_matches_sklearn():
         assert params["b"] == pytest.approx(reference.intercept_[0], rel=1e-5, abs=1e-6)
 
 
+def test_platt_solves_the_score_equations_to_rounding():
+    # the maximum-likelihood (a, b) zero the log-loss gradient: sum (q - y) x = sum (q - y) = 0
+    for n, seed in ((64, 5), (2_000, 6)):
+        s, y = _drawn(n, seed, lambda x: 0.8 * x + 0.3)
+        params = fit_platt(s, y)
+        x = logit(s)
+        residual = expit(params["a"] * x + params["b"]) - y
+        assert abs(np.mean(residual * x)) < 1e-14 and abs(np.mean(residual)) < 1e-14
+
+
 def test_platt_on_separable_scores_warns_instead_of_looping(caplog):
     s = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     y = np.array([0, 0, 0, 1, 1, 1])

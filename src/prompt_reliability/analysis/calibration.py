@@ -4,10 +4,12 @@ Three calibrators of a score ``s`` (an unsafe probability), with ``x = logit(cli
 
 - temperature scaling ``sigmoid(x / T)``: T minimises the lock-split NLL, by bounded scalar
   minimisation over ``log T`` within ``temperature_bounds``;
-- Platt ``sigmoid(a * x + b)``: unregularised logistic regression of the label on x (Newton's method);
-- isotonic: the non-decreasing least-squares fit of the label on s (pool-adjacent-violators; the
-  thresholds of scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``), stored as its threshold
-  arrays and applied by linear interpolation (``numpy.interp``, constant beyond the end points).
+- Platt ``sigmoid(a * x + b)``: unregularised logistic regression of the label on x
+  (``scipy.optimize.minimize``, trust-region Newton);
+- isotonic: the non-decreasing least-squares fit of the label on s (``scipy.optimize.isotonic_regression``
+  on the pooled tied scores; the thresholds of scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``),
+  stored as its threshold arrays and applied by linear interpolation (``numpy.interp``, constant beyond
+  the end points).
 
 Each is fit to the ``selected`` and the ``mean`` score of :func:`lockfile.locked_scores`; the lock file holds
 ``calibrators: {score: {"temperature": {"T"}, "platt": {"a", "b"}, "isotonic": {"x": [..], "y": [..]}}}``.
@@ -72,42 +74,50 @@ def fit_temperature(s: np.ndarray, y: np.ndarray, eps: float = metrics.EPS,
     return {"T": temperature}
 
 
-def _logistic_loss(design: np.ndarray, y: np.ndarray, beta: np.ndarray) -> float:
-    t = design @ beta
-    return float(np.mean(np.logaddexp(0.0, t) - y * t))
-
-
 def fit_platt(s: np.ndarray, y: np.ndarray, eps: float = metrics.EPS, max_iter: int = 100) -> dict[str, float]:
-    """``{"a", "b"}`` of the unregularised logistic regression ``P(y=1) = sigmoid(a * logit(s) + b)``."""
+    """``{"a", "b"}`` of the unregularised logistic regression ``P(y=1) = sigmoid(a * logit(s) + b)``.
+
+    The mean log-loss is minimised by ``scipy.optimize.minimize`` (``trust-exact``: Newton steps
+    with the exact gradient and Hessian inside a trust region, so a step never increases the
+    convex loss), from ``a = 1, b = 0`` (the untreated score), then polished by
+    ``scipy.optimize.root`` on the gradient.
+    """
     y = np.asarray(y, dtype=np.float64)
     x = score_logits(s, eps)
-    if len(np.unique(y)) == 2 and (x[y == 0].max() <= x[y == 1].min() or x[y == 1].max() <= x[y == 0].min()):
+    separable = len(np.unique(y)) == 2 and (x[y == 0].max() <= x[y == 1].min() or x[y == 1].max() <= x[y == 0].min())
+    if separable:
         log.warning("Platt scaling: logit(s) separates the lock-split classes, so the maximum-likelihood (a, b) do not exist; "
                     "the fit stops where the likelihood no longer changes in floating point")
     design = np.column_stack([x, np.ones(len(y))])
-    beta = np.array([1.0, 0.0])
-    loss = _logistic_loss(design, y, beta)
-    for _ in range(max_iter):
+
+    def loss(beta: np.ndarray) -> float:
+        t = design @ beta
+        return float(np.mean(np.logaddexp(0.0, t) - y * t))
+
+    def gradient(beta: np.ndarray) -> np.ndarray:
+        return design.T @ (expit(design @ beta) - y) / len(y)
+
+    def hessian(beta: np.ndarray) -> np.ndarray:
         q = expit(design @ beta)
-        grad = design.T @ (q - y) / len(y)
-        hess = (design * (q * (1.0 - q))[:, None]).T @ design / len(y)
-        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
-        scale = 1.0
-        while scale > 1e-10:  # backtracking: never increase the (convex) loss
-            candidate = beta - scale * step
-            new_loss = _logistic_loss(design, y, candidate)
-            if new_loss <= loss:
-                break
-            scale /= 2.0
-        else:
-            break
-        beta, loss = candidate, new_loss
-        if np.max(np.abs(scale * step)) <= 1e-12 * (1.0 + np.max(np.abs(beta))):
-            break
-    else:
-        log.warning("Platt scaling did not converge in %d Newton steps (a = %.4g, b = %.4g): the lock split is (nearly) "
-                    "separable by this score, so the maximum-likelihood parameters diverge", max_iter, beta[0], beta[1])
-    return {"a": float(beta[0]), "b": float(beta[1])}
+        return (design * (q * (1.0 - q))[:, None]).T @ design / len(y)
+
+    from scipy.optimize import minimize, root  # imported where used: the workflow imports this module to parse
+
+    result = minimize(loss, np.array([1.0, 0.0]), jac=gradient, hess=hessian, method="trust-exact",
+                      options={"gtol": 1e-12, "maxiter": max_iter})
+    beta = result.x
+    if not separable:
+        # Near the optimum a step changes the loss by less than its rounding, so the trust region
+        # stops at a gradient of ~1e-9; Newton on the score equations (gradient = 0) takes it to ~1e-17.
+        # (hybr reports "no further improvement" once it is there: the gradient, not its flag, decides)
+        polished = root(gradient, beta, jac=hessian, method="hybr", options={"xtol": 1e-15})
+        if np.all(np.isfinite(polished.x)) and np.abs(gradient(polished.x)).max() <= np.abs(gradient(beta)).max():
+            beta = polished.x
+        if not result.success and np.abs(gradient(beta)).max() > 1e-9:
+            log.warning("Platt scaling did not converge (a = %.4g, b = %.4g; %s): the lock split is (nearly) separable "
+                        "by this score, so the maximum-likelihood parameters diverge", beta[0], beta[1], result.message)
+    a, b = (float(v) for v in beta)
+    return {"a": a, "b": b}
 
 
 def fit_isotonic(s: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
@@ -155,21 +165,16 @@ def _pool_starts(x_sorted: np.ndarray) -> np.ndarray:
 def _pool_adjacent_violators(label_sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted non-decreasing least-squares fit of the means ``label_sums / weights`` (one per pool).
 
-    Sequential by nature (each merge may undo the order to its left): a stack of pools, one pass
-    over the distinct scores of the lock split, once per calibrator fit. Pools carry their label
-    sums, not their means, so every mean is one division of exact counts.
+    ``scipy.optimize.isotonic_regression`` finds the blocks (pool-adjacent-violators); each block's
+    value is then one division of its exact label sum by its count, so blocks of equal mean (5/16,
+    10/32) get the same float and their samples tie, as exact arithmetic says.
     """
-    sums, totals, sizes = [], [], []  # per pool: label sum, weight, number of distinct scores
-    for label_sum, weight in zip(label_sums.tolist(), weights.tolist()):
-        sums.append(label_sum)
-        totals.append(weight)
-        sizes.append(1)
-        while len(sums) > 1 and sums[-2] / totals[-2] >= sums[-1] / totals[-1]:
-            merged_sum, merged_total, merged_size = sums.pop(), totals.pop(), sizes.pop()
-            sums[-1] += merged_sum
-            totals[-1] += merged_total
-            sizes[-1] += merged_size
-    return np.repeat(np.array(sums) / np.array(totals), sizes)
+    from scipy.optimize import isotonic_regression  # imported where used, as above
+
+    blocks = isotonic_regression(label_sums / weights, weights=weights).blocks
+    starts = blocks[:-1]
+    means = np.add.reduceat(label_sums, starts) / np.add.reduceat(weights, starts)
+    return np.repeat(means, np.diff(blocks))
 
 
 def fit_calibrators(scores: Mapping[str, np.ndarray], y: np.ndarray, *, eps: float = metrics.EPS,
