@@ -35,15 +35,19 @@ def _remove_stale_temporaries(target: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _temporary_beside(target: Path, make) -> Path:
+    """A fresh temporary path next to ``target`` (created by ``make(prefix=, suffix=, dir=)``), after
+    removing what a killed writer of ``target`` left."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
+    return Path(make(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary_beside(target, lambda **where: _closed(*tempfile.mkstemp(**where)))
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -51,13 +55,16 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def _closed(fd: int, path: str) -> str:
+    os.close(fd)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; on success it replaces ``target`` (a folder) whole."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _temporary_beside(target, tempfile.mkdtemp)
     try:
         yield tmp
         if target.exists():

@@ -192,13 +192,27 @@ def _qwen_patch(shape: TinyShape) -> int:
     return 14 if shape.image_side % 28 == 0 and shape.image_side >= 112 else 8
 
 
+def _qwen_built(config, shape: TinyShape, patch: int, processor_class, video_processor_class) -> _Built:
+    """The Qwen-VL families share their image processor (Qwen2-VL's), chat template and processor layout."""
+    from transformers import Qwen2VLImageProcessor
+
+    return _Built(config, lambda tok: processor_class(
+        image_processor=_qwen_image_processor(Qwen2VLImageProcessor, shape, patch, 2), tokenizer=tok,
+        video_processor=video_processor_class(), chat_template=_QWEN_TEMPLATE))
+
+
+def _qwen3_vision(shape: TinyShape) -> tuple[int, dict]:
+    """Qwen3-VL's patch size and vision config (dense and mixture-of-experts variants alike)."""
+    patch = 16 if shape.image_side % 32 == 0 and shape.image_side >= 128 else 8
+    grid = shape.image_side // patch
+    return patch, dict(depth=max(2, shape.vision_layers), hidden_size=shape.vision_hidden,
+                       intermediate_size=2 * shape.vision_hidden, num_heads=shape.vision_heads, patch_size=patch,
+                       spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=shape.hidden,
+                       num_position_embeddings=grid * grid, deepstack_visual_indexes=[0])
+
+
 def _qwen2_vl(shape: TinyShape, tokenizer) -> _Built:
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLConfig, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     patch = _qwen_patch(shape)
     config = Qwen2VLConfig(
@@ -207,18 +221,11 @@ def _qwen2_vl(shape: TinyShape, tokenizer) -> _Built:
                            num_heads=shape.vision_heads, mlp_ratio=4, patch_size=patch, spatial_merge_size=2,
                            temporal_patch_size=2),
         **_qwen_ids(tokenizer))
-    return _Built(config, lambda tok: Qwen2VLProcessor(
-        image_processor=_qwen_image_processor(Qwen2VLImageProcessor, shape, patch, 2), tokenizer=tok,
-        video_processor=Qwen2VLVideoProcessor(), chat_template=_QWEN_TEMPLATE))
+    return _qwen_built(config, shape, patch, Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
 
 def _qwen2_5_vl(shape: TinyShape, tokenizer) -> _Built:
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor
 
     patch = _qwen_patch(shape)
     config = Qwen2_5_VLConfig(
@@ -228,52 +235,31 @@ def _qwen2_5_vl(shape: TinyShape, tokenizer) -> _Built:
                            patch_size=patch, spatial_merge_size=2, temporal_patch_size=2,
                            window_size=patch * 2 * 2, out_hidden_size=shape.hidden, fullatt_block_indexes=[1]),
         **_qwen_ids(tokenizer))
-    return _Built(config, lambda tok: Qwen2_5_VLProcessor(
-        image_processor=_qwen_image_processor(Qwen2VLImageProcessor, shape, patch, 2), tokenizer=tok,
-        video_processor=Qwen2VLVideoProcessor(), chat_template=_QWEN_TEMPLATE))
+    return _qwen_built(config, shape, patch, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor)
 
 
 def _qwen3_vl(shape: TinyShape, tokenizer) -> _Built:
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import Qwen3VLConfig, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-    patch = 16 if shape.image_side % 32 == 0 and shape.image_side >= 128 else 8
-    grid = shape.image_side // patch
+    patch, vision = _qwen3_vision(shape)
     config = Qwen3VLConfig(
         text_config=_qwen_text(shape, tokenizer, _mrope_section(shape), head_dim=shape.head_dim,
                                rope={"mrope_interleaved": True}),
-        vision_config=dict(depth=max(2, shape.vision_layers), hidden_size=shape.vision_hidden,
-                           intermediate_size=2 * shape.vision_hidden, num_heads=shape.vision_heads, patch_size=patch,
-                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=shape.hidden,
-                           num_position_embeddings=grid * grid, deepstack_visual_indexes=[0]),
-        **_qwen_ids(tokenizer))
-    return _Built(config, lambda tok: Qwen3VLProcessor(
-        image_processor=_qwen_image_processor(Qwen2VLImageProcessor, shape, patch, 2), tokenizer=tok,
-        video_processor=Qwen3VLVideoProcessor(), chat_template=_QWEN_TEMPLATE))
+        vision_config=vision, **_qwen_ids(tokenizer))
+    return _qwen_built(config, shape, patch, Qwen3VLProcessor, Qwen3VLVideoProcessor)
 
 
 def _qwen3_vl_moe(shape: TinyShape, tokenizer) -> _Built:
     """Qwen3-VL's mixture-of-experts variant (Qwen3-VL-30B-A3B): the same processor, a sparse MLP in every layer."""
-    from transformers import Qwen2VLImageProcessor, Qwen3VLMoeConfig, Qwen3VLProcessor, Qwen3VLVideoProcessor
+    from transformers import Qwen3VLMoeConfig, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-    patch = 16 if shape.image_side % 32 == 0 and shape.image_side >= 128 else 8
-    grid = shape.image_side // patch
+    patch, vision = _qwen3_vision(shape)
     config = Qwen3VLMoeConfig(
         text_config=_qwen_text(shape, tokenizer, _mrope_section(shape), head_dim=shape.head_dim,
                                rope={"mrope_interleaved": True}, num_experts=4, num_experts_per_tok=2,
                                moe_intermediate_size=shape.intermediate // 4, decoder_sparse_step=1),
-        vision_config=dict(depth=max(2, shape.vision_layers), hidden_size=shape.vision_hidden,
-                           intermediate_size=2 * shape.vision_hidden, num_heads=shape.vision_heads, patch_size=patch,
-                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=shape.hidden,
-                           num_position_embeddings=grid * grid, deepstack_visual_indexes=[0]),
-        **_qwen_ids(tokenizer))
-    return _Built(config, lambda tok: Qwen3VLProcessor(
-        image_processor=_qwen_image_processor(Qwen2VLImageProcessor, shape, patch, 2), tokenizer=tok,
-        video_processor=Qwen3VLVideoProcessor(), chat_template=_QWEN_TEMPLATE))
+        vision_config=vision, **_qwen_ids(tokenizer))
+    return _qwen_built(config, shape, patch, Qwen3VLProcessor, Qwen3VLVideoProcessor)
 
 
 _LLAVA_TOKENS = _Tokens(("<unk>", "<s>", "</s>", "<image>", "<pad>"), bos="<s>", eos="</s>", pad="<pad>", unk="<unk>",
