@@ -7,20 +7,24 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# This repository's root, also when another workflow uses this one as a module (.test/module):
+# workflow.basedir is then the importing workflow's folder.
+WORKFLOW_DIR = os.fspath(workflow.current_basedir)
+
 # The embedded default applies only when no --configfile is given: Snakemake would otherwise
 # merge its nested dicts (models, datasets) into the user's config.
 if not workflow.overwrite_configfiles:
 
-    configfile: os.path.join(workflow.basedir, "config.yaml")
+    configfile: os.path.join(WORKFLOW_DIR, "config.yaml")
 
 
 # The config is validated (schema, defaults) and cross-checked in workflow/rules/common.smk.
 
 # Scripts import this workflow's own package, whatever is installed in the environment.
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+sys.path.insert(0, os.path.join(WORKFLOW_DIR, "src"))
 from prompt_reliability.base.runtime import use_package_from
 
-use_package_from(os.path.join(workflow.basedir, "src"))
+use_package_from(os.path.join(WORKFLOW_DIR, "src"))
 
 
 report: "workflow/report/workflow.rst"

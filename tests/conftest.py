@@ -71,9 +71,9 @@ def torch_threads(n: int):
 
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
-                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run this repository's Snakefile in ``workdir`` (``-s REPO/Snakefile -d workdir``); ``env`` adds variables."""
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+                  env: dict[str, str] | None = None, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+    """Run this repository's Snakefile (or ``snakefile``) in ``workdir``; ``env`` adds variables."""
+    cmd = [str(BIN / "snakemake"), "-s", str(snakefile), "-d", str(workdir), *args]
     result = subprocess.run(cmd, cwd=workdir, env={**snakemake_env(workdir), **(env or {})}, capture_output=True, text=True,
                             timeout=timeout)
     if check and result.returncode != 0:
@@ -81,9 +81,9 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     return result
 
 
-def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def dry_run_jobs(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> dict[str, int]:
     """Rule name -> job count that ``snakemake -n`` would run."""
-    out = run_snakemake(workdir, *args, "-n", "--quiet", "rules").stdout  # args may start with targets
+    out = run_snakemake(workdir, *args, "-n", "--quiet", "rules", snakefile=snakefile).stdout  # args may start with targets
     counts: dict[str, int] = {}
     for line in out.splitlines():
         parts = line.split()

@@ -28,9 +28,9 @@ from prompt_reliability.base.runtime import (
 # and one cross-reference check (keys against each other and against the prompt registry).
 try:
     validate_config(
-        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+        config, os.path.join(WORKFLOW_DIR, "workflow/schemas/config.schema.yaml")
     )
-    PROMPT_DIR = config["prompt_dir"] or os.path.join(workflow.basedir, "prompts")
+    PROMPT_DIR = config["prompt_dir"] or os.path.join(WORKFLOW_DIR, "prompts")
     REGISTRY = load_registry(PROMPT_DIR, config["prompts"])
     check_config(config, REGISTRY)
 except (ConfigError, PromptRegistryError) as err:
@@ -337,7 +337,7 @@ def report_line():
     )
     return (
         f"Report: {os.path.abspath('results/REPORT.md')} | HTML: snakemake -s "
-        f"{os.path.join(workflow.basedir, 'Snakefile')} -d {os.getcwd()}{configfiles} "
+        f"{os.path.join(WORKFLOW_DIR, 'Snakefile')} -d {os.getcwd()}{configfiles} "
         "--report results/report.html"
     )
 
@@ -405,7 +405,7 @@ def _sc_scored_spec(dataset):
         "dataset": dataset,
         "splits": _sc_splits(dataset),
         "prompt_dir": (
-            os.path.join(workflow.basedir, "prompts", "helpfulness")
+            os.path.join(WORKFLOW_DIR, "prompts", "helpfulness")
             if helpfulness
             else PROMPT_DIR
         ),

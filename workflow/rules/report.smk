@@ -3,7 +3,7 @@ from prompt_reliability.analysis import claims as claims_check
 
 # one claims file per paper: workflow/claims/*.yaml, or the files config key `claims` lists
 CLAIMS_FILES = claims_check.claim_files(
-    config["claims"], os.path.join(workflow.basedir, "workflow/claims")
+    config["claims"], os.path.join(WORKFLOW_DIR, "workflow/claims")
 )
 try:
     CLAIMS = claims_check.load_claims(CLAIMS_FILES)

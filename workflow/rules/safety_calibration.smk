@@ -23,7 +23,7 @@ SC_VARIANTS = variant_names(
     SC["prompting"],
 )
 SC_PROMPTING = {
-    "prompt_dir": os.path.join(workflow.basedir, "prompts", "calibration"),
+    "prompt_dir": os.path.join(WORKFLOW_DIR, "prompts", "calibration"),
     "cot_max_new_tokens": SC["cot_max_new_tokens"],
 }
 SC_LOCK = config["lock"]
@@ -282,7 +282,7 @@ rule safety_responses_gpu:
 SAFETY_MODEL_JUDGE_PARAMS = dict(
     judge=SC_JUDGE,
     judge_config=lambda w: hf_model_config(SC_JUDGE),
-    prompt_dir=os.path.join(workflow.basedir, "prompts", "judge"),
+    prompt_dir=os.path.join(WORKFLOW_DIR, "prompts", "judge"),
     prompt_format=config["prompt_format"],
     work_dir=os.path.join(SC_DIR, "chunks/judge"),
 )

@@ -28,7 +28,7 @@ SA_DATASETS = (
 )
 SA_SETTINGS = SA["settings"]
 SA_PROMPTS = SA["prompts"] or os.path.join(
-    workflow.basedir, "prompts", "self_assessment", "unsaf.yaml"
+    WORKFLOW_DIR, "prompts", "self_assessment", "unsaf.yaml"
 )
 SA_RUNS = [
     {"model": m, "dataset": d, "setting": s}

@@ -38,10 +38,13 @@ for analysis in registry.summaries():
         log:
             **job_logs("tables", analysis.name),
         localrule: True
+        params:
+            # the table's name, fixed when the rule is defined: `analysis` itself would be the loop's
+            # last value when the job runs (run blocks read globals then), and the rule's name gets
+            # a prefix when another workflow imports this one as a module
+            table=analysis.name,
         run:
-            # `rule` is the running job's rule name, i.e. the table's: `analysis` here would be the
-            # loop's last value when the job runs (run blocks read globals at run time).
-            call(ANALYSES[rule].function, input, output, None, wildcards, log)
+            call(ANALYSES[params.table].function, input, output, None, wildcards, log)
 
 
 rule wins:
