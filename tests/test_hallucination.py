@@ -116,3 +116,24 @@ def test_objects_file_gives_scenes_and_probes_and_names_bad_lines(tmp_path):
     with pytest.raises(ObjectScenesError, match="objects.jsonl, line 1: needs 'image'"):
         write_object_scenes(scenes=str(tmp_path / "s.parquet"), probes=str(tmp_path / "p.parquet"), image_dir="",
                             n=1, seed=0, image_size=32, objects_file=str(objects))
+
+
+def test_arm_scores_count_objects_no_image_shows(tmp_path):
+    from prompt_reliability.analysis.distillation_scores import write_arm_scores
+    from prompt_reliability.base import io
+
+    scenes = pl.DataFrame({"sample_id": ["a"], "image_path": [""], "objects": [["red circle"]]})
+    io.write_parquet(scenes, tmp_path / "scenes.parquet", metadata={"vocabulary": ["red circle", "blue square"]})
+    pl.DataFrame({"sample_id": ["a"], "caption": ["A red circle next to a blue square."]}).write_parquet(
+        tmp_path / "captions.parquet")
+    pl.DataFrame({"label": [1, 0], "reply": ["Yes", "No"]}).write_parquet(tmp_path / "pope.parquet")
+    pl.DataFrame({"question_id": ["q"], "kind": ["answerable"], "variant": ["default"], "reply": ["Red"]}).write_parquet(
+        tmp_path / "answers.parquet")
+    pl.DataFrame({"sample_id": ["a"], "kind": ["answerable"], "n_parsed": [1], "n_rejected": [0],
+                  "n_unparseable": [1]}).write_parquet(tmp_path / "parse_report.parquet")
+    row = write_arm_scores(**{k: str(tmp_path / f"{k}.parquet") for k in ("answers", "parse_report", "pope", "captions",
+                                                                          "scenes")},
+                           score=str(tmp_path / "score.parquet"), student="s", teacher=None, strategy="baseline",
+                           variant="default").row(0, named=True)
+    assert row["chair_i"] == 0.5 and row["chair_s"] == 1.0  # the blue square is named, and no image shows one
+    assert row["pope_f1"] == 1.0 and row["parse_rate"] == 0.5 and row["ta"] == 1

@@ -68,7 +68,11 @@ def score_arm(answers: pl.DataFrame, parse_report: pl.DataFrame, pope: pl.DataFr
 def write_arm_scores(*, answers: str, parse_report: str, pope: str, captions: str, scenes: str, score: str,
                      student: str, teacher: str | None, strategy: str, variant: str,
                      vocabulary: Sequence[str] | None = None) -> pl.DataFrame:
-    """Rule ``distillation_scores``: one arm -> its row (Parquet piece)."""
+    """Rule ``distillation_scores``: one arm -> its row (Parquet piece).
+
+    CHAIR's vocabulary is every object the scenes file names (its metadata), not only those drawn:
+    a caption naming an object that no image shows is a hallucination too."""
+    vocabulary = vocabulary or io.read_parquet_metadata(scenes).get("vocabulary")
     piece = score_arm(pl.read_parquet(answers), pl.read_parquet(parse_report), pl.read_parquet(pope),
                       pl.read_parquet(captions), pl.read_parquet(scenes), student=student, teacher=teacher,
                       strategy=strategy, variant=variant, vocabulary=vocabulary)
