@@ -111,7 +111,7 @@ def files_containing(root: Path, needle: str) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
 
 
-def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_requests(server, tmp_path):
+def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_requests(server, tmp_path, monkeypatch):
     clock = time.perf_counter()
     server.start(tmp_path / "requests-1.log", delay_s=0.5)
     timings = {"server start": time.perf_counter() - clock}
@@ -168,6 +168,14 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
     # the key travelled in the Authorization header only: no file under the run (results, logs, metadata) holds it,
     # nor the server's own logs
     assert files_containing(tmp_path, SENTINEL) == [] and files_containing(server.folder, SENTINEL) == []
+    # what reaches the server is untracked (moving it re-runs nothing); what a request contains is tracked
+    monkeypatch.setenv(KEY_ENV, SENTINEL)
+    moved = served_workflow_config(f"http://127.0.0.1:{free_port()}/v1", str(server.model_folder), concurrency=7,
+                                   timeout_s=5, max_retries=9)
+    assert dry_run_jobs(tmp_path, target, "--configfile", str(write_config(tmp_path, moved))) == {}
+    reworded = served_workflow_config(server.url, str(server.model_folder), extra_body={"top_p": 1.0})
+    assert dry_run_jobs(tmp_path, target, "--configfile", str(write_config(tmp_path, reworded)))[
+        "self_assessment_generate_served"] == 2
     resumed = [after[key]["seconds"] for key in set(after) - before]
     stats = {s: io.read_parquet_metadata(tmp_path / f"results/self_assessment/{MODEL}/synth/{s}/generations.parquet")["generation"]
              for s in ("mc", "open")}

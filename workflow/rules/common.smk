@@ -12,10 +12,16 @@ from prompt_reliability.base.config import (
     import_files,
     models_with_backend,
     needed_datasets,
+    SERVED_CONNECTION_KEYS,
     scored_models,
     validate_config,
 )
-from prompt_reliability.base.jobs import call, untracked, use_workers
+from prompt_reliability.base.jobs import (
+    call,
+    untracked,
+    untracked_settings,
+    use_workers,
+)
 from prompt_reliability.report import report_md
 from prompt_reliability.report.registry import ANALYSES, produced
 from prompt_reliability.data.prompts import PromptRegistryError, load_registry
@@ -149,6 +155,20 @@ def per_pair(pattern):
 def model_config(model):
     """The model's config without its resources (changing resources must not re-score)."""
     return {k: v for k, v in config["models"][model].items() if k != "resources"}
+
+
+def served_request_config(model):
+    """A served model's keys that shape its requests (model name, extra_body, logprobs): a change re-asks."""
+    return {
+        k: v for k, v in model_config(model).items() if k not in SERVED_CONNECTION_KEYS
+    }
+
+
+def served_connection(model):
+    """How a served model's requests reach the server (URL, key variable, concurrency, timeout,
+    retries): untracked, so a moved server or another timeout re-runs nothing."""
+    cfg = config["models"][model]
+    return untracked_settings({k: cfg[k] for k in SERVED_CONNECTION_KEYS})
 
 
 def served_request_cache(model, *parts):

@@ -81,7 +81,8 @@ rule score_family_served:
         model=one_of([m for m in MODELS if config["models"][m]["backend"] == "served"]),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        model_config=lambda w: model_config(w.model),
+        model_config=lambda w: served_request_config(w.model),
+        connection=lambda w: served_connection(w.model),
         prompt_dir=untracked(PROMPT_DIR),
         prompts=prompts_hash,
         families=config["prompts"],

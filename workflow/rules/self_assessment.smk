@@ -154,7 +154,8 @@ rule self_assessment_generate_served:
         setting="mc|open",
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        model_config=lambda w: model_config(w.model),
+        model_config=lambda w: served_request_config(w.model),
+        connection=lambda w: served_connection(w.model),
         settings=sa_settings(),
         request_cache=lambda w: served_request_cache(
             w.model, "self_assessment", w.dataset, w.setting
@@ -183,7 +184,8 @@ rule self_assessment_answer_served:
         setting="mc|open",
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        model_config=lambda w: model_config(w.model),
+        model_config=lambda w: served_request_config(w.model),
+        connection=lambda w: served_connection(w.model),
         settings=sa_settings(),
         request_cache=lambda w: served_request_cache(
             w.model, "self_assessment", w.dataset, w.setting

@@ -145,6 +145,8 @@ def import_files(config: Mapping[str, Any], dataset: str) -> list[str]:
 HF_KEYS = ("path", "revision", "dtype", "device_map", "batch_size", "engine", "trust_remote_code", "labels", "chunk_size", "tiny")
 SERVED_KEYS = ("url", "model", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "extra_body", "logprobs",
                "top_logprobs", "label_token_ids")
+# how a served model's requests reach the server; they never change an answer (untracked params)
+SERVED_CONNECTION_KEYS = ("url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s")
 BACKEND_KEYS = {"hf": HF_KEYS, "simulate": ("simulate",), "import": ("scores",), "served": SERVED_KEYS}
 PROMPT_FORMAT_FIELDS = {"with_query": ("template", "query"), "without_query": ("template",)}
 

@@ -61,6 +61,35 @@ def untracked(path: str | pathlib.Path) -> UntrackedPath:
     return UntrackedPath(path)
 
 
+class UntrackedSettings(Mapping):
+    """Settings that Snakemake's params check ignores (it compares only builtin values; this Mapping
+    is not a dict), sent to the job as a plain dict.
+
+    For how a step reaches a service, never what it computes: a served model's URL, key variable,
+    concurrency, timeout and retries (``served_connection`` in workflow/rules/common.smk). Moving a
+    server re-runs nothing; what a request contains stays a tracked param.
+    """
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"UntrackedSettings({self._values!r})"
+
+
+def untracked_settings(values: Mapping[str, Any]) -> UntrackedSettings:
+    return UntrackedSettings(values)
+
+
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 

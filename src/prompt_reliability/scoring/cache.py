@@ -193,7 +193,8 @@ def score_to_cache(
 def score_family(*, manifest: str, scores: str, model: str, dataset: str, family: str, model_config: Mapping[str, Any],
                  prompt_dir: str | Path, prompts: str, families: list[str], prompt_format: Mapping[str, str], work_dir: str,
                  manifest_check: str | None = None, model_folder: str | None = None, score_file: str | None = None,
-                 preflight: str | None = None, request_cache: str | None = None) -> pl.DataFrame:
+                 preflight: str | None = None, request_cache: str | None = None,
+                 connection: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Rule entry: score one (model, dataset, family) into ``scores``.
 
     ``prompts`` is the hash of the family's templates and label tokens (it re-runs the job when
@@ -202,6 +203,7 @@ def score_family(*, manifest: str, scores: str, model: str, dataset: str, family
     ``score_file`` (import backend, already in ``model_config``) order the job or re-run it when
     they change; nothing is read from them here.
     """
+    model_config = {**model_config, **(connection or {})}  # served: the server's URL and limits (untracked)
     cache = score_to_cache(model=model, model_cfg=model_config, dataset=dataset, family=family, manifest_path=manifest,
                            prompt_dir=prompt_dir, families=families, prompt_format=prompt_format, output=scores,
                            work_dir=work_dir, request_cache=request_cache)

@@ -137,14 +137,17 @@ class ServedGenerator:
         return {"backend": "served", **self.client.stats.as_dict(), "max_new_tokens": self.max_new_tokens}
 
 
-def _generator(model: str, model_config: Mapping[str, Any], settings: Mapping[str, Any], request_cache: str | None):
-    """``(generate, open_image)`` for the model's backend: hf loads the model here, served sends requests."""
+def _generator(model: str, model_config: Mapping[str, Any], settings: Mapping[str, Any], request_cache: str | None,
+               connection: Mapping[str, Any] | None = None):
+    """``(generate, open_image)`` for the model's backend: hf loads the model here, served sends requests
+    (``connection``: the server's URL, key variable, limits; untracked params of the served rules)."""
     if model_config["backend"] == "served":
         from prompt_reliability.scoring.served import ServedClient
 
         if request_cache is None:
             raise SelfAssessmentError(f"model {model!r} is served: the rule must pass request_cache")
-        return ServedGenerator(ServedClient.from_config(model, model_config, request_cache), settings["max_new_tokens"]), str
+        client = ServedClient.from_config(model, {**model_config, **(connection or {})}, request_cache)
+        return ServedGenerator(client, settings["max_new_tokens"]), str
     from prompt_reliability.scoring.backends.hf import hf_settings
     from prompt_reliability.scoring.generation import HFGenerator
 
@@ -154,11 +157,11 @@ def _generator(model: str, model_config: Mapping[str, Any], settings: Mapping[st
 
 def generate_questions(manifest: str, prompts: str, generations: str, *, model: str, dataset: str, setting: str,
                        model_config: Mapping[str, Any], settings: Mapping[str, Any], request_cache: str | None = None,
-                       **_inputs: Any) -> pl.DataFrame:
+                       connection: Mapping[str, Any] | None = None, **_inputs: Any) -> pl.DataFrame:
     """Rules ``self_assessment_generate`` (hf) and ``self_assessment_generate_served``: stage 1 for one model x dataset x setting."""
     templates = load_templates(prompts)
     images = select_images(pl.read_parquet(manifest), settings["images"])
-    generator, open_image = _generator(model, model_config, settings, request_cache)
+    generator, open_image = _generator(model, model_config, settings, request_cache, connection)
     table = run_generation(images, templates, setting, settings["k"], generator, open_image)
     stats = generator.stats()
     log.info("%s/%s/%s: %d generations for %d images in %.1f s (%s)", model, dataset, setting, table.height, images.height,
@@ -169,7 +172,7 @@ def generate_questions(manifest: str, prompts: str, generations: str, *, model: 
 
 def answer_questions(questions: str, prompts: str, answers: str, *, model: str, dataset: str, setting: str,
                      model_config: Mapping[str, Any], settings: Mapping[str, Any], request_cache: str | None = None,
-                     **_inputs: Any) -> pl.DataFrame:
+                     connection: Mapping[str, Any] | None = None, **_inputs: Any) -> pl.DataFrame:
     """Rules ``self_assessment_answer`` (hf) and ``self_assessment_answer_served``: stage 2, every variant."""
     templates = load_templates(prompts)
     table_in = pl.read_parquet(questions)
@@ -178,7 +181,7 @@ def answer_questions(questions: str, prompts: str, answers: str, *, model: str, 
         table = run_answering(table_in, templates, setting, settings["variants"], lambda images, texts: [])
         io.write_parquet(table, answers, metadata={"generation": {"generations": 0}})
         return table
-    generator, open_image = _generator(model, model_config, settings, request_cache)
+    generator, open_image = _generator(model, model_config, settings, request_cache, connection)
     table = run_answering(table_in, templates, setting, settings["variants"], generator, open_image)
     stats = generator.stats()
     log.info("%s/%s/%s: %d answers in %.1f s (%s)", model, dataset, setting, table.height, stats["seconds"],
