@@ -193,3 +193,49 @@ def test_label_on_its_own_line_takes_the_next_line_as_the_question():
     parsed = sa.parse_questions(text, "mc", k=2)
     assert [q.text for q in parsed.questions] == ["What is on the table", "Where is the cat?"]
     assert parsed.rejected == 0 and parsed.unparseable == 0
+
+
+# Real-looking stage-2 replies, both ways (issue 25: at least 40).
+ABSTAINING_REPLIES = [
+    "unanswerable", "Unanswerable.", "UNANSWERABLE", "**Unanswerable**", "The question is unanswerable.",
+    "This question is not answerable from the image.", "I cannot answer this question.", "I can't answer that.",
+    "Sorry, I cannot answer that based on the image.", "I'm unable to answer this from the picture.",
+    "Not enough information to answer.", "There is not enough information in the image.",
+    "The image does not provide enough information to answer this question.",
+    "The picture doesn't show enough detail to tell.", "I can't tell from the image.", "I cannot tell.",
+    "It is impossible to determine from the photo.", "This cannot be determined from the picture.",
+    "Cannot be determined.", "It can't be determined.", "N/A", "n/a", "Unknown.", "unknown", "Unclear.",
+    "I don't know.", "I do not know the answer.", "Not sure.", "I'm not sure.", "No idea.",
+    "There is no way to know that from the image.", "It is not possible to say from this image.",
+    "Insufficient information.", "I am unable to determine the person's name.",
+    "There's no information about that in the image.",
+]
+ANSWERING_REPLIES = [
+    "B", "(c)", "D.", "The answer is A.", "Answer: C", "A. Red", "(B) Two", "Option D", "Red.", "blue",
+    "There are two dogs.", "It is on the left side.", "Next to a bench.", "A small cup.", "The cat is sleeping.",
+    "Three", "Yes", "No", "None of them are visible.", "The unknown soldier statue.", "It says 'STOP'.",
+    "The sign reads 'Unknown Pleasures'.", "A determined runner crossing the line.", "answerable",
+    "The person is holding an umbrella.", "About 5 o'clock, judging by the clock.", "Zero.",
+    "The man who owns the dog is wearing a hat.", "Probably a birthday party.", "It is a tennis racket.",
+    "The bus number is 42.", "Summer, since people wear shorts.", "Wood.", "On the table.", "Two cats and a dog.",
+]
+
+
+def test_abstention_detector_on_a_table_of_real_looking_replies_both_ways():
+    assert len(ABSTAINING_REPLIES) >= 20 and len(ANSWERING_REPLIES) >= 20
+    assert len(ABSTAINING_REPLIES) + len(ANSWERING_REPLIES) >= 40
+    missed = [r for r in ABSTAINING_REPLIES if not sa.is_abstention(r)]
+    false_alarms = [r for r in ANSWERING_REPLIES if sa.is_abstention(r)]
+    assert not missed and not false_alarms, (missed, false_alarms)
+
+
+def test_parser_reads_bulleted_and_parenthesised_options_and_skips_the_preamble():
+    text = ("Sure! Here are two questions about the image?\n"  # a preamble line ending in '?': not a question
+            "1. What colour is the umbrella?\n- A) Red\n- B) Blue\n- C) Green\n- D) White\n"
+            "2. How many dogs are there?\n(A) One\n(B) Two\n(C) Three\n(D) Four\n"
+            "I hope these help!")
+    parsed = sa.parse_questions(text, "mc", k=2)
+    assert [q.text for q in parsed.questions] == ["What colour is the umbrella?", "How many dogs are there?"]
+    assert parsed.questions[0].options == {"A": "Red", "B": "Blue", "C": "Green", "D": "White"}
+    assert parsed.questions[1].options == {"A": "One", "B": "Two", "C": "Three", "D": "Four"}
+    assert parsed.unparseable == 0 and parsed.rejected == 0

@@ -115,3 +115,13 @@ def test_claims_file_names_only_findings_the_table_has():
     # no size known, no pair configured: nothing to compare, the claim is not testable (never a silent pass)
     assert claims_check.evaluate_claim(CLAIMS["unsaf_scale"], frame)["verdict"] == "not testable"
     assert claims_check.evaluate_claim(CLAIMS["unsaf_instruction_timid"], frame)["verdict"] == "not testable"
+
+
+def test_spearman_p_value_is_exact_for_few_models():
+    from scipy.stats import spearmanr
+
+    assert findings.spearman([1, 2, 3], [0.1, 0.2, 0.3]) == (pytest.approx(1.0), pytest.approx(2 / 6))
+    # 6 points: exact two-sided p of a perfect order is 2 / 720; more points: scipy's value
+    assert findings.spearman(range(6), range(6))[1] == pytest.approx(2 / 720)
+    x, y = list(range(10)), [0, 2, 1, 3, 5, 4, 6, 8, 7, 9]
+    assert findings.spearman(x, y)[1] == pytest.approx(spearmanr(x, y).pvalue)

@@ -325,6 +325,11 @@ def sa_run_files(name):
     ]
 
 
+def sa_import_files(name):
+    """``name`` of every imported answers file (self_assessment.imports)."""
+    return [f"results/self_assessment/imported/{n}/{name}" for n in SA_IMPORTS]
+
+
 def sa_setting_files(name):
     """``name`` of every setting of one model x dataset (wildcards model, dataset): one simulate job writes them."""
     return [
@@ -335,7 +340,7 @@ def sa_setting_files(name):
 
 def sa_settings():
     """The self-assessment keys the inference jobs read (stability and simulator settings do not re-run them)."""
-    skip = ("stability", "models", "datasets", "simulate", "simulation")
+    skip = ("stability", "models", "datasets", "simulate", "simulation", "imports", "scales", "instruction_pairs")
     return {k: v for k, v in SA.items() if k not in skip}
 
 

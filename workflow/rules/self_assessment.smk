@@ -4,6 +4,7 @@
 from prompt_reliability.base.jobs import call
 from prompt_reliability.analysis import (
     self_assessment_findings,
+    self_assessment_imports,
     self_assessment_scores,
     self_assessment_simulation,
 )
@@ -20,6 +21,7 @@ SA_SERVED_MODELS = [
 ]
 SA_HF_MODELS = [m for m in SA_GEN_MODELS if m not in SA_SERVED_MODELS]
 SA_SIM_MODELS = list(SA["simulate"])
+SA_IMPORTS = SA["imports"]  # name -> JSONL of answers produced elsewhere
 SA_MODELS = SA_GEN_MODELS + SA_SIM_MODELS
 SA_DATASETS = (
     SA["datasets"]
@@ -329,9 +331,25 @@ rule self_assessment_simulate:
         )
 
 
+rule self_assessment_import:
+    input:
+        source=lambda w: SA_IMPORTS[w.name],
+    output:
+        scores="results/self_assessment/imported/{name}/scores.parquet",
+        answers="results/self_assessment/imported/{name}/answers.parquet",
+    log:
+        **job_logs("self_assessment", "imported", "{name}"),
+    wildcard_constraints:
+        name=one_of(list(SA_IMPORTS)),
+    params:
+        ece_bins=config["analysis"]["ece_bins"],
+    run:
+        call(self_assessment_imports.import_answers, input, output, params, None, log)
+
+
 rule self_assessment_table:
     input:
-        pieces=sa_run_files("scores.parquet"),
+        pieces=sa_run_files("scores.parquet") + sa_import_files("scores.parquet"),
     output:
         **table_outputs("self_assessment"),
     log:
@@ -414,6 +432,7 @@ rule metric_sample_size:
         ],
         locks=[f"results/lock/{p['model']}.json" for p in SA_PAIRS],
         answers=sa_run_files("answers.parquet"),
+        imported=sa_import_files("answers.parquet"),
         tasks=[
             f"results/self_assessment/{r['model']}/{r['dataset']}/task.parquet"
             for r in SA_TASK_RUNS
@@ -513,6 +532,7 @@ rule self_assessment_findings_figures:
 
 
 localrules:
+    self_assessment_import,
     self_assessment_findings,
     self_assessment_findings_figures,
     self_assessment_simulate,

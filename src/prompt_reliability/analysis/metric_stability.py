@@ -233,10 +233,10 @@ def ranking_stability_from_files(reliability: Sequence[str], self_assessment: st
 def sample_size_from_files(matrices: Sequence[str], locks: Sequence[str], answers: Sequence[str], *,
                            pairs: Sequence[Mapping[str, str]], runs: Sequence[Mapping[str, str]],
                            stability: Mapping[str, Any], analysis: Mapping[str, Any], tasks: Sequence[str] = (),
-                           task_runs: Sequence[Mapping[str, str]] = ()) -> pl.DataFrame:
+                           task_runs: Sequence[Mapping[str, str]] = (), imported: Sequence[str] = ()) -> pl.DataFrame:
     """CV over seeded subsamples for every evaluation pair (``pairs``, in input order), self-assessment run
-    (``runs``) and task-answer file (``task_runs``); ``stability.models`` (not None) keeps only those models'
-    self-assessment runs."""
+    (``runs``), imported answers file (``imported``, every run in it) and task-answer file (``task_runs``);
+    ``stability.models`` (not None) keeps only those models' self-assessment runs."""
     rows: list[dict[str, Any]] = []
     common = {"sample_sizes": stability["sample_sizes"], "draws": stability["draws"], "seed": stability["seed"]}
     keep = stability.get("models")
@@ -247,6 +247,11 @@ def sample_size_from_files(matrices: Sequence[str], locks: Sequence[str], answer
         if keep is None or run["model"] in keep:
             rows += unf1_sample_size(pl.read_parquet(path), model=run["model"], dataset=run["dataset"],
                                      setting=run["setting"], **common)
+    for path in imported:  # imported answers name their model, dataset and setting on every row
+        for (model, dataset, setting), run_rows in pl.read_parquet(path).group_by("model", "dataset", "setting",
+                                                                                  maintain_order=True):
+            if keep is None or model in keep:
+                rows += unf1_sample_size(run_rows, model=model, dataset=dataset, setting=setting, **common)
     for path, run in zip(tasks, task_runs, strict=True):
         if keep is None or run["model"] in keep:
             rows += task_sample_size(pl.read_parquet(path), model=run["model"], dataset=run["dataset"],

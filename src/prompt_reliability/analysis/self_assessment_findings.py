@@ -14,7 +14,8 @@ Table ``self_assessment_findings``: one row per finding, ``finding, statistic, v
   ``cv``: a win is a ratio of the mean CVs >= 10 (the paper's text: "one to two orders of magnitude");
   value = the median ratio over models.
 - ``scale``: per dataset, Spearman's rho of UnF1 with the model size over the models whose size is
-  public (:func:`scipy.stats.spearmanr`): a win is rho > 0 with p < 0.05; value = the mean rho.
+  public (:func:`spearman`; exact permutation p-value up to 8 models): a win is rho > 0 with p < 0.05;
+  value = the mean rho.
 - ``instruction``: per (base, instruction-tuned) pair and dataset: a win is a lower timidity of the
   instruction-tuned model; value = the mean timidity difference (instruct - base).
 - ``prompt``: per model and dataset, the model is *audacious* when its FA rate ``FA / (FA + TU)`` is
@@ -81,9 +82,31 @@ def cv_findings(sample_size: pl.DataFrame) -> list[dict[str, Any]]:
                  sum(r >= 10 for r in ratios), len(ratios))]
 
 
-def scale_finding(table: pl.DataFrame, scales: Mapping[str, float]) -> dict[str, Any]:
-    from scipy.stats import spearmanr
+EXACT_UP_TO = 8  # models: up to this many, the p-value enumerates every permutation (n! <= 40320)
 
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Spearman's rho (:func:`scipy.stats.spearmanr`) and its two-sided p-value, exact by enumerating every
+    permutation of ``y`` for up to :data:`EXACT_UP_TO` points (scipy's t approximation gives p = 0 for a
+    perfect rank order of three points, whose exact p is 1/3)."""
+    from scipy.stats import rankdata, spearmanr
+
+    result = spearmanr(x, y)
+    rho, p = float(result.statistic), float(result.pvalue)
+    n = len(x)
+    if math.isnan(rho) or n > EXACT_UP_TO:
+        return rho, p
+    import itertools
+
+    rx, ry = rankdata(x), rankdata(y)
+    centred_x, centred_y = rx - rx.mean(), ry - ry.mean()
+    norm = math.sqrt(float((centred_x ** 2).sum() * (centred_y ** 2).sum()))
+    perms = np.array(list(itertools.permutations(range(n))))
+    rhos = (centred_y[perms] @ centred_x) / norm
+    return rho, float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
+
+
+def scale_finding(table: pl.DataFrame, scales: Mapping[str, float]) -> dict[str, Any]:
     statistic = "datasets where UnF1 rises with model size (Spearman rho > 0, p < 0.05)"
     rows = _defined(table.filter((pl.col("setting") == "open") & (pl.col("variant") == "default")
                                  & pl.col("model").is_in(list(scales))), "unf1")
@@ -91,8 +114,7 @@ def scale_finding(table: pl.DataFrame, scales: Mapping[str, float]) -> dict[str,
     for (_,), part in rows.group_by("dataset", maintain_order=True):
         if part.height < 3:
             continue
-        result = spearmanr([scales[m] for m in part["model"]], part["unf1"].to_numpy())
-        rho, p = float(result.statistic), float(result.pvalue)
+        rho, p = spearman([scales[m] for m in part["model"]], part["unf1"].to_numpy())
         if math.isnan(rho):
             continue
         rhos.append(rho)

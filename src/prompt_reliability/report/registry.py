@@ -156,7 +156,8 @@ def _safety_calibration_section(inputs: ReportInputs) -> str:
 
 
 def _self_assessment_runs(config: Mapping[str, Any]) -> bool:
-    return bool(config["self_assessment"]["models"] or config["self_assessment"]["simulate"])
+    assessment = config["self_assessment"]
+    return bool(assessment["models"] or assessment["simulate"] or assessment["imports"])
 
 
 def _safety_tradeoff_runs(config: Mapping[str, Any]) -> bool:

@@ -36,10 +36,11 @@ def write_ranking_stability(reliability: Sequence[str], self_assessment: str, ta
 def write_sample_size(matrices: Sequence[str], locks: Sequence[str], answers: Sequence[str], table: str, csv: str, md: str,
                       *, pairs: Sequence[Mapping[str, str]], runs: Sequence[Mapping[str, str]],
                       stability: Mapping[str, Any], analysis: Mapping[str, Any], tasks: Sequence[str] = (),
-                      task_runs: Sequence[Mapping[str, str]] = ()) -> pl.DataFrame:
+                      task_runs: Sequence[Mapping[str, str]] = (), imported: Sequence[str] = ()) -> pl.DataFrame:
     """Rule ``metric_sample_size``: coefficient of variation over seeded subsamples."""
     result = metric_stability.sample_size_from_files(matrices, locks, answers, pairs=pairs, runs=runs, stability=stability,
-                                                     analysis=analysis, tasks=tasks, task_runs=task_runs)
+                                                     analysis=analysis, tasks=tasks, task_runs=task_runs,
+                                                     imported=imported)
     return _write(result, table, csv, md, "Sample-size robustness: coefficient of variation over subsamples")
 
 

@@ -254,7 +254,7 @@ def scale_figure(table: pl.DataFrame, scales: dict[str, float]) -> Figure:
         fig = new_figure(figsize=(5, 2))
         _message(fig, "no model with both task answers (accuracy) and a defined UnF1")
         return fig
-    from scipy.stats import spearmanr
+    from prompt_reliability.analysis.self_assessment_findings import spearman
 
     cols = min(3, len(datasets))
     fig = new_figure(figsize=(4.2 * cols, 3.8 * math.ceil(len(datasets) / cols)), layout="constrained")
@@ -270,8 +270,8 @@ def scale_figure(table: pl.DataFrame, scales: dict[str, float]) -> Figure:
                    label="size not public")
         for r in part.iter_rows(named=True):
             ax.annotate(r["model"], (r["accuracy"], r["unf1"]), fontsize=5, xytext=(3, 3), textcoords="offset points")
-        rho = spearmanr(sizes, known["unf1"].to_numpy()) if known.height >= 3 else None
-        title = f"{dataset}: Spearman(UnF1, size) = {rho.statistic:.2f} (p {rho.pvalue:.3f})" if rho else dataset
+        rho = spearman(sizes, known["unf1"].to_numpy()) if known.height >= 3 else None
+        title = f"{dataset}: Spearman(UnF1, size) = {rho[0]:.2f} (p {rho[1]:.3f})" if rho else dataset
         ax.set_title(title, fontsize=7)
         ax.set_xlabel("task accuracy", fontsize=7)
         ax.set_ylabel("UnF1 (open, default)", fontsize=7)
