@@ -226,6 +226,7 @@ def train_lora(model, processor, examples: pl.DataFrame, training: Mapping[str, 
     steps = total_steps(examples.height, training)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(round(float(training["warmup_ratio"]) * steps)), steps)
     batch_size, every = int(training["batch_size"]), int(training["checkpoint_steps"])
+    log_every = max(1, steps // 20)
     state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "losses": [], "fingerprint": key, "steps": steps}
     found = latest_checkpoint(checkpoint_dir, key)
     if found is not None:
@@ -269,6 +270,8 @@ def train_lora(model, processor, examples: pl.DataFrame, training: Mapping[str, 
                 save_checkpoint(checkpoint_dir / f"step-{state['step']:06d}", peft_model, optimizer, scheduler, state)
                 _keep_newest(checkpoint_dir, 2)
                 log.info("step %d/%d: loss %.4f (checkpoint)", state["step"], steps, state["losses"][-1][1])
+            elif state["step"] % log_every == 0:  # the loss curve in the job's log, ~20 lines a job
+                log.info("step %d/%d: loss %.4f", state["step"], steps, state["losses"][-1][1])
             if on_step is not None:
                 on_step(state["step"])
     seconds = time.perf_counter() - started
