@@ -120,6 +120,29 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, tiny_models):
     assert first["fingerprint"] != second["fingerprint"]
 
 
+def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, tiny_models):
+    import torch
+
+    from prompt_reliability.scoring.backends.hf import load_model
+    from prompt_reliability.scoring.distillation import train_lora
+
+    data = pl.read_parquet(examples(tmp_path))
+    settings = {"path": str(tiny_models["qwen2_vl"]), "revision": None, "trust_remote_code": False, "dtype": "float32",
+                "device_map": None}
+    adapters = []
+    for checkpointing in (False, True):
+        processor, model = load_model("student", settings)
+        model.requires_grad_(False)
+        trained, summary = train_lora(model, processor, data, {**TRAINING, "max_steps": 3, "dropout": 0.0,
+                                                               "gradient_checkpointing": checkpointing},
+                                      tmp_path / f"ck{checkpointing}")
+        adapters.append({k: v.detach().clone() for k, v in trained.named_parameters() if v.requires_grad})
+    assert adapters[0].keys() == adapters[1].keys()
+    for key, value in adapters[0].items():  # recomputed activations: the same gradients up to rounding
+        assert torch.allclose(value, adapters[1][key], atol=1e-5), key
+    assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in adapters[1].items() if "lora_B" in k)
+
+
 def test_schedule_helpers_and_errors():
     assert sorted(epoch_order(10, 0, 1)) == list(range(10)) and epoch_order(10, 0, 1) == epoch_order(10, 0, 1)
     assert epoch_order(10, 0, 1) != epoch_order(10, 0, 2)

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 TRAINING_KEYS = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
                  "max_grad_norm", "rank", "alpha", "dropout", "target_modules", "checkpoint_steps", "seed")
+# (gradient_checkpointing is not among them: it changes memory and time, not what is computed, so a
+# checkpoint written without it resumes with it)
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids")
 
 
@@ -218,6 +220,9 @@ def train_lora(model, processor, examples: pl.DataFrame, training: Mapping[str, 
     key = fingerprint(training, examples, hashes, base)
     checkpoint_dir = Path(checkpoint_dir)
 
+    if training.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # the frozen embeddings' outputs must carry gradients to the adapters
     torch.manual_seed(int(training["seed"]))  # LoRA's A matrices are drawn here
     peft_model = lora_model(model, training)
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
@@ -331,7 +336,7 @@ def train_adapter(*, data: str, adapter: str, curve: str, student: str, teacher:
     base = model_fingerprint(settings["path"], getattr(model.config, "_commit_hash", None), settings["revision"])
     peft_model, summary = train_lora(model, processor, examples, training, checkpoints, base=base)
     provenance = {"student": student, "teacher": teacher, "strategy": strategy, "base": base,
-                  "training": {k: training[k] for k in TRAINING_KEYS},
+                  "training": dict(training),
                   "data": io.read_parquet_metadata(data).get("distillation_data", {}),
                   "data_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest()}
     with io.atomic_dir(adapter) as tmp:
