@@ -10,7 +10,7 @@ from brute_force import brute_force_metrics, ece, weighted_nll
 from conftest import dry_run_jobs, run_snakemake
 
 from prompt_reliability.analysis import bootstrap as bs
-from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis import metrics, smooth_ece
 from prompt_reliability.analysis.lock import locked_scores
 from prompt_reliability.base import io
 from prompt_reliability.data.matrix import split_rows
@@ -34,7 +34,7 @@ def test_vectorised_equals_brute_force_on_the_same_resamples():
     y, selected, mean = pair()
     scores = np.stack([selected, mean])
     weights = np.stack([bs.prevalence_weights(y, p) for p in PREVALENCES])
-    point, resampled = bs.bootstrap_metrics(y, scores, PREVALENCES, n_resamples=57, seed=42, chunk_size=5)
+    point, resampled, _, _ = bs.bootstrap_metrics(y, scores, PREVALENCES, n_resamples=57, seed=42, chunk_size=5)
     # the brute force draws nothing itself: it loops over the kernel's own resample indices, with per-sample weights
     expected = brute_force_metrics(y, scores, weights, bs.resample_indices(len(y), 57, 42, 5))
     assert resampled.shape == expected.shape == (57, 4, 2, 2)
@@ -76,7 +76,7 @@ def test_native_weighted_metrics_equal_unweighted():
     # a target equal to the native prevalence gives weights of exactly 1 too
     assert (bs.prevalence_weights(y, float(np.mean(y))) == 1).all()
     scores = np.stack([selected, mean])
-    point, resampled = bs.bootstrap_metrics(y, scores, ["native"], n_resamples=40, seed=42)
+    point, resampled, _, _ = bs.bootstrap_metrics(y, scores, ["native"], n_resamples=40, seed=42)
     for s, p in enumerate(scores):
         assert abs(point[0, s, 0] - metrics.nll(y, p)) < 1e-12
         assert abs(point[0, s, 1] - metrics.ece(y, p)) < 1e-12
@@ -107,7 +107,7 @@ def test_weighted_ece_and_nll_by_hand():
     # bin 0 holds the first three (W_b = 3.5): |sum w y - sum w p| = |0.5 - 0.095|; the top bin is calibrated
     expected_ece = abs(0.5 - (0.5 * 0.04 + 1.5 * 0.05)) / 4
     expected_nll = (1.5 * -np.log1p(-1e-12) + 0.5 * -np.log(0.04) + 1.5 * -np.log(0.95) + 0.5 * -np.log(1 - 1e-12)) / 4
-    point, _ = bs.bootstrap_metrics(y, p[None], [0.25], n_resamples=1, seed=0)
+    point, *_ = bs.bootstrap_metrics(y, p[None], [0.25], n_resamples=1, seed=0)
     assert point[0, 0, 1] == pytest.approx(expected_ece, rel=1e-12)
     assert point[0, 0, 0] == pytest.approx(expected_nll, rel=1e-12)
     assert ece(y, p, w=w) == pytest.approx(expected_ece, rel=1e-12)
@@ -187,13 +187,13 @@ def test_workflow_writes_bootstrap_and_selective_tables(import_run_copy):
     tables = import_workdir / "results/tables"
     boot = pl.read_csv(tables / "bootstrap.csv")
     assert boot.columns == list(bs.TABLE_COLUMNS)
-    assert boot.height == 2 * 2 * 4 * 2  # models x pairs x prevalences x metrics
+    assert boot.height == 2 * 2 * (4 * 2 + 1)  # models x pairs x (prevalences x metrics + native smECE)
     assert boot["prevalence"].unique(maintain_order=True).to_list() == ["native", "0.25", "0.1", "0.05"]
-    assert (boot["n_resamples"] == 300).all()
+    assert (boot["n_resamples"] == 300).all()  # smece_resamples (2000) is capped by resamples
     assert (boot["ci_low"] <= boot["ci_high"]).all() and boot["p_value"].is_between(0, 1).all()
     summary = pl.read_csv(tables / "bootstrap_summary.csv")
     assert summary.columns == ["metric", "prevalence", "pairs", "ci_wins", "ci_losses"]
-    assert summary.height == 8 and (summary["pairs"] == 4).all()
+    assert summary.height == 9 and (summary["pairs"] == 4).all()
     # native point estimates are the unweighted metrics of the locked selected prompt and the mean
     rows = split_rows(pl.read_parquet(import_workdir / "results/matrix/m2/ds_b.parquet"), "test")
     scores = locked_scores(rows, io.read_json(import_workdir / "results/lock/m2.json"))
@@ -201,7 +201,8 @@ def test_workflow_writes_bootstrap_and_selective_tables(import_run_copy):
     native = boot.filter((pl.col("model") == "m2") & (pl.col("dataset") == "ds_b") & (pl.col("prevalence") == "native"))
     assert native["delta"].to_list() == pytest.approx(
         [metrics.nll(y, scores["selected"]) - metrics.nll(y, scores["mean"]),
-         metrics.ece(y, scores["selected"]) - metrics.ece(y, scores["mean"])], abs=1e-12)
+         metrics.ece(y, scores["selected"]) - metrics.ece(y, scores["mean"]),
+         smooth_ece.smece(y, scores["selected"])[0] - smooth_ece.smece(y, scores["mean"])[0]], abs=1e-12)
     selective = pl.read_csv(tables / "selective.csv")
     assert selective.columns == ["model", "dataset", "split", "signal", "target", "value"]
     assert selective.height == 4 * 3 * (10 + 2)  # 10 configured targets + eaurc_error, augrc_error

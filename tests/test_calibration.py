@@ -245,7 +245,7 @@ def test_write_calibration_applies_the_lock_to_the_evaluation_split(tmp_path):
     io.write_json(lock, tmp_path / "lock.json")
     table = write_calibration(matrix=str(tmp_path / "m.parquet"), lock=str(tmp_path / "lock.json"), table=str(tmp_path / "out.parquet"), model="m", dataset="d",
                               split="test", analysis={"ece_bins": 15, "eps": 1e-12})
-    assert table.columns == ["model", "dataset", "split", "method", "nll", "ece", "auroc", "auprc"]
+    assert table.columns == ["model", "dataset", "split", "method", "nll", "ece", "auroc", "auprc", "smece"]
     assert table["method"].to_list() == METHODS
     test = matrix.filter(pl.col("split") == "test")
     y = test["label"].to_numpy()
@@ -253,6 +253,9 @@ def test_write_calibration_applies_the_lock_to_the_evaluation_split(tmp_path):
     T = lock["calibrators"]["selected"]["temperature"]["T"]
     row = table.filter(pl.col("method") == "ts_selected").row(0, named=True)
     assert row["nll"] == pytest.approx(metrics.nll(y, expit(logit(selected) / T)), rel=1e-12)
+    import relplot
+
+    assert rows_smece_equal(table, "selected", relplot.smECE(selected, y.astype(float)))
     # temperature and Platt (a > 0) are monotone: ranking metrics are those of the untreated score
     rows = {r["method"]: r for r in table.iter_rows(named=True)}
     assert rows["ts_mean"]["auroc"] == rows["mean"]["auroc"] and rows["platt_selected"]["auprc"] == rows["selected"]["auprc"]
@@ -324,3 +327,8 @@ def test_lock_file_is_unchanged_when_evaluation_labels_change(import_run_copy):
     # ... while every evaluation pair saw its new labels (flipped labels: AUROC -> 1 - AUROC)
     np.testing.assert_allclose(after["auroc"], 1 - before["auroc"], rtol=1e-12)
     assert (after["nll"] != before["nll"]).all()
+
+
+def rows_smece_equal(table: pl.DataFrame, method: str, reference: float) -> bool:
+    """The table's smooth ECE of ``method`` is relplot's value exactly (the point estimate is relplot's call)."""
+    return table.filter(pl.col("method") == method)["smece"][0] == reference

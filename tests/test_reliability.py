@@ -8,6 +8,7 @@ import brute_force
 import numpy as np
 import polars as pl
 import pytest
+import relplot
 from conftest import PROMPT_IDS, analysis_defaults
 
 from prompt_reliability.analysis import metrics, reliability
@@ -98,7 +99,8 @@ def pair():
 def test_reliability_table_scores_locked_prompts_mean_and_family_means(pair):
     matrix, lock, y, p = pair
     table = reliability.reliability_table(matrix, "test", lock, FAMILY_OF)
-    assert table.columns == ["split", "method", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce"]
+    assert table.columns == ["split", "method", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce",
+                             "smece"]
     assert table["method"].to_list() == ["selected", "random", "mean", "mean_A", "mean_B", "mean_C"]
     expected = {
         "selected": p[:, PROMPT_IDS.index(lock["selected_prompt"])],
@@ -112,6 +114,7 @@ def test_reliability_table_scores_locked_prompts_mean_and_family_means(pair):
         assert row["n"] == len(y)
         want = metrics.reliability_metrics(y, expected[row["method"]])
         assert {k: row[k] for k in want} == pytest.approx(want)
+        assert row["smece"] == relplot.smECE(expected[row["method"]], y.astype(float))  # the reference itself
 
 
 def test_lock_from_other_prompts_is_rejected(pair):

@@ -22,10 +22,17 @@ def test_import_config_runs_from_any_workdir(import_run):
     # only the import config's models and datasets: the embedded default must not leak in
     assert sorted(table["model"].unique().to_list()) == ["m1", "m2"]
     assert sorted(table["dataset"].unique().to_list()) == ["ds_a", "ds_b"]
-    assert table.columns == ["model", "dataset", "split", "prompt_id", "family", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce"]
+    assert table.columns == ["model", "dataset", "split", "prompt_id", "family", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce", "smece"]
     assert table.height == 2 * 2 * 15
     assert set(table["prompt_id"]) == set(PROMPT_IDS)
     assert table.filter(pl.col("dataset") == "ds_b")["n"].unique().to_list() == [50]
+    # smooth ECE is relplot's value on the pair's scores
+    import relplot
+
+    rows = pl.read_parquet(import_workdir / "results/matrix/m2/ds_b.parquet").filter(pl.col("split") == "test")
+    row = table.filter((pl.col("model") == "m2") & (pl.col("dataset") == "ds_b") & (pl.col("prompt_id") == PROMPT_IDS[3]))
+    assert row["smece"][0] == pytest.approx(relplot.smECE(rows[PROMPT_IDS[3]].to_numpy(), rows["label"].to_numpy().astype(float)),
+                                            rel=1e-12)  # the CSV round-trip rounds the last digit
     assert not (import_workdir / "results/data/synth.parquet").exists()
     # a second dry run has nothing to do
     assert dry_run_jobs(import_workdir, "--configfile", str(import_workdir / "config.yaml")) == {}

@@ -84,7 +84,7 @@ rule reliability_diagram:
     resources:
         **analysis_resources(),
     params:
-        analysis=analysis_params("ece_bins"),
+        analysis=analysis_params("ece_bins", "seed"),
     run:
         call(
             reliability_figures.write_reliability_diagram,

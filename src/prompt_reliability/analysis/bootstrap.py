@@ -1,11 +1,15 @@
 """Per-sample bootstrap of mean-vs-selected NLL / ECE deltas under prevalence reweighting.
 
-Definitions (paper Appendices F and G):
+Definitions (paper Appendices F and G; smooth ECE added by this project):
 
 - ``delta = metric(selected) - metric(mean)`` for NLL and equal-width ECE; positive = the mean is better.
 - B resamples of the n samples with replacement (``numpy.random.default_rng(seed)``); the point
   estimate is on the original sample, the CI is the percentile interval of the resampled deltas and
   the two-sided p-value is ``min(1, 2 * min(P*(delta <= 0), P*(delta >= 0)))``.
+- ``smece``: the selected - mean smooth ECE (relplot, :mod:`.smooth_ece`), at native prevalence
+  only (relplot has no sample weights) and on the first ``smece_resamples`` of the same resamples
+  (paired with NLL and ECE); each score's bandwidth is held at its point estimate's sigma*
+  (``ci_method`` says so).
 - Prevalence ``pi`` (native prevalence ``pi0``): unsafe samples weigh ``pi / pi0``, safe samples
   ``(1 - pi) / (1 - pi0)``; ``native`` weighs every sample 1. Weighted NLL = ``sum w nll / sum w``;
   weighted ECE uses weighted bin counts, mean labels and mean probabilities. Resamples carry the
@@ -42,8 +46,12 @@ from prompt_reliability.base import io, tables
 from prompt_reliability.data.matrix import split_rows
 
 METRICS = ("nll", "ece")
+SMOOTH = "smece"
 NATIVE = "native"
-TABLE_COLUMNS = ("model", "dataset", "split", "prevalence", "metric", "delta", "ci_low", "ci_high", "p_value", "n_resamples")
+CI_METHOD = "percentile"
+SMOOTH_CI_METHOD = "percentile, bandwidth fixed at each score's sigma*"
+TABLE_COLUMNS = ("model", "dataset", "split", "prevalence", "metric", "delta", "ci_low", "ci_high", "p_value", "n_resamples",
+                 "ci_method")
 
 
 def prevalence_label(prevalence: str | float) -> str:
@@ -121,28 +129,50 @@ def resample_counts(indices: np.ndarray) -> np.ndarray:
     return np.bincount(flat.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
 
 
-def resampled_sums(design: np.ndarray, n_resamples: int, seed: int, chunk_size: int) -> np.ndarray:
-    """(n_resamples x m) column sums of ``design`` over every resample: ``C @ design``, chunk by chunk."""
+def resampled_sums(design: np.ndarray, n_resamples: int, seed: int, chunk_size: int,
+                   per_chunk: Sequence[Any] = (), per_chunk_resamples: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n_resamples x m) column sums of ``design`` over every resample: ``C @ design``, chunk by chunk;
+    and (per_chunk_resamples x len(per_chunk)) values of each function of a count chunk in
+    ``per_chunk`` on the first ``per_chunk_resamples`` resamples (the same count matrices)."""
     sums = np.empty((n_resamples, design.shape[1]))
+    extra = np.empty((per_chunk_resamples, len(per_chunk)))
     start = 0
     for indices in resample_indices(design.shape[0], n_resamples, seed, chunk_size):
-        sums[start:start + len(indices)] = resample_counts(indices) @ design
+        counts = resample_counts(indices)
+        sums[start:start + len(indices)] = counts @ design
+        if start < per_chunk_resamples:
+            head = counts[:per_chunk_resamples - start]
+            extra[start:start + len(head)] = np.column_stack([function(head) for function in per_chunk])
         start += len(indices)
-    return sums
+    return sums, extra
 
 
 def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, prevalences: Sequence[str | float], *, n_resamples: int, seed: int,
-                      chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS) -> tuple[np.ndarray, np.ndarray]:
-    """Point and resampled [NLL, ECE] of every score (rows of ``scores``) at every prevalence.
+                      chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS,
+                      smece_resamples: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Point and resampled [NLL, ECE] of every score (rows of ``scores``) at every prevalence, and its smooth ECE.
 
-    Returns ``point`` (P x S x 2) on the original sample and ``resampled`` (B x P x S x 2).
+    Returns ``point`` (P x S x 2) on the original sample, ``resampled`` (B x P x S x 2), the smooth
+    ECE point estimates (S) and, at native prevalence, ``smece_resamples`` resamples of it
+    (min(smece_resamples, B) x S; bandwidth fixed, :mod:`.smooth_ece`).
     """
     weights = np.array([class_weights(y, prevalence) for prevalence in prevalences])
     design = design_matrix(y, scores, n_bins, eps)
-    n_scores = np.atleast_2d(scores).shape[0]
+    scores = np.atleast_2d(scores)
+    n_scores = scores.shape[0]
+    smooth_point = np.full(n_scores, np.nan)
+    smooth = []
+    smece_resamples = min(smece_resamples, n_resamples)
+    if smece_resamples:
+        from prompt_reliability.analysis import smooth_ece
+
+        for k, p in enumerate(scores):
+            smooth_point[k], sigma = smooth_ece.smece(y, p)
+            smooth.append(smooth_ece.FixedBandwidth(y, p, sigma))
     point = metrics_from_sums(weighted_sums(design.sum(axis=0), weights, n_scores))
-    resampled = metrics_from_sums(weighted_sums(resampled_sums(design, n_resamples, seed, chunk_size), weights, n_scores))
-    return point, resampled
+    sums, smooth_resampled = resampled_sums(design, n_resamples, seed, chunk_size, smooth, smece_resamples)
+    resampled = metrics_from_sums(weighted_sums(sums, weights, n_scores))
+    return point, resampled, smooth_point, smooth_resampled
 
 
 def percentile_ci(deltas: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -159,22 +189,33 @@ def bootstrap_p_value(deltas: np.ndarray) -> np.ndarray:
 
 def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prevalences: Sequence[str | float], *,
                      n_resamples: int, seed: int, chunk_size: int = 256, confidence: float = 0.95, n_bins: int = 15,
-                     eps: float = metrics.EPS) -> pl.DataFrame:
-    """One row per (prevalence, metric): ``prevalence, metric, delta, ci_low, ci_high, p_value, n_resamples``.
+                     eps: float = metrics.EPS, smece_resamples: int = 0) -> pl.DataFrame:
+    """One row per (prevalence, metric): ``prevalence, metric, delta, ci_low, ci_high, p_value, n_resamples, ci_method``,
+    and with ``smece_resamples`` a native-prevalence ``smece`` row.
 
-    The same resamples serve every prevalence and both scores (a paired bootstrap).
+    The same resamples serve every prevalence, both scores and the smooth ECE (a paired bootstrap).
     """
-    point, resampled = bootstrap_metrics(y, np.stack([selected, mean]), prevalences, n_resamples=n_resamples, seed=seed,
-                                         chunk_size=chunk_size, n_bins=n_bins, eps=eps)
+    point, resampled, smooth_point, smooth_resampled = bootstrap_metrics(
+        y, np.stack([selected, mean]), prevalences, n_resamples=n_resamples, seed=seed, chunk_size=chunk_size,
+        n_bins=n_bins, eps=eps, smece_resamples=smece_resamples)
     delta = point[:, 0] - point[:, 1]  # P x 2: selected - mean
     deltas = resampled[:, :, 0] - resampled[:, :, 1]  # B x P x 2
     low, high = percentile_ci(deltas, confidence)
     p_value = bootstrap_p_value(deltas)
-    return pl.DataFrame([
+    rows = [
         {"prevalence": prevalence_label(prevalence), "metric": metric, "delta": float(delta[j, m]),
-         "ci_low": float(low[j, m]), "ci_high": float(high[j, m]), "p_value": float(p_value[j, m]), "n_resamples": n_resamples}
+         "ci_low": float(low[j, m]), "ci_high": float(high[j, m]), "p_value": float(p_value[j, m]),
+         "n_resamples": n_resamples, "ci_method": CI_METHOD}
         for j, prevalence in enumerate(prevalences) for m, metric in enumerate(METRICS)
-    ])
+    ]
+    if len(smooth_resampled):
+        smooth_deltas = smooth_resampled[:, 0] - smooth_resampled[:, 1]
+        smooth_low, smooth_high = percentile_ci(smooth_deltas, confidence)
+        rows.append({"prevalence": NATIVE, "metric": SMOOTH, "delta": float(smooth_point[0] - smooth_point[1]),
+                     "ci_low": float(smooth_low), "ci_high": float(smooth_high),
+                     "p_value": float(bootstrap_p_value(smooth_deltas)), "n_resamples": len(smooth_deltas),
+                     "ci_method": SMOOTH_CI_METHOD})
+    return pl.DataFrame(rows)
 
 
 def write_bootstrap(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
@@ -188,6 +229,7 @@ def write_bootstrap(*, matrix: str, lock: str, table: str, model: str, dataset: 
         rows["label"].to_numpy(), scores["selected"], scores["mean"], settings["prevalences"],
         n_resamples=settings["resamples"], seed=settings["seed"], chunk_size=settings["chunk_size"],
         confidence=settings["confidence"], n_bins=analysis["ece_bins"], eps=analysis["eps"],
+        smece_resamples=settings["smece_resamples"],
     )
     deltas = tables.label_pair(deltas, model, dataset, split)
     io.write_parquet(deltas, table)
@@ -200,7 +242,8 @@ def bootstrap_summary(table: pl.DataFrame) -> pl.DataFrame:
         pl.len().alias("pairs"),
         (pl.col("ci_low") > 0).sum().alias("ci_wins"),
         (pl.col("ci_high") < 0).sum().alias("ci_losses"),
-    ).sort(pl.col("metric").replace_strict({m: k for k, m in enumerate(METRICS)}, return_dtype=pl.Int64), maintain_order=True)
+    ).sort(pl.col("metric").replace_strict({m: k for k, m in enumerate((*METRICS, SMOOTH))}, return_dtype=pl.Int64),
+           maintain_order=True)
 
 
 def write_bootstrap_summary(*, table: str, summary: str, csv: str, md: str) -> pl.DataFrame:

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from scipy.special import expit, logit
 
-from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis import metrics, smooth_ece
 from prompt_reliability.analysis.lockfile import locked_scores, read_lock
 from prompt_reliability.base import io, tables
 from prompt_reliability.data.matrix import split_rows
@@ -247,19 +247,20 @@ def calibrated_scores(scores: Mapping[str, np.ndarray], calibrators: Mapping[str
 
 def calibration_table(rows: pl.DataFrame, lock: Mapping[str, Any], n_bins: int = 15, eps: float = metrics.EPS,
                       source: str = "") -> pl.DataFrame:
-    """One row per method (untreated and calibrated): ``method, nll, ece, auroc, auprc`` on ``rows``."""
+    """One row per method (untreated and calibrated): ``method, nll, ece, auroc, auprc, smece`` on ``rows``
+    (``smece``: relplot's smooth ECE, :mod:`.smooth_ece`)."""
     y = rows["label"].to_numpy()
     scores = calibrated_scores(locked_scores(rows, lock), lock.get("calibrators") or {}, eps, source)
     records = []
     for method, score in scores.items():
         values = metrics.reliability_metrics(y, score, n_bins=n_bins, eps=eps)
-        records.append({"method": method, **{m: values[m] for m in METRICS}})
-    return pl.DataFrame(records, schema={"method": pl.String, **{m: pl.Float64 for m in METRICS}})
+        records.append({"method": method, **{m: values[m] for m in METRICS}, "smece": smooth_ece.smece(y, score)[0]})
+    return pl.DataFrame(records, schema={"method": pl.String, **{m: pl.Float64 for m in (*METRICS, "smece")}})
 
 
 def write_calibration(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
                       analysis: Mapping[str, Any]) -> pl.DataFrame:
-    """Calibration metrics of one evaluation pair as ``model, dataset, split, method, nll, ece, auroc, auprc``."""
+    """Calibration metrics of one evaluation pair as ``model, dataset, split, method, nll, ece, auroc, auprc, smece``."""
     full = pl.read_parquet(matrix)
     rows = split_rows(full, split, matrix)
     result = calibration_table(rows, read_lock(lock, full), analysis["ece_bins"], analysis["eps"], lock)

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis import metrics, smooth_ece
 from prompt_reliability.base import io, tables
 from prompt_reliability.data.matrix import probabilities, split_rows
 
@@ -21,14 +21,16 @@ def per_prompt_table(
     threshold: float = 0.5,
     source: str = "",
 ) -> pl.DataFrame:
-    """One row per prompt: ``split, prompt_id, family, n, ece, nll, auroc, auprc, error``."""
+    """One row per prompt: ``split, prompt_id, family, n``, the :func:`metrics.reliability_metrics` and ``smece``
+    (relplot's smooth ECE, :mod:`.smooth_ece`)."""
     rows = split_rows(matrix, split, source)
     prompt_ids = list(family_of)
     y = rows["label"].to_numpy()
     p = probabilities(rows, prompt_ids)
     records = [
         {"split": split, "prompt_id": pid, "family": family_of[pid], "n": len(y),
-         **metrics.reliability_metrics(y, p[:, k], n_bins=n_bins, eps=eps, threshold=threshold)}
+         **metrics.reliability_metrics(y, p[:, k], n_bins=n_bins, eps=eps, threshold=threshold),
+         "smece": smooth_ece.smece(y, p[:, k])[0]}
         for k, pid in enumerate(prompt_ids)
     ]
     return pl.DataFrame(records)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from prompt_reliability.analysis import metrics
+from prompt_reliability.analysis import metrics, smooth_ece
 from prompt_reliability.analysis.lockfile import (
     LockMismatchError,
     check_lock,
@@ -26,7 +26,7 @@ from prompt_reliability.data.matrix import probabilities, split_rows
 from prompt_reliability.data.prompts import prompts_by_family
 
 LOWER_IS_BETTER = {"ece": True, "nll": True, "error": True, "auroc": False, "auprc": False,
-                   "brier": True, "macro_ce": True, "mce": True}
+                   "brier": True, "macro_ce": True, "mce": True, "smece": True}
 RANKING_METRICS = ("auroc", "auprc")
 # Comparisons counted in wins.csv: (challenger, baseline). Family means are added per config.
 CALIBRATION_COMPARISONS = (("mean", "selected"), ("mean", "random"))
@@ -43,12 +43,14 @@ def method_scores(rows: pl.DataFrame, lock: Mapping[str, Any], family_of: Mappin
 
 def reliability_table(matrix: pl.DataFrame, split: str, lock: Mapping[str, Any], family_of: Mapping[str, str],
                       n_bins: int = 15, eps: float = metrics.EPS, threshold: float = 0.5, source: str = "") -> pl.DataFrame:
-    """One row per method: ``split, method, n, ece, nll, auroc, auprc, error``."""
+    """One row per method: ``split, method, n``, the :func:`metrics.reliability_metrics` and ``smece`` (relplot's
+    smooth ECE, :mod:`.smooth_ece`)."""
     check_lock(matrix, lock, source)
     rows = split_rows(matrix, split, source)
     y = rows["label"].to_numpy()
     return pl.DataFrame([
-        {"split": split, "method": method, "n": len(y), **metrics.reliability_metrics(y, p, n_bins, eps, threshold)}
+        {"split": split, "method": method, "n": len(y), **metrics.reliability_metrics(y, p, n_bins, eps, threshold),
+         "smece": smooth_ece.smece(y, p)[0]}
         for method, p in method_scores(rows, lock, family_of).items()
     ])
 
@@ -169,13 +171,13 @@ def _count(wide: pl.DataFrame, challenger: str, baseline: str, metric: str) -> d
 def win_counts(reliability: pl.DataFrame, ranking: pl.DataFrame) -> pl.DataFrame:
     """``challenger, baseline, metric, wins, ties, losses, pairs, mean_gain`` (gain > 0: challenger better).
 
-    NLL and ECE: the mean and each family mean against the selected and random prompts (from
+    NLL, ECE and smooth ECE: the mean and each family mean against the selected and random prompts (from
     ``reliability.csv``). AUROC and AUPRC: the mean ensemble against Sel, Rand, Med15 and Mean15,
     and Med15 against Sel (from ``ranking_distribution.csv``).
     """
     records = []
     family_means = [m for m in reliability["method"].unique(maintain_order=True) if m.startswith("mean_")]
-    for metric in ("nll", "ece"):
+    for metric in ("nll", "ece", *(["smece"] if "smece" in reliability.columns else [])):
         wide = reliability.pivot(on="method", index=PAIR, values=metric)
         comparisons = list(CALIBRATION_COMPARISONS) + [(m, "selected") for m in family_means]
         records.extend(_count(wide, c, b, metric) for c, b in comparisons)

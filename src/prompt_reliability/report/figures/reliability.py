@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from prompt_reliability.analysis.lockfile import read_lock
+from prompt_reliability.analysis import smooth_ece
+from prompt_reliability.analysis.lockfile import locked_scores, read_lock
 from prompt_reliability.analysis.reliability import calibration_curves, method_deltas
+from prompt_reliability.data.matrix import split_rows
 from prompt_reliability.report.figures import BAD, GOOD, PALETTE, pair_labels, save_figure, subplots
 
 if TYPE_CHECKING:
@@ -19,18 +21,34 @@ DELTA_LABELS = {"ece": "ECE (lower better)", "nll": "NLL (lower better)", "auroc
 METHOD_LABELS = {"selected": "selected prompt (lock split)", "mean": "mean over prompts"}
 
 
-def reliability_diagram(curves: pl.DataFrame, title: str = "") -> Figure:
-    """Fraction unsafe against mean p per bin (non-empty bins), the diagonal, and each bin's count below."""
+def reliability_diagram(curves: pl.DataFrame, title: str = "",
+                        smooth: Mapping[str, Mapping[str, Any]] | None = None) -> Figure:
+    """Fraction unsafe against mean p per bin (non-empty bins), the diagonal, and each bin's count below;
+    with ``smooth`` (method -> :func:`smooth_ece.smoothed_curve`), relplot's smoothed curve and its 95% band
+    per method, the binned points drawn as markers only."""
     methods = curves["method"].unique(maintain_order=True).to_list()
     colours = dict(zip(methods, PALETTE))
+    smooth = smooth or {}
     fig, (top, bottom) = subplots(2, 1, figsize=(4.8, 5.8), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     top.plot([0, 1], [0, 1], linestyle="--", color="0.4", linewidth=1, label="perfect calibration")
     for method in methods:
         rows = curves.filter((pl.col("method") == method) & (pl.col("count") > 0)).sort("mean_p")
-        top.plot(rows["mean_p"], rows["frac_unsafe"], marker="o", color=colours[method], label=METHOD_LABELS.get(method, method))
+        label = METHOD_LABELS.get(method, method)
+        if method in smooth:
+            curve = smooth[method]
+            top.fill_between(curve["mesh"], curve["lower"], curve["upper"], color=colours[method], alpha=0.2, linewidth=0)
+            top.plot(curve["mesh"], curve["mu"], color=colours[method], linewidth=1.8,
+                     label=f"{label}, smECE {curve['smece']:.3f}")
+            top.plot(rows["mean_p"], rows["frac_unsafe"], marker="o", markersize=3.5, linestyle="none",
+                     color=colours[method], alpha=0.7)
+        else:
+            top.plot(rows["mean_p"], rows["frac_unsafe"], marker="o", color=colours[method], label=label)
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed fraction unsafe")
     top.set_title("Does the predicted probability match the observed rate?" + (f"\n{title}" if title else ""))
-    top.legend(loc="upper left")
+    if smooth:
+        top.plot([], [], marker="o", markersize=3.5, linestyle="none", color="0.4", label=f"{curves.filter(pl.col('method') == methods[0]).height} equal-width bins")
+        top.fill_between([], [], [], color="0.4", alpha=0.2, label="95% bootstrap band")
+    top.legend(loc="upper left", fontsize="small")
     width = (curves["upper"][0] - curves["lower"][0]) / (len(methods) + 1)
     for offset, method in enumerate(methods):
         rows = curves.filter(pl.col("method") == method)
@@ -68,8 +86,14 @@ def deltas_figure(reliability: pl.DataFrame, challenger: str = "mean", baseline:
 def write_reliability_diagram(*, matrix: str, lock: str, figure: str, model: str, dataset: str, split: str,
                               analysis: Mapping[str, Any]) -> None:
     full = pl.read_parquet(matrix)
-    curves = calibration_curves(full, split, read_lock(lock, full), analysis["ece_bins"], source=f"{matrix} with {lock}")
-    save_figure(reliability_diagram(curves, f"{model} / {dataset} / {split}"), figure)
+    lock_data = read_lock(lock, full)
+    curves = calibration_curves(full, split, lock_data, analysis["ece_bins"], source=f"{matrix} with {lock}")
+    rows = split_rows(full, split, matrix)
+    scores = locked_scores(rows, lock_data)
+    y = rows["label"].to_numpy()
+    smooth = {method: smooth_ece.smoothed_curve(y, scores[method], seed=analysis["seed"])
+              for method in curves["method"].unique(maintain_order=True)}
+    save_figure(reliability_diagram(curves, f"{model} / {dataset} / {split}", smooth), figure)
 
 
 def write_deltas_figure(*, table: str, figure: str) -> None:
