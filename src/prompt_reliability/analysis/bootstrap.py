@@ -34,7 +34,7 @@ move only by floating-point noise) and memory stays at about 28 bytes x chunk_si
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ import polars as pl
 
 from prompt_reliability.analysis import metrics
 from prompt_reliability.analysis.lockfile import locked_scores, read_lock
+from prompt_reliability.analysis.resampling import resample_counts, resample_indices
 from prompt_reliability.base import io, tables
 from prompt_reliability.data.matrix import split_rows
 
@@ -108,25 +109,6 @@ def metrics_from_sums(sums: np.ndarray) -> np.ndarray:
     """(..., 2) array of [NLL, ECE] from (..., 2 + M) sums ``[sum w, sum w nll, sum_{bin} w (y - p) ...]``."""
     total = sums[..., 0]
     return np.stack([sums[..., 1] / total, np.abs(sums[..., 2:]).sum(axis=-1) / total], axis=-1)
-
-
-def resample_indices(n: int, n_resamples: int, seed: int, chunk_size: int) -> Iterator[np.ndarray]:
-    """Chunks (rows = resamples) of ``default_rng(seed).integers(0, n, size=(n_resamples, n))``.
-
-    One generator feeds every chunk, so the concatenated chunks are the same for any chunk size.
-    """
-    if n < 1:
-        raise ValueError("cannot resample an empty evaluation pair")
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples, chunk_size):
-        yield rng.integers(0, n, size=(min(chunk_size, n_resamples - start), n), dtype=np.uint32)
-
-
-def resample_counts(indices: np.ndarray) -> np.ndarray:
-    """The (resamples x n) float count matrix of a chunk of resample indices."""
-    rows, n = indices.shape
-    flat = indices + (np.arange(rows, dtype=np.int64) * n)[:, None]
-    return np.bincount(flat.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
 
 
 def resampled_sums(design: np.ndarray, n_resamples: int, seed: int, chunk_size: int,

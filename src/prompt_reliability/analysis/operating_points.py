@@ -33,8 +33,9 @@ log = logging.getLogger("prompt_reliability")
 
 NATIVE = "native"
 SCORES = ("mean", "selected")
-COLUMNS = ("model", "dataset", "split", "score", "target", "target_value", "threshold", "recall", "fpr", "precision",
-           "flag_rate", "prevalence")
+POINT, GUARANTEED = "point", "guaranteed"
+COLUMNS = ("model", "dataset", "split", "score", "target", "target_value", "kind", "confidence", "threshold", "recall",
+           "fpr", "precision", "flag_rate", "prevalence")
 
 
 def candidates(scores: np.ndarray) -> np.ndarray:
@@ -68,6 +69,43 @@ def fpr_threshold(y: np.ndarray, scores: np.ndarray, target: float) -> float | N
     return float(cand[ok[0]]) if len(ok) else None
 
 
+def _binomial_cdf(k: np.ndarray, n: int, p: float) -> np.ndarray:
+    from scipy.stats import binom
+
+    return binom.cdf(k, n, p)
+
+
+def guaranteed_recall_threshold(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> float | None:
+    """Highest candidate whose recall is >= ``target`` with probability >= 1 - ``delta`` (module docstring);
+    None when the lock split's unsafe samples are too few for the guarantee."""
+    y, scores = np.asarray(y), np.asarray(scores, dtype=float)
+    unsafe = np.sort(scores[y == 1])
+    if not len(unsafe):
+        return None
+    cand = candidates(scores)[:-1]  # ascending; +inf flags nothing and never guarantees a recall > 0
+    misses = np.searchsorted(unsafe, cand, side="left")  # unsafe scores below each candidate
+    rejected = _binomial_cdf(misses, len(unsafe), 1.0 - target) <= delta
+    passed = np.flatnonzero(~rejected)
+    last = (passed[0] if len(passed) else len(cand)) - 1  # fixed sequence: stop before the first failure
+    return float(cand[last]) if last >= 0 else None
+
+
+def guaranteed_fpr_threshold(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> float | None:
+    """Lowest candidate whose FPR is <= ``target`` with probability >= 1 - ``delta`` (module docstring);
+    None when the lock split's safe samples are too few for the guarantee."""
+    y, scores = np.asarray(y), np.asarray(scores, dtype=float)
+    safe = np.sort(scores[y == 0])
+    if not len(safe):
+        return None
+    cand = candidates(scores)[::-1]  # descending from +inf
+    alarms = len(safe) - np.searchsorted(safe, cand, side="left")
+    rejected = _binomial_cdf(alarms, len(safe), target) <= delta
+    passed = np.flatnonzero(~rejected)
+    last = (passed[0] if len(passed) else len(cand)) - 1
+    # +inf (nothing flagged) has FPR 0 for sure but is no operating point: it needs rejecting like the rest
+    return float(cand[last]) if last >= 0 and np.isfinite(cand[last]) else None
+
+
 def rates(y: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float | None, float | None]:
     """``(recall, fpr)`` of flagging ``score >= threshold``; None for a class the samples lack."""
     y, scores = np.asarray(y), np.asarray(scores, dtype=float)
@@ -93,30 +131,40 @@ def prevalence_label(prevalence: str | float) -> str:
 
 def operating_points(lock_y: np.ndarray, lock_scores: Mapping[str, np.ndarray], y: np.ndarray,
                      scores: Mapping[str, np.ndarray], recall_targets: Sequence[float], fpr_targets: Sequence[float],
-                     prevalences: Sequence[str | float] = (NATIVE,)) -> pl.DataFrame:
-    """One row per (score, target, prevalence): lock-split threshold, evaluation recall/FPR/precision/flag rate."""
+                     prevalences: Sequence[str | float] = (NATIVE,), delta: float = 0.05) -> pl.DataFrame:
+    """One row per (score, target, kind, prevalence): lock-split threshold (point estimate, and guaranteed with
+    probability ``1 - delta``), evaluation recall/FPR/precision/flag rate."""
     native = float(np.mean(y)) if len(y) else float("nan")
     rows = []
     for name, lock_s in lock_scores.items():
-        targets = [("recall", r, recall_threshold(lock_y, lock_s, r)) for r in recall_targets]
-        targets += [("fpr", f, fpr_threshold(lock_y, lock_s, f)) for f in fpr_targets]
-        for target, value, threshold in targets:
+        targets = [("recall", r, POINT, recall_threshold(lock_y, lock_s, r)) for r in recall_targets]
+        targets += [("recall", r, GUARANTEED, guaranteed_recall_threshold(lock_y, lock_s, r, delta))
+                    for r in recall_targets]
+        targets += [("fpr", f, POINT, fpr_threshold(lock_y, lock_s, f)) for f in fpr_targets]
+        targets += [("fpr", f, GUARANTEED, guaranteed_fpr_threshold(lock_y, lock_s, f, delta)) for f in fpr_targets]
+        for target, value, kind, threshold in targets:
             if threshold is None:
-                log.warning("operating point %s %s=%g: no lock-split threshold reaches it (the lock split lacks "
-                            "the class it counts); row left empty", name, target, value)
+                why = ("the lock split lacks the class it counts" if kind == POINT else
+                       f"the lock split has too few samples of the class it counts for a guarantee at delta = {delta:g}")
+                log.warning("operating point %s %s=%g (%s): no lock-split threshold reaches it (%s); row left empty",
+                            name, target, value, kind, why)
                 recall = fpr = None
             else:
                 recall, fpr = rates(y, scores[name], threshold)
             for prevalence in prevalences:
                 pi = native if prevalence == NATIVE else float(prevalence)
                 precision, flag_rate = at_prevalence(recall, fpr, pi)
-                rows.append({"score": name, "target": target, "target_value": float(value), "threshold": threshold,
+                rows.append({"score": name, "target": target, "target_value": float(value), "kind": kind,
+                             "confidence": 1.0 - delta if kind == GUARANTEED else None, "threshold": threshold,
                              "recall": recall, "fpr": fpr, "precision": precision, "flag_rate": flag_rate,
                              "prevalence": prevalence_label(prevalence)})
-    schema = {"score": pl.String, "target": pl.String, "target_value": pl.Float64, "threshold": pl.Float64,
-              "recall": pl.Float64, "fpr": pl.Float64, "precision": pl.Float64, "flag_rate": pl.Float64,
-              "prevalence": pl.String}
-    return pl.DataFrame(rows, schema=schema)
+    schema = {"score": pl.String, "target": pl.String, "target_value": pl.Float64, "kind": pl.String,
+              "confidence": pl.Float64, "threshold": pl.Float64, "recall": pl.Float64, "fpr": pl.Float64,
+              "precision": pl.Float64, "flag_rate": pl.Float64, "prevalence": pl.String}
+    order = {"recall": 0, "fpr": 1}
+    return pl.DataFrame(rows, schema=schema).sort(
+        pl.col("score").replace_strict({s: k for k, s in enumerate(lock_scores)}, return_dtype=pl.Int64),
+        pl.col("target").replace_strict(order, return_dtype=pl.Int64), maintain_order=True)
 
 
 def write_operating_points(*, matrix: str, lock_matrix: str, lock: str, table: str, model: str, dataset: str,
@@ -132,7 +180,7 @@ def write_operating_points(*, matrix: str, lock_matrix: str, lock: str, table: s
     settings = analysis["operating_points"]
     frame = operating_points(
         lock_rows["label"].to_numpy(), {s: lock_all[s] for s in SCORES}, rows["label"].to_numpy(),
-        {s: eval_all[s] for s in SCORES}, settings["recall"], settings["fpr"], prevalences)
+        {s: eval_all[s] for s in SCORES}, settings["recall"], settings["fpr"], prevalences, settings["delta"])
     frame = tables.label_pair(frame, model, dataset, split)
     io.write_parquet(frame, table)
     return frame

@@ -118,7 +118,7 @@ def smoothed_curve(y: np.ndarray, p: np.ndarray, *, n_resamples: int = 200, seed
     percentile band of the same smoother over ``n_resamples`` seeded resamples (relplot bags 200
     unseeded scikit-learn refits, ~0.8 s a curve; here one batched product).
     """
-    from prompt_reliability.analysis.bootstrap import resample_counts, resample_indices
+    from prompt_reliability.analysis.resampling import resample_counts, resample_indices
 
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
