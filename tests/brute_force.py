@@ -133,3 +133,32 @@ def chair_reference(captions, truths, objects) -> dict[str, float]:
         f1s.append(2 * p * r / (p + r) if p + r else 0.0)
     return {"chair_i": hallucinated / mentioned, "chair_s": bad_captions / len(captions),
             "chair_f1": sum(f1s) / len(f1s)}
+
+
+def prr(error, confidence) -> float:
+    """LM-Polygraph's prediction rejection ratio (quality = 1 - error) by enumeration: the rejection area is
+    averaged over every order of the tied confidences (itertools.permutations; small inputs only), the random
+    area over every order of all samples, the oracle is every correct sample first."""
+    from itertools import permutations
+
+    quality = [1.0 - e for e in error]
+    n = len(quality)
+
+    def area(order):
+        total, accepted = 0.0, 0.0
+        for k, i in enumerate(order, start=1):
+            accepted += quality[i]
+            total += accepted / k
+        return total / n
+
+    def expected_area(groups):
+        orders = [[]]
+        for group in groups:  # every order within each group, groups in sequence
+            orders = [o + list(p) for o in orders for p in permutations(group)]
+        return sum(area(o) for o in orders) / len(orders)
+
+    levels = sorted(set(confidence), reverse=True)
+    signal = expected_area([[i for i in range(n) if confidence[i] == c] for c in levels])
+    random = expected_area([list(range(n))])
+    oracle = area(sorted(range(n), key=lambda i: -quality[i]))
+    return float("nan") if oracle == random else (signal - random) / (oracle - random)

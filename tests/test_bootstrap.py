@@ -205,7 +205,7 @@ def test_workflow_writes_bootstrap_and_selective_tables(import_run_copy):
          smooth_ece.smece(y, scores["selected"])[0] - smooth_ece.smece(y, scores["mean"])[0]], abs=1e-12)
     selective = pl.read_csv(tables / "selective.csv")
     assert selective.columns == ["model", "dataset", "split", "signal", "target", "value"]
-    assert selective.height == 4 * 3 * (10 + 2)  # 10 configured targets + eaurc_error, augrc_error
+    assert selective.height == 4 * 3 * (10 + 3)  # 10 configured targets + eaurc_error, augrc_error, prr_error
     wins = pl.read_csv(tables / "selective_summary.csv")
     assert wins.columns == ["target", "pairs", "std", "entropy", "margin"]
     assert (wins["pairs"] == 4).all() and (wins.select(pl.sum_horizontal("std", "entropy", "margin")) >= 4).to_series().all()

@@ -119,3 +119,22 @@ def test_selective_threshold_free_targets_per_signal():
     # one tie group: AURC = 2/5 at coverage 1, E-AURC = 2/5 - (1/5)(1/4 + 2/5)
     assert got[("margin", "eaurc_error")] == pytest.approx(0.4 - (0.25 + 0.4) / 5)
     assert got[("margin", "augrc_error")] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prr_matches_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 8))
+    error = rng.integers(0, 2, n).astype(float)
+    error[0], error[1] = 0.0, 1.0  # both outcomes present
+    confidence = np.round(rng.random(n), 1)  # ties
+    assert metrics.prr(error, confidence) == pytest.approx(brute_force.prr(error.tolist(), confidence.tolist()), abs=1e-12)
+
+
+def test_prr_anchors():
+    error = np.array([0, 0, 1, 0, 1, 1], dtype=float)
+    assert metrics.prr(error, -error) == pytest.approx(1.0)  # oracle: every correct sample first
+    assert metrics.prr(error, error) < 0  # every error first: worse than random
+    assert metrics.prr(error, np.zeros(6)) == pytest.approx(0.0)  # one tie group: the random order's expectation
+    assert np.isnan(metrics.prr(np.zeros(4), np.arange(4.0)))  # nothing to reject: 0/0
+    assert np.isnan(metrics.prr(np.ones(4), np.arange(4.0)))

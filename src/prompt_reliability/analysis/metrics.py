@@ -21,6 +21,13 @@ generalised risk ``g = errors_accepted / N``.
   risk of the whole tie group.
 - AUGRC (Traub et al. 2024, fd-shifts): the trapezoidal area under ``g(c)`` from ``(0, 0)``; within a
   tie group g grows linearly, which is its expectation under random tie-breaking.
+- PRR, the prediction rejection ratio (LM-Polygraph's ``PredictionRejectionArea``, normalised), with
+  quality ``q = 1 - error``: samples are accepted most confident first; the prediction-rejection
+  area is ``A = (1/N) sum_{k=1..N} (mean q of the k accepted)``; ``PRR = (A - A_random) / (A_oracle -
+  A_random)`` with ``A_random`` = mean q (the expectation under a random order; LM-Polygraph averages
+  random permutations) and ``A_oracle`` = A with every correct sample first. Within a tie group the
+  accepted sum grows linearly (its expectation under random tie-breaking). 1 = oracle ranking, 0 =
+  random, negative = worse than random; NaN when every sample is right or every one wrong (0/0).
 """
 
 from __future__ import annotations
@@ -175,6 +182,36 @@ def augrc(error: np.ndarray, confidence: np.ndarray) -> float:
         return float("nan")
     accepted, errors, n = _working_points(error, confidence)
     return float(np.trapezoid(np.r_[0.0, errors / n], np.r_[0.0, accepted / n]))
+
+
+def _rejection_area(quality: np.ndarray, confidence: np.ndarray) -> float:
+    """``(1/N) sum_k`` mean quality of the k most confident, ties entering in expectation (module docstring)."""
+    order = np.argsort(-confidence, kind="stable")
+    c_sorted, q_sorted = confidence[order], quality[order]
+    n = len(q_sorted)
+    group_end = np.flatnonzero(np.r_[c_sorted[1:] != c_sorted[:-1], True])  # last index of each tie group
+    group_start = np.r_[0, group_end[:-1] + 1]
+    sums = np.cumsum(q_sorted)
+    before = np.r_[0.0, sums][group_start]  # quality accepted before each group
+    group_mean = (sums[group_end] - before) / (group_end - group_start + 1)
+    member_group = np.repeat(np.arange(len(group_start)), group_end - group_start + 1)
+    k = np.arange(1, n + 1)
+    expected_sum = before[member_group] + (k - group_start[member_group]) * group_mean[member_group]
+    return float(np.mean(expected_sum / k))
+
+
+def prr(error: np.ndarray, confidence: np.ndarray) -> float:
+    """Prediction rejection ratio with quality ``1 - error`` (module docstring); NaN when it is 0/0."""
+    error = np.asarray(error, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if len(error) == 0:
+        return float("nan")
+    quality = 1.0 - error
+    random = float(quality.mean())
+    oracle = _rejection_area(quality, quality)  # correct samples first (ties among equals change nothing)
+    if oracle - random <= 0:
+        return float("nan")
+    return (_rejection_area(quality, confidence) - random) / (oracle - random)
 
 
 def error_rate(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:

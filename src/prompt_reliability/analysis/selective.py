@@ -13,6 +13,8 @@
 - Threshold-free targets ``eaurc_error`` and ``augrc_error`` (always added): E-AURC and AUGRC of the
   0/1 error of ``pbar`` at the threshold, with confidence ``-uncertainty``, over all distinct
   confidence values (definitions in :mod:`prompt_reliability.analysis.metrics`); lower is better.
+  ``prr_error``: LM-Polygraph's prediction rejection ratio with quality = 1 - error; **higher** is
+  better (1 = oracle, 0 = random; NaN when every sample is right or every one wrong, left out of wins).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from prompt_reliability.base.selective_targets import (
 from prompt_reliability.data.matrix import probabilities, split_rows
 
 SIGNALS = ("std", "entropy", "margin")
+HIGHER_IS_BETTER = frozenset({"prr_error"})
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -121,13 +124,15 @@ def target_values(curves: pl.DataFrame, targets: Sequence[Target]) -> pl.DataFra
 
 
 def threshold_free_values(y: np.ndarray, p: np.ndarray, signals: Mapping[str, np.ndarray], threshold: float = 0.5) -> pl.DataFrame:
-    """``signal, target, value`` with targets ``eaurc_error`` and ``augrc_error`` of ``p``'s errors under every signal."""
+    """``signal, target, value`` with targets ``eaurc_error``, ``augrc_error`` and ``prr_error`` of ``p``'s errors
+    under every signal."""
     error = ((np.asarray(p) >= threshold).astype(np.int64) != np.asarray(y)).astype(np.float64)
     rows = []
     for signal, uncertainty in signals.items():
         confidence = -np.asarray(uncertainty, dtype=np.float64)
         rows.append({"signal": signal, "target": "eaurc_error", "value": metrics.eaurc(error, confidence)})
         rows.append({"signal": signal, "target": "augrc_error", "value": metrics.augrc(error, confidence)})
+        rows.append({"signal": signal, "target": "prr_error", "value": metrics.prr(error, confidence)})
     return pl.DataFrame(rows)
 
 
@@ -153,9 +158,12 @@ def write_selective(*, matrix: str, lock: str, curves: str, table: str, model: s
 
 
 def selective_summary(table: pl.DataFrame) -> pl.DataFrame:
-    """Per target: pairs and, per signal, in how many pairs it has the lowest value (ties credit every tied signal)."""
+    """Per target: pairs and, per signal, in how many pairs it has the best value (the lowest; the highest for
+    :data:`HIGHER_IS_BETTER` targets; ties credit every tied signal; NaN values win nothing)."""
     pair = ["model", "dataset", "split", "target"]
-    wins = table.with_columns((pl.col("value") == pl.col("value").min().over(pair)).alias("win"))
+    value = pl.col("value").fill_nan(None)
+    best = pl.when(pl.col("target").is_in(list(HIGHER_IS_BETTER))).then(value.max().over(pair)).otherwise(value.min().over(pair))
+    wins = table.with_columns((value == best).fill_null(False).alias("win"))
     signals = [s for s in SIGNALS if s in set(table["signal"])]
     return wins.group_by("target", maintain_order=True).agg(
         pl.struct(pair[:3]).n_unique().alias("pairs"),
