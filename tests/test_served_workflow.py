@@ -172,6 +172,7 @@ def test_self_assessment_through_a_real_server_resumes_with_exactly_the_missing_
     monkeypatch.setenv(KEY_ENV, SENTINEL)
     moved = served_workflow_config(f"http://127.0.0.1:{free_port()}/v1", str(server.model_folder), concurrency=7,
                                    timeout_s=5, max_retries=9)
+    moved["self_assessment"]["batch_size"] = 3  # the hf stages' batch size: not read by a served model
     assert dry_run_jobs(tmp_path, target, "--configfile", str(write_config(tmp_path, moved))) == {}
     reworded = served_workflow_config(server.url, str(server.model_folder), extra_body={"top_p": 1.0})
     assert dry_run_jobs(tmp_path, target, "--configfile", str(write_config(tmp_path, reworded)))[

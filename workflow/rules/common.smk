@@ -344,6 +344,11 @@ def sa_settings():
     return {k: v for k, v in SA.items() if k not in skip}
 
 
+def sa_served_settings():
+    """The self-assessment keys a served model's two stages read (no batch size: the server batches)."""
+    return {k: SA[k] for k in ("images", "k", "max_new_tokens", "variants")}
+
+
 def sa_model_inputs(wildcards):
     inputs = {
         "manifest": f"results/data/{wildcards.dataset}.parquet",

@@ -158,7 +158,7 @@ rule self_assessment_generate_served:
     params:
         model_config=lambda w: served_request_config(w.model),
         connection=lambda w: served_connection(w.model),
-        settings=sa_settings(),
+        settings=sa_served_settings(),
         request_cache=lambda w: served_request_cache(
             w.model, "self_assessment", w.dataset, w.setting
         ),
@@ -188,7 +188,7 @@ rule self_assessment_answer_served:
     params:
         model_config=lambda w: served_request_config(w.model),
         connection=lambda w: served_connection(w.model),
-        settings=sa_settings(),
+        settings=sa_served_settings(),
         request_cache=lambda w: served_request_cache(
             w.model, "self_assessment", w.dataset, w.setting
         ),
