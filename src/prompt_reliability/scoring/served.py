@@ -7,6 +7,12 @@ The API other steps use (self-assessment stages, safety-calibration responses an
     replies = client.replies(conversations, max_tokens=64)          # reply texts, in order
     bodies = client.complete(conversations, max_tokens=1, logprobs=True, top_logprobs=20)  # response bodies
 
+In a rule (workflow/rules/common.smk) a served step takes three params: ``model_config=
+served_request_config(model)`` (what shapes a request; tracked), ``connection=served_connection(model)``
+(URL, key variable, limits; untracked) and ``request_cache=served_request_cache(model, step, ...)``;
+the function builds the client from ``{**model_config, **connection}`` (see
+``self_assessment_inference._generator``), and runs as a CPU step (``call``, ``localrule: True``).
+
 - A conversation is a list of OpenAI chat messages; :func:`user_turn` / :func:`assistant_turn` build
   them, images as ``data:`` URLs of the files' own bytes (no re-encoding, so a request is exactly
   reproducible).
