@@ -75,6 +75,12 @@ def self_assessment_markdown(table: pl.DataFrame, stability: pl.DataFrame | None
          "abstained on an unanswerable / answerable one. Audacity = TA / (TA + FA), timidity = TA / (TA + FU), UnF1 "
          "their harmonic mean; a model that abstained on everything (TA + FA = 0) has UnF1 = 0 (the paper's eq. 1)."),
         "",
+        ("Adaptations of the paper's protocol: several seeds pool their counts (UnF1 from the pooled counts; "
+         "`unf1_seed_sd` is the per-seed spread); the conventional metrics (Brier, MacroCE, ECE, top-label MCE "
+         "`mce_top`) come from the models' task answers with a confidence (simulated or imported); the CV against "
+         "sample size subsamples images for UnF1 (each with its questions and seeds) and items for ECE; MR and CU "
+         "are not computed."),
+        "",
         (f"Parsed questions: {parsed} of {parsed + unparseable} requested ({unparseable} unparseable; "
          f"{int(table['n_empty'].sum())} empty replies left out of the four types). Parse rate per model:"),
         "",

@@ -39,37 +39,40 @@ def _pooled_unf1(counts: dict[str, int]) -> float:
 
 
 def answer_types_figure(table: pl.DataFrame) -> Figure:
-    """Stacked bars of the four answer types (fractions of classified answers), one bar per model x run."""
-    fig = new_figure(figsize=(max(4.0, 1.1 * max(table.height, 1) + 2), 4.0))
+    """Horizontal stacked bars of the four answer types (fractions of classified answers), one bar per run
+    (model, dataset, setting, variant); with many runs, one per model and setting (default variant, counts
+    summed over datasets). UnF1, parsed and unparsed counts at the right of each bar."""
     if table.height == 0:
+        fig = new_figure(figsize=(5, 2))
         _message(fig, "no self-assessment runs")
         return fig
-    if table.height > 24:  # many runs: one bar per model x setting (default variant), counts summed over datasets
+    pooled = table.height > 24
+    if pooled:
         table = (table.filter(pl.col("variant") == "default").group_by("model", "setting", maintain_order=True)
                  .agg(*(pl.col(c).sum() for c in ("ta", "fa", "tu", "fu", "n_questions", "n_unparseable")))
-                 .with_columns(pl.lit("all").alias("dataset"), pl.lit("default").alias("variant")))
+                 .with_columns(pl.lit("all datasets").alias("dataset"), pl.lit("default").alias("variant")))
         table = table.with_columns(pl.struct("ta", "fa", "tu", "fu").map_elements(
             lambda c: _pooled_unf1(c), return_dtype=pl.Float64).alias("unf1"))
-        fig = new_figure(figsize=(max(4.0, 0.5 * table.height + 2), 4.0))
+    fig = new_figure(figsize=(9.0, 1.2 + 0.28 * table.height), layout="constrained")
     ax = fig.add_subplot()
-    labels = [f"{r['model']}\n{r['dataset']} {r['setting']}" + ("" if r["variant"] == "default" else f"\n{r['variant']}")
+    labels = [f"{r['model']} · {r['dataset']} · {r['setting']}" + ("" if r["variant"] == "default" else f" · {r['variant']}")
               for r in table.iter_rows(named=True)]
     totals = np.array([sum(r[t] for t in TYPE_COLOURS) for r in table.iter_rows(named=True)], dtype=float)
-    bottom = np.zeros(table.height)
-    x = np.arange(table.height)
+    left = np.zeros(table.height)
+    y = np.arange(table.height)[::-1]  # first run on top
     for t, colour in TYPE_COLOURS.items():
         share = np.divide(table[t].to_numpy().astype(float), totals, out=np.zeros(table.height), where=totals > 0)
-        ax.bar(x, share, bottom=bottom, color=colour, label=TYPE_NAMES[t], width=0.7)
-        bottom += share
-    for i, r in enumerate(table.iter_rows(named=True)):
+        ax.barh(y, share, left=left, color=colour, label=TYPE_NAMES[t], height=0.75)
+        left += share
+    for yi, r in zip(y, table.iter_rows(named=True)):
         score = "UnF1 undefined" if r["unf1"] != r["unf1"] else f"UnF1 {r['unf1']:.2f}"
-        ax.text(i, 1.02, f"{score}\nn={r['n_questions']}, unparsed {r['n_unparseable']}", ha="center", va="bottom",
-                fontsize=7 if table.height <= 24 else 5)
-    ax.set_xticks(x, labels, fontsize=7)
-    ax.set_ylim(0, 1.25)
-    ax.set_ylabel("share of classified answers")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("Self-assessment answer types")
+        ax.text(1.01, yi, f"{score}  ({r['n_questions']} parsed, {r['n_unparseable']} unparsed)", va="center",
+                fontsize=6)
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_xlim(0, 1.45)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlabel("share of classified answers" + (" (default instruction, counts summed over datasets)" if pooled else ""))
+    ax.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     return fig
 
 
