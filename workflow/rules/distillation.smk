@@ -379,6 +379,11 @@ rule distillation_figures:
             caption="../report/distillation_answer_types.rst",
             category="Distillation",
         ),
+        hallucination=report(
+            "results/figures/distillation/hallucination.png",
+            caption="../report/distillation_hallucination.rst",
+            category="Distillation",
+        ),
         loss=report(
             "results/figures/distillation/training_loss.png",
             caption="../report/distillation_loss.rst",

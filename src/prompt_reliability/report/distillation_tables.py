@@ -110,6 +110,44 @@ def answer_types_figure(table: pl.DataFrame):
     return fig
 
 
+HALLUCINATION_PANELS = (("pope_f1", "POPE F1 (higher is better)"), ("chair_i", "CHAIR_i (lower is better)"),
+                        ("chair_f1", "CHAIR F1 (higher is better)"))
+
+
+def hallucination_figure(table: pl.DataFrame):
+    """Table 2's shape: POPE F1, CHAIR_i and CHAIR F1 per student (rows) and arm (bars), one bar group per teacher."""
+    teachers = [t for t in table["teacher"].unique(maintain_order=True).to_list() if t is not None] or [None]
+    students = table["student"].unique(maintain_order=True).to_list()
+    fig = new_figure(figsize=(9.0, 2.4 * len(students) + 0.8))
+    axes = fig.subplots(len(students), len(HALLUCINATION_PANELS), squeeze=False)
+    width = 0.8 / len(STRATEGY_ORDER)
+    for i, student in enumerate(students):
+        rows = table.filter(pl.col("student") == student)
+        base = rows.filter(pl.col("strategy") == "baseline")
+        for j, (metric, title) in enumerate(HALLUCINATION_PANELS):
+            ax = axes[i][j]
+            for k, strategy in enumerate(STRATEGY_ORDER):
+                values = [(base if strategy == "baseline" else rows.filter(
+                    (pl.col("strategy") == strategy) & (pl.col("teacher") == t)))[metric] for t in teachers]
+                heights = [v[0] if v.len() else np.nan for v in values]
+                ax.bar(np.arange(len(teachers)) + (k - 1.5) * width, heights, width,
+                       color=STRATEGY_COLOURS[strategy], label=STRATEGY_LABELS.get(strategy, "Baseline"))
+            ax.set_xticks(np.arange(len(teachers)), [str(t) for t in teachers], fontsize=7)
+            ax.set_xlim(-0.5, len(teachers) - 0.5)
+            ax.set_title(title, fontsize=8)
+            finite = rows[metric].drop_nulls().drop_nans()
+            top = float(finite.max()) if finite.len() else 0.0
+            ax.set_ylim(0, max(0.05, top * 1.45) if metric == "chair_i" else max(1.0, top) * 1.3)
+            if j == 0:
+                ax.set_ylabel(student, fontsize=8)
+            if all(np.isnan(v) for v in rows[metric].to_numpy()):
+                ax.text(0.5, 0.5, "undefined (no object mentioned)", transform=ax.transAxes, ha="center", fontsize=7,
+                        color="0.4")
+    axes[0][-1].legend(fontsize=6, loc="upper right", ncol=2)  # above the bars: the panels have headroom
+    fig.suptitle("Object hallucination after distillation (UnSAF Table 2); x: teacher", fontsize=10)
+    return fig
+
+
 def loss_figure(curves: dict[str, list[list[float]]]):
     """Training loss per job (student ← teacher / strategy)."""
     fig = new_figure(figsize=(6.0, 3.6))
@@ -126,11 +164,13 @@ def loss_figure(curves: dict[str, list[list[float]]]):
     return fig
 
 
-def write_distillation_figures(*, table: str, curves: Sequence[str], unf1: str, answer_types: str, loss: str) -> None:
+def write_distillation_figures(*, table: str, curves: Sequence[str], unf1: str, answer_types: str, hallucination: str,
+                               loss: str) -> None:
     """Rule ``distillation_figures``."""
     frame = pl.read_parquet(table)
     save_figure(unf1_figure(frame), unf1)
     save_figure(answer_types_figure(frame), answer_types)
+    save_figure(hallucination_figure(frame), hallucination)
     named = {}
     for path in curves:
         data = io.read_json(path)
