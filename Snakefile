@@ -63,14 +63,11 @@ include: "workflow/rules/distillation.smk"
 include: "workflow/rules/report.smk"
 
 
-localrules:
-    all,
-
-
 rule all:
     default_target: True
     input:
         final_targets,
+    localrule: True
 
 
 onsuccess:

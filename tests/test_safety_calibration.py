@@ -110,7 +110,7 @@ def test_assembled_tables_and_figures(tmp_path):
     piece = tmp_path / "sra.parquet"
     sc.write_safety_sra(**_pair(tmp_path), table=str(piece), model="m", dataset="d", split="test", threshold=0.5,
                         verdicts=VERDICTS)
-    table = assemble_safety_calibration(pieces=[str(piece), str(piece)], parquet=str(tmp_path / "t.parquet"),
+    table = assemble_safety_calibration(pieces=[str(piece), str(piece)], table=str(tmp_path / "t.parquet"),
                                         csv=str(tmp_path / "t.csv"), md=str(tmp_path / "t.md"))
     assert pl.read_csv(tmp_path / "t.csv").columns == list(sc.SRA_COLUMNS) and table.height == 2 * 3 * 3
     assert (tmp_path / "t.md").read_text().startswith("# Safety calibration")

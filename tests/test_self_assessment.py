@@ -4,12 +4,13 @@ import math
 
 import polars as pl
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from prompt_reliability.analysis import self_assessment_scores as sa
 from prompt_reliability.scoring import self_assessment_inference as stage
 
-PROMPTS = stage.Path(__file__).resolve().parents[1] / "prompts" / "self_assessment" / "unsaf.yaml"
+PROMPTS = REPO / "prompts" / "self_assessment" / "unsaf.yaml"
 
 MC_TEXT = """Here are the questions.
 **Question 1:** What colour is the triangle in the picture?
@@ -239,3 +240,24 @@ def test_parser_reads_bulleted_and_parenthesised_options_and_skips_the_preamble(
     assert parsed.questions[0].options == {"A": "Red", "B": "Blue", "C": "Green", "D": "White"}
     assert parsed.questions[1].options == {"A": "One", "B": "Two", "C": "Three", "D": "Four"}
     assert parsed.unparseable == 0 and parsed.rejected == 0
+
+
+def _sa_config(**block):
+    return {"models": {"m": {"backend": "simulate"}, "h": {"backend": "hf"}}, "datasets": {"d": {}},
+            "self_assessment": {"models": [], "simulate": {}, "datasets": None, "variants": ["default"], **block}}
+
+
+@pytest.mark.parametrize("block,message", [
+    ({"models": ["m"]}, "'self_assessment.models' lists 'm', which is not a model with backend 'hf' or 'served'"),
+    ({"models": ["h"], "datasets": ["e"]}, "'self_assessment.datasets' lists 'e', which is not under 'datasets'"),
+    ({"models": ["h"], "variants": ["default", "shy"]}, "'self_assessment.variants' lists ['shy']"),
+    ({"simulate": {"m": {}}}, "'self_assessment.simulate.m' names a simulated self-assessor that is also under 'models'"),
+])
+def test_the_config_check_names_the_key_of_each_problem(block, message):
+    from prompt_reliability.base.errors import ConfigError
+    from prompt_reliability.data.self_assessment_protocol import check_self_assessment_config
+
+    with pytest.raises(ConfigError) as caught:
+        check_self_assessment_config(_sa_config(**block), PROMPTS, ["d"])
+    assert message in str(caught.value)
+    check_self_assessment_config(_sa_config(models=["h"]), PROMPTS, ["d"])  # a good block passes

@@ -14,13 +14,10 @@ rule check_manifest:
         summary="results/checks/{dataset}.json",
     log:
         **job_logs("checks", "{dataset}"),
+    localrule: True
     resources:
         **analysis_resources(),
     params:
         requirements=lambda w: manifest_requirements(config, w.dataset),
     run:
         call(write_manifest_check, input, output, params, wildcards, log)
-
-
-localrules:
-    check_manifest,

@@ -25,13 +25,19 @@ from prompt_reliability.base.jobs import (
 from prompt_reliability.report import report_md
 from prompt_reliability.report.registry import ANALYSES, produced
 from prompt_reliability.data.prompts import PromptRegistryError, load_registry
+from prompt_reliability.data.self_assessment_protocol import (
+    SETTINGS as SA_ALL_SETTINGS,
+    check_self_assessment_config,
+)
+from prompt_reliability.analysis.safety_calibration import check_safety_config
+from prompt_reliability.scoring.variants import variant_names
 from prompt_reliability.base import resources as job_resources
 from prompt_reliability.base.runtime import (
     code_hash,
 )  # params entry: code=code_hash(module_or_function)
 
 # The config is checked here, once, before any step is defined: the schema (every key, every default)
-# and one cross-reference check (keys against each other and against the prompt registry).
+# and the cross-reference checks (keys against each other and against the prompt files).
 try:
     validate_config(
         config, os.path.join(WORKFLOW_DIR, "workflow/schemas/config.schema.yaml")
@@ -39,6 +45,15 @@ try:
     PROMPT_DIR = config["prompt_dir"] or os.path.join(WORKFLOW_DIR, "prompts")
     REGISTRY = load_registry(PROMPT_DIR, config["prompts"])
     check_config(config, REGISTRY)
+    # the methods' blocks, each checked by its own package module
+    SA_PROMPTS = config["self_assessment"]["prompts"] or os.path.join(
+        WORKFLOW_DIR, "prompts", "self_assessment", "unsaf.yaml"
+    )
+    check_self_assessment_config(
+        config, SA_PROMPTS, [d for d, _ in evaluation_pairs(config)]
+    )
+    CALIBRATION_PROMPT_DIR = os.path.join(WORKFLOW_DIR, "prompts", "calibration")
+    check_safety_config(config, REGISTRY.families, CALIBRATION_PROMPT_DIR)
 except (ConfigError, PromptRegistryError) as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 
@@ -114,6 +129,9 @@ def cpu_models(models):
 
 # Scoring backends may checkpoint partial work here; removed once a family's cache is written.
 CHUNK_DIR = "results/scores/.chunks"
+
+# Every hf model checked without weights (preflight.smk), an ancient() input of their scoring jobs.
+PREFLIGHT_REPORT = "results/preflight/hf_models.json"
 
 # On a cluster, the analyses of one evaluation pair travel as one job: rules carry this group, and
 # all of them read the pair's split_matrix, so the group is one connected component (one sbatch,
@@ -265,7 +283,7 @@ def scoring_inputs(wildcards):
     if wildcards.model in TINY_MODELS:
         inputs["model_folder"] = tiny_model_folder(wildcards.model)
     if cfg["backend"] == "hf":
-        inputs["preflight"] = ancient(PREFLIGHT_REPORT)  # workflow/rules/preflight.smk
+        inputs["preflight"] = ancient(PREFLIGHT_REPORT)  # rule preflight
     return inputs
 
 
@@ -317,7 +335,41 @@ def final_targets(wildcards=None):
     return [*locks, *tables, *PRODUCED_FIGURES, REPORT_MD]
 
 
-# Self-assessment (self_assessment.smk; SA, SA_RUNS and SA_PROMPTS are defined there).
+# Self-assessment (rules: self_assessment.smk; SA_PROMPTS: the config check above)
+SA = config["self_assessment"]
+SA_GEN_MODELS = SA["models"]  # hf or served: they write text through the two stages
+SA_SERVED_MODELS = [
+    m for m in SA_GEN_MODELS if config["models"].get(m, {}).get("backend") == "served"
+]
+SA_HF_MODELS = [m for m in SA_GEN_MODELS if m not in SA_SERVED_MODELS]
+SA_SIM_MODELS = list(SA["simulate"])
+SA_IMPORTS = SA["imports"]  # name -> JSONL of answers produced elsewhere
+SA_MODELS = SA_GEN_MODELS + SA_SIM_MODELS
+SA_DATASETS = (
+    SA["datasets"]
+    if SA["datasets"] is not None
+    else list(dict.fromkeys(d for d, _ in PAIRS))
+)
+SA_SETTINGS = SA["settings"]
+SA_RUNS = [
+    {"model": m, "dataset": d, "setting": s}
+    for m in SA_MODELS
+    for d in SA_DATASETS
+    for s in SA_SETTINGS
+]
+SA_TASK_RUNS = [{"model": m, "dataset": d} for m in SA_SIM_MODELS for d in SA_DATASETS]
+# model sizes for the scale view: the simulated self-assessors' public sizes, then self_assessment.scales
+SA_SCALES = {
+    **{
+        m: p["params_b"]
+        for m, p in SA["simulate"].items()
+        if p.get("public_scale", True)
+    },
+    **SA["scales"],
+}
+SA_PAIRS = [{"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS]
+
+
 def sa_run_files(name):
     return [
         f"results/self_assessment/{r['model']}/{r['dataset']}/{r['setting']}/{name}"
@@ -340,7 +392,16 @@ def sa_setting_files(name):
 
 def sa_settings():
     """The self-assessment keys the inference jobs read (stability and simulator settings do not re-run them)."""
-    skip = ("stability", "models", "datasets", "simulate", "simulation", "imports", "scales", "instruction_pairs")
+    skip = (
+        "stability",
+        "models",
+        "datasets",
+        "simulate",
+        "simulation",
+        "imports",
+        "scales",
+        "instruction_pairs",
+    )
     return {k: v for k, v in SA.items() if k not in skip}
 
 
@@ -393,14 +454,26 @@ def report_run_info():
     }
 
 
-# Safety calibration (safety_calibration.smk; SC and the SC_* names are defined there).
-def _sc_check():
-    try:
-        safety_calibration.check_safety_config(
-            config, FAMILIES, SC_PROMPTING["prompt_dir"]
-        )
-    except ConfigError as err:
-        raise WorkflowError(f"Invalid configuration: {err}") from None
+# Safety calibration (rules: safety_calibration.smk)
+SC = config["safety_calibration"]
+SC_DIR = "results/safety_calibration"
+SC_VERDICTS = SC["verdicts"]
+SC_MODELS = SC["models"]
+SC_HELP = SC["helpfulness"]["dataset"]
+SC_JUDGE = SC["responses"]["judge"]
+SC_VARIANTS = variant_names(
+    SC["few_shot"]["shots"],
+    SC["steering"]["layers"],
+    SC["steering"]["alphas"],
+    SC["prompting"],
+)
+SC_PROMPTING = {
+    "prompt_dir": CALIBRATION_PROMPT_DIR,
+    "cot_max_new_tokens": SC["cot_max_new_tokens"],
+}
+SC_LOCK = config["lock"]
+SC_DATASETS = sorted({d for d, _ in PAIRS})
+SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS else [])
 
 
 def _sc_model_dir(model):
@@ -480,7 +553,23 @@ def _sc_tradeoff_entries():
     return entries
 
 
-# Distillation (distillation.smk; DIST, DIST_DIR are defined there).
+# Distillation (rules: distillation.smk)
+DIST = config["distillation"]
+DIST_STUDENTS = list(DIST["students"])
+DIST_TEACHERS = DIST["teachers"] if DIST_STUDENTS else []
+DIST_STRATEGIES = DIST["strategies"]
+DIST_DATASET = DIST["dataset"] or (SA_DATASETS[0] if SA_DATASETS else None)
+DIST_ARMS = ["base"] + [f"{t}/{s}" for t in DIST_TEACHERS for s in DIST_STRATEGIES]
+DIST_GPU_STUDENTS = [
+    s
+    for s in DIST_STUDENTS
+    if job_resources.scoring_resources(DIST["students"][s]).get("gpu", 0) > 0
+    or job_resources.scoring_resources(DIST["students"][s]).get("gres")
+]
+DIST_CPU_STUDENTS = [s for s in DIST_STUDENTS if s not in DIST_GPU_STUDENTS]
+DIST_DIR = "results/distillation"
+
+
 def student_config(wildcards):
     """A student's load settings with ``path`` resolved (a tiny student's is the folder built for it)."""
     cfg = {

@@ -8,20 +8,6 @@ from prompt_reliability.analysis import self_assessment_scores as distil_sa_scor
 from prompt_reliability.data import object_scenes
 from prompt_reliability.report import distillation_tables
 
-DIST = config["distillation"]
-DIST_STUDENTS = list(DIST["students"])
-DIST_TEACHERS = DIST["teachers"] if DIST_STUDENTS else []
-DIST_STRATEGIES = DIST["strategies"]
-DIST_DATASET = DIST["dataset"] or (SA_DATASETS[0] if SA_DATASETS else None)
-DIST_ARMS = ["base"] + [f"{t}/{s}" for t in DIST_TEACHERS for s in DIST_STRATEGIES]
-DIST_GPU_STUDENTS = [
-    s
-    for s in DIST_STUDENTS
-    if job_resources.scoring_resources(DIST["students"][s]).get("gpu", 0) > 0
-    or job_resources.scoring_resources(DIST["students"][s]).get("gres")
-]
-DIST_CPU_STUDENTS = [s for s in DIST_STUDENTS if s not in DIST_GPU_STUDENTS]
-DIST_DIR = "results/distillation"
 # the params of each model step, shared by its CPU and GPU rules
 DIST_TRAIN_PARAMS = dict(
     model_config=student_config,

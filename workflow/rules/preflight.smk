@@ -8,7 +8,6 @@
 
 # On the machine that runs Snakemake (the login node under SLURM), a CPU step: it needs the Hub, not
 # a GPU.
-PREFLIGHT_REPORT = "results/preflight/hf_models.json"
 HF_MODELS = models_with_backend(config, "hf")
 
 

@@ -10,28 +10,6 @@ from prompt_reliability.analysis import safety_calibration
 from prompt_reliability.report import safety_calibration_tables as safety_report
 from prompt_reliability.report.figures import safety_calibration as safety_figures
 
-SC = config["safety_calibration"]
-SC_DIR = "results/safety_calibration"
-SC_VERDICTS = SC["verdicts"]
-SC_MODELS = SC["models"]
-SC_HELP = SC["helpfulness"]["dataset"]
-SC_JUDGE = SC["responses"]["judge"]
-SC_VARIANTS = variant_names(
-    SC["few_shot"]["shots"],
-    SC["steering"]["layers"],
-    SC["steering"]["alphas"],
-    SC["prompting"],
-)
-SC_PROMPTING = {
-    "prompt_dir": os.path.join(WORKFLOW_DIR, "prompts", "calibration"),
-    "cot_max_new_tokens": SC["cot_max_new_tokens"],
-}
-SC_LOCK = config["lock"]
-SC_DATASETS = sorted({d for d, _ in PAIRS})
-
-
-_sc_check()
-
 SC_TEMPLATE = REGISTRY.family(SC["family"])[0].text if SC_MODELS else ""
 SC_FEW_SHOT = {
     "split": SC_LOCK["split"],
@@ -120,9 +98,6 @@ rule safety_steering_vectors_gpu:
         function="prompt_reliability.scoring.steering_vectors:write_steering_vectors",
     script:
         GPU_ADAPTER
-
-
-SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS else [])
 
 
 # One job per (model, variant) scores every dataset it needs: the evaluation datasets with the
@@ -386,15 +361,10 @@ rule safety_calibration_table:
     input:
         pieces=_sc_pieces,
     output:
-        parquet="results/tables/safety_calibration.parquet",
-        csv=report(
-            "results/tables/safety_calibration.csv",
-            caption="../report/safety_calibration.rst",
-            category="Safety calibration",
-        ),
-        md="results/tables/safety_calibration.md",
+        **table_outputs("safety_calibration"),
     log:
         **job_logs("tables", "safety_calibration"),
+    localrule: True
     run:
         call(
             safety_report.assemble_safety_calibration,
@@ -417,6 +387,7 @@ rule safety_calibration_scatter:
         ),
     log:
         **job_logs("figures", "safety_calibration", "{dataset}"),
+    localrule: True
     params:
         method=SC["scatter_method"],
         verdicts=SC_VERDICTS,
@@ -434,15 +405,10 @@ rule safety_tradeoff:
             }
         ),
     output:
-        parquet="results/tables/safety_tradeoff.parquet",
-        csv=report(
-            "results/tables/safety_tradeoff.csv",
-            caption="../report/safety_tradeoff.rst",
-            category="Safety calibration",
-        ),
-        md="results/tables/safety_tradeoff.md",
+        **table_outputs("safety_tradeoff"),
     log:
         **job_logs("tables", "safety_tradeoff"),
+    localrule: True
     params:
         entries=_sc_tradeoff_entries(),
         threshold=SC["threshold"],
@@ -462,12 +428,6 @@ rule safety_pareto:
         ),
     log:
         **job_logs("figures", "safety_pareto"),
+    localrule: True
     run:
         call(safety_figures.write_pareto_figure, input, output, params, wildcards, log)
-
-
-localrules:
-    safety_calibration_table,
-    safety_calibration_scatter,
-    safety_tradeoff,
-    safety_pareto,

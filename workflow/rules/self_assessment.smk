@@ -14,77 +14,7 @@ from prompt_reliability.report.figures import (
     self_assessment as self_assessment_figures,
 )
 
-SA = config["self_assessment"]
-SA_GEN_MODELS = SA["models"]  # hf or served: they write text through the two stages
-SA_SERVED_MODELS = [
-    m for m in SA_GEN_MODELS if config["models"].get(m, {}).get("backend") == "served"
-]
-SA_HF_MODELS = [m for m in SA_GEN_MODELS if m not in SA_SERVED_MODELS]
-SA_SIM_MODELS = list(SA["simulate"])
-SA_IMPORTS = SA["imports"]  # name -> JSONL of answers produced elsewhere
-SA_MODELS = SA_GEN_MODELS + SA_SIM_MODELS
-SA_DATASETS = (
-    SA["datasets"]
-    if SA["datasets"] is not None
-    else list(dict.fromkeys(d for d, _ in PAIRS))
-)
-SA_SETTINGS = SA["settings"]
-SA_PROMPTS = SA["prompts"] or os.path.join(
-    WORKFLOW_DIR, "prompts", "self_assessment", "unsaf.yaml"
-)
-SA_RUNS = [
-    {"model": m, "dataset": d, "setting": s}
-    for m in SA_MODELS
-    for d in SA_DATASETS
-    for s in SA_SETTINGS
-]
-SA_TASK_RUNS = [{"model": m, "dataset": d} for m in SA_SIM_MODELS for d in SA_DATASETS]
-# model sizes for the scale view: the simulated self-assessors' public sizes, then self_assessment.scales
-SA_SCALES = {
-    **{
-        m: p["params_b"]
-        for m, p in SA["simulate"].items()
-        if p.get("public_scale", True)
-    },
-    **SA["scales"],
-}
-SA_PAIRS = [{"model": m, "dataset": d, "split": s} for m in MODELS for d, s in PAIRS]
-
-for _name in SA_SIM_MODELS:
-    if _name in config["models"] or _name in SA_GEN_MODELS:
-        raise WorkflowError(
-            f"Invalid configuration: config key 'self_assessment.simulate.{_name}' names a simulated self-assessor "
-            f"that is also under 'models'; give it a name of its own"
-        )
-for _name in SA_GEN_MODELS:
-    if config["models"].get(_name, {}).get("backend") not in ("hf", "served"):
-        raise WorkflowError(
-            f"Invalid configuration: config key 'self_assessment.models' lists {_name!r}, which is not a model "
-            f"with backend 'hf' or 'served' (have: {models_with_backend(config, 'hf', 'served')})"
-        )
-for _name in SA_DATASETS:
-    if _name not in config["datasets"]:
-        raise WorkflowError(
-            f"Invalid configuration: config key 'self_assessment.datasets' lists {_name!r}, which is not under "
-            f"'datasets' (have {sorted(config['datasets'])})"
-        )
-if SA_MODELS:
-    from prompt_reliability.scoring.self_assessment_inference import (
-        SelfAssessmentError,
-        load_templates,
-    )
-
-    try:
-        _variants = load_templates(SA_PROMPTS)["variants"]
-    except (SelfAssessmentError, OSError) as err:
-        raise WorkflowError(
-            f"Invalid configuration: self_assessment.prompts: {err}"
-        ) from None
-    if [v for v in SA["variants"] if v not in _variants]:
-        raise WorkflowError(
-            f"Invalid configuration: config key 'self_assessment.variants' lists "
-            f"{[v for v in SA['variants'] if v not in _variants]}; {SA_PROMPTS} defines {list(_variants)}"
-        )
+# (SA_* names and helpers: common.smk; the block is checked with the config there)
 
 
 SELF_ASSESSMENT_GENERATE_PARAMS = dict(
@@ -102,7 +32,7 @@ rule self_assessment_generate:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
     wildcard_constraints:
         model=cpu_models(SA_HF_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
     resources:
         **scoring_resources(),
     params:
@@ -128,7 +58,7 @@ rule self_assessment_generate_gpu:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
     wildcard_constraints:
         model=gpu_models(SA_HF_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
     conda:
         INFERENCE_ENV
     resources:
@@ -153,7 +83,7 @@ rule self_assessment_generate_served:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
     wildcard_constraints:
         model=one_of(SA_SERVED_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
         model_config=lambda w: served_request_config(w.model),
@@ -183,7 +113,7 @@ rule self_assessment_answer_served:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
     wildcard_constraints:
         model=one_of(SA_SERVED_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
         model_config=lambda w: served_request_config(w.model),
@@ -213,7 +143,8 @@ rule self_assessment_questions:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "questions"),
     wildcard_constraints:
         model=one_of(SA_GEN_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
+    localrule: True
     params:
         k=SA["k"],
     run:
@@ -239,7 +170,7 @@ rule self_assessment_answer:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
     wildcard_constraints:
         model=cpu_models(SA_HF_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
     resources:
         **scoring_resources(),
     params:
@@ -269,7 +200,7 @@ rule self_assessment_answer_gpu:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
     wildcard_constraints:
         model=gpu_models(SA_HF_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
     conda:
         INFERENCE_ENV
     resources:
@@ -291,7 +222,8 @@ rule self_assessment_scores:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "scores"),
     wildcard_constraints:
         model=one_of(SA_GEN_MODELS),
-        setting="mc|open",
+        setting=one_of(SA_ALL_SETTINGS),
+    localrule: True
     params:
         variants=SA["variants"],
     run:
@@ -312,6 +244,7 @@ rule self_assessment_simulate:
         **job_logs("self_assessment", "{model}", "{dataset}", "simulate"),
     wildcard_constraints:
         model=one_of(SA_SIM_MODELS),
+    localrule: True
     params:
         profile=lambda w: SA["simulate"][w.model],
         simulation=SA["simulation"],
@@ -341,6 +274,7 @@ rule self_assessment_import:
         **job_logs("self_assessment", "imported", "{name}"),
     wildcard_constraints:
         name=one_of(list(SA_IMPORTS)),
+    localrule: True
     params:
         ece_bins=config["analysis"]["ece_bins"],
     run:
@@ -354,6 +288,7 @@ rule self_assessment_table:
         **table_outputs("self_assessment"),
     log:
         **job_logs("tables", "self_assessment"),
+    localrule: True
     run:
         call(
             self_assessment_tables.write_self_assessment_table,
@@ -376,6 +311,7 @@ rule self_assessment_figure:
         ),
     log:
         **job_logs("figures", "self_assessment"),
+    localrule: True
     run:
         call(self_assessment_figures.write_answer_types, input, output, None, None, log)
 
@@ -390,6 +326,7 @@ rule metric_stability:
         **table_outputs("metric_stability"),
     log:
         **job_logs("tables", "metric_stability"),
+    localrule: True
     params:
         models=SA["stability"]["models"],
     run:
@@ -414,6 +351,7 @@ rule metric_stability_figure:
         ),
     log:
         **job_logs("figures", "metric_stability"),
+    localrule: True
     run:
         call(
             self_assessment_figures.write_footrule_heatmap,
@@ -441,6 +379,7 @@ rule metric_sample_size:
         **table_outputs("metric_sample_size"),
     log:
         **job_logs("tables", "metric_sample_size"),
+    localrule: True
     params:
         pairs=SA_PAIRS,
         runs=SA_RUNS,
@@ -462,6 +401,7 @@ rule metric_sample_size_figure:
         ),
     log:
         **job_logs("figures", "metric_sample_size"),
+    localrule: True
     run:
         call(
             self_assessment_figures.write_sample_size_figure,
@@ -482,6 +422,7 @@ rule self_assessment_findings:
         **table_outputs("self_assessment_findings"),
     log:
         **job_logs("tables", "self_assessment_findings"),
+    localrule: True
     params:
         scales=SA_SCALES,
         instruction_pairs=SA["instruction_pairs"],
@@ -517,6 +458,7 @@ rule self_assessment_findings_figures:
         ),
     log:
         **job_logs("figures", "self_assessment_findings"),
+    localrule: True
     params:
         scales=SA_SCALES,
         instruction_pairs=SA["instruction_pairs"],
@@ -529,18 +471,3 @@ rule self_assessment_findings_figures:
             None,
             log,
         )
-
-
-localrules:
-    self_assessment_import,
-    self_assessment_findings,
-    self_assessment_findings_figures,
-    self_assessment_simulate,
-    self_assessment_questions,
-    self_assessment_scores,
-    self_assessment_table,
-    self_assessment_figure,
-    metric_stability,
-    metric_stability_figure,
-    metric_sample_size,
-    metric_sample_size_figure,

@@ -58,12 +58,11 @@ import polars as pl
 
 from prompt_reliability.analysis import metrics
 from prompt_reliability.base import io
+from prompt_reliability.data import self_assessment_protocol as protocol
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("mc", "open")
-KINDS = ("answerable", "unanswerable")
-OPTION_LETTERS = ("A", "B", "C", "D")
+SETTINGS, KINDS, OPTION_LETTERS = protocol.SETTINGS, protocol.KINDS, protocol.OPTION_LETTERS
 TYPES = ("ta", "fa", "tu", "fu")
 CONVENTIONAL = ("accuracy", "brier", "macro_ce", "ece", "mce_top")
 

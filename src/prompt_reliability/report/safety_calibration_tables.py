@@ -8,31 +8,22 @@ from pathlib import Path
 import polars as pl
 
 from prompt_reliability.analysis.safety_calibration import ALL
-from prompt_reliability.base import io
-from prompt_reliability.base.tables import to_markdown
+from prompt_reliability.base.tables import to_markdown, write_table
 
 
-def write_table_renderings(table: pl.DataFrame, parquet: str | Path, csv: str | Path, md: str | Path, title: str) -> pl.DataFrame:
-    """The table as Parquet (read by the pipeline) and as CSV + Markdown (read by people)."""
-    io.write_parquet(table, parquet)
-    io.write_csv(table, csv)
-    io.write_text(to_markdown(table, title), md)
-    return table
-
-
-def assemble_safety_calibration(*, pieces: Sequence[str], parquet: str, csv: str, md: str) -> pl.DataFrame:
+def assemble_safety_calibration(*, pieces: Sequence[str], table: str, csv: str, md: str) -> pl.DataFrame:
     """Concatenate per-(model, dataset, split[, variant]) SRA pieces into the safety_calibration table."""
-    table = pl.concat([pl.read_parquet(p) for p in pieces], how="vertical")
-    return write_table_renderings(table, parquet, csv, md, "Safety calibration: SRA per category")
+    frame = pl.concat([pl.read_parquet(p) for p in pieces], how="vertical")
+    return write_table(frame, table, csv, md, "Safety calibration: SRA per category")
 
 
-def write_tradeoff_tables(*, entries: Sequence[dict], parquet: str, csv: str, md: str, threshold: float = 0.5,
+def write_tradeoff_tables(*, entries: Sequence[dict], table: str, csv: str, md: str, threshold: float = 0.5,
                           n_bins: int = 15, **_inputs) -> pl.DataFrame:
     """The safety_tradeoff table: what each calibration variant changes against the uncalibrated model."""
     from prompt_reliability.analysis.safety_calibration import tradeoff_table
 
-    table = tradeoff_table(entries, threshold, n_bins)
-    return write_table_renderings(table, parquet, csv, md, "Safety calibration: trade-off against the uncalibrated model")
+    return write_table(tradeoff_table(entries, threshold, n_bins), table, csv, md,
+                       "Safety calibration: trade-off against the uncalibrated model")
 
 
 def safety_calibration_markdown(sra_table: str | Path, tradeoff_table: str | Path | None = None,

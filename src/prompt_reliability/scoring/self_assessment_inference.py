@@ -19,41 +19,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
 from prompt_reliability.base import io
+from prompt_reliability.data import self_assessment_protocol as protocol
+from prompt_reliability.data.self_assessment_protocol import SelfAssessmentError, load_templates  # noqa: F401 (their home before)
 from prompt_reliability.scoring.generation import Generator
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("mc", "open")
-KINDS = ("answerable", "unanswerable")
-OPTION_LETTERS = ("A", "B", "C", "D")
-
-
-class SelfAssessmentError(ValueError):
-    """Bad prompts file or inputs; the message names the file or key."""
-
-
-def load_templates(path: str | Path) -> dict[str, Any]:
-    """The prompts file, checked for every setting, kind and the ``default`` variant."""
-    data = yaml.safe_load(Path(path).read_text())
-    try:
-        for setting in SETTINGS:
-            for kind in KINDS:
-                if "{k}" not in data["generation"][setting][kind]:
-                    raise SelfAssessmentError(f"{path}: generation.{setting}.{kind} has no {{k}} placeholder")
-            if "{question}" not in data["answering"][setting] or "{instruction}" not in data["answering"][setting]:
-                raise SelfAssessmentError(f"{path}: answering.{setting} needs {{question}} and {{instruction}}")
-        if "default" not in data["variants"]:
-            raise SelfAssessmentError(f"{path}: variants needs a 'default' entry")
-    except (KeyError, TypeError) as err:
-        raise SelfAssessmentError(f"{path}: missing key {err}; see the header of prompts/self_assessment/unsaf.yaml") from err
-    return data
+SETTINGS, KINDS, OPTION_LETTERS = protocol.SETTINGS, protocol.KINDS, protocol.OPTION_LETTERS
 
 
 def select_images(manifest: pl.DataFrame, n_images: int) -> pl.DataFrame:

@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-SETTINGS = ("mc", "open")
-KINDS = ("answerable", "unanswerable")
+from prompt_reliability.data import self_assessment_protocol as protocol
+
+SETTINGS, KINDS = protocol.SETTINGS, protocol.KINDS
 VARIANT_SHIFT = {"default": 0.0, "cautious": -1.0, "encouraging": 1.0}
 ANSWER_GAP = 2.0
 
