@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +19,8 @@ import pytest
 import yaml
 from conftest import BIN, IMPORT_CONFIG, REPO, dry_run_jobs, snakemake_env, write_config
 from polars.testing import assert_frame_equal
+
+from prompt_reliability.base.usage import read_usage
 
 # They share one cluster: one test worker runs them all (make test: pytest -n --dist loadfile).
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
@@ -130,7 +133,7 @@ def scontrol_job(slurm_id: int, env: dict[str, str]) -> str:
     return out.stdout
 
 
-def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str]) -> None:
+def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str], workdir: Path) -> None:
     """Every job of the run except local rules went through SLURM and got its resources there."""
     jobs = submissions(result.log)
     started = re.findall(r"^rule (\w+):$", result.log, flags=re.M)  # local rules print "localrule"
@@ -148,6 +151,18 @@ def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str])
             # component of the group, one after another (12 when the analyses did not share an input)
             steps = text.count("Group job pair_")
             assert steps == 1, f"the pair's analyses ran as {steps} job steps: every per-pair rule must read split_matrix"
+            # ... without a Snakemake start-up each: that job step's Snakemake ran them as threads
+            # handing them to its worker processes (at most its 2 cores of them), which measured each
+            paths = set(re.findall(r"^\s+log: \S+\.log, (\S+\.tsv)$", text, flags=re.M))  # each job is listed twice
+            usage = [read_usage(workdir / path) for path in sorted(paths)]
+            assert len(usage) == len(ran), (paths, ran)  # one per job (each pair rule runs once)
+            assert {u["runner"] for u in usage} == {"worker"}, usage
+            processes = {u["pid"] for u in usage}
+            assert len(processes) <= 2, f"the pair's {len(usage)} analyses ran in {len(processes)} processes"
+            info = scontrol_job(slurm_id, env)
+            start, end = (datetime.fromisoformat(re.search(rf"{key}=(\S+)", info).group(1)) for key in ("StartTime", "EndTime"))
+            print(f"\n[slurm] pair job {slurm_id}: {(end - start).total_seconds():.0f} s, {len(usage)} analyses in "
+                  f"{len(processes)} worker processes ({sum(float(u['s']) for u in usage):.1f} s of job time)")
             continue
         assert f"rule {rule}:" in text
         # and SLURM allocated what the config asks: the model's GPU, memory and time for scoring
@@ -173,7 +188,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     # 1. Inference only on the cluster (the `scores` target) ...
     first = run(on_slurm, "--profile", str(slurm_profile), "scores", env=slurm_cluster)
     assert first.returncode == 0, first.log[-6000:]
-    check_ran_on_slurm(first, slurm_cluster)
+    check_ran_on_slurm(first, slurm_cluster, on_slurm)
     assert sorted(rule for rule, _, _ in submissions(first.log)) == ["dataset_manifest"] + ["score_family"] * 2
     # ... leaves only analyses to run (here or on any other machine):
     remaining = dry_run_jobs(on_slurm, "--configfile", str(on_slurm / "config.yaml"))
@@ -182,7 +197,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     # 2. The rest of the workflow on the cluster: no scoring job runs again.
     second = run(on_slurm, "--profile", str(slurm_profile), env=slurm_cluster)
     assert second.returncode == 0, second.log[-6000:]
-    check_ran_on_slurm(second, slurm_cluster)
+    check_ran_on_slurm(second, slurm_cluster, on_slurm)
     # one sbatch per evaluation pair (here one pair), none per analysis rule
     groups = submissions(second.log)
     assert len(groups) == 1, [rule for rule, _, _ in groups]

@@ -36,8 +36,9 @@ def job_log(path: str | Path | None, console_prefix: str = "", capture_stderr: b
     """Log this job's records to ``path``; warnings also to the console, prefixed with the job's name.
 
     Thread-safe: only records of the calling thread reach this job's file, so jobs running side by
-    side in the Snakemake process keep separate logs. A failure's traceback goes to the file.
-    ``capture_stderr`` (a job in its own process only) sends stderr, progress bars included, there too.
+    side in threads of one process keep separate logs. A failure's traceback goes to the file.
+    ``capture_stderr`` (a job that has its process to itself: a worker's, the GPU adapter's) sends
+    stderr, progress bars included, there too.
     """
     handlers: list[logging.Handler] = []
     stream = None
