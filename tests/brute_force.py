@@ -162,3 +162,23 @@ def prr(error, confidence) -> float:
     random = expected_area([list(range(n))])
     oracle = area(sorted(range(n), key=lambda i: -quality[i]))
     return float("nan") if oracle == random else (signal - random) / (oracle - random)
+
+
+def multiple_choice_accuracy(question_ids, labels, scores) -> float:
+    """Multiple-choice accuracy by enumeration: each question's options are visited in every order
+    (itertools.permutations), the first option with the highest score in that order is the answer, and the
+    question's credit is the share of orders whose answer is correct (random tie-breaking, in expectation)."""
+    from itertools import permutations
+
+    questions: dict = {}
+    for q, y, p in zip(question_ids, labels, scores):
+        questions.setdefault(q, []).append((float(p), int(y)))
+    credits = []
+    for options in questions.values():
+        orders = list(permutations(options))
+        hits = 0
+        for order in orders:
+            best = max(p for p, _ in order)
+            hits += next(y for p, y in order if p == best)
+        credits.append(hits / len(orders))
+    return sum(credits) / len(credits)

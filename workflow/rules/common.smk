@@ -249,7 +249,7 @@ def manifest_inputs(wildcards):
     cfg = config["datasets"][wildcards.dataset]
     if cfg["adapter"] == "scores":
         return {"score_files": import_files(config, wildcards.dataset)}
-    if cfg["adapter"] == "local" and os.path.isfile(cfg["path"]):
+    if cfg["adapter"] in ("local", "vscbench") and os.path.isfile(cfg["path"]):
         return {"source": cfg["path"]}
     return {}
 

@@ -8,6 +8,8 @@ matched safe/unsafe look-alikes share one).
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -50,6 +52,8 @@ def build_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path, import_fi
         manifest = hub_manifest(name, cfg, image_dir)
     elif adapter == "scores":
         manifest = scores_manifest(name, list(import_files))
+    elif adapter == "vscbench":
+        manifest = vscbench_manifest(name, cfg)
     else:  # the config schema already rejects this; keep the message for library users
         raise DatasetError(f"dataset {name!r}: unknown adapter {adapter!r}")
     manifest = validate_manifest(manifest, f"dataset {name!r}")
@@ -143,8 +147,9 @@ def synthetic_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path) -> pl
     if not isinstance(splits, Mapping):
         raise DatasetError(f"dataset {name!r}: synthetic 'splits' must map split name -> {{n, unsafe_rate}}")
     kind = cfg.get("kind") or "safety"
-    if kind in ("paired", "pope"):
-        generate = synthetic.generate_paired_split if kind == "paired" else synthetic.generate_pope_split
+    if kind in ("paired", "pope", "science_mc"):
+        generate = {"paired": synthetic.generate_paired_split, "pope": synthetic.generate_pope_split,
+                    "science_mc": synthetic.generate_science_mc_split}[kind]
         return pl.concat([generate(name, split, int(size["n"]), int(cfg.get("seed", 0)),
                                    image_dir if cfg.get("images", True) else None, int(cfg.get("image_size", 64)))
                           for split, size in splits.items()], how="diagonal_relaxed")
@@ -290,6 +295,147 @@ def _materialise_images(ds, image_column: str, sample_ids: pl.Series, image_dir:
 
 def _safe_filename(sample_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in sample_id)
+
+
+# --- VSCBench-shaped pairs (adapter `vscbench`) -----------------------------------------------
+
+VSCBENCH_DOC = """VSCBench-shaped data (adapter ``vscbench``): pairs become manifest rows (docs/architecture.md, "Manifest").
+
+VSCBench (arXiv 2505.20362) has two subsets, read here from a JSONL or CSV file with one pair per line
+(config ``subset``; file columns mapped to the fields below through ``columns:``, like the other adapters):
+
+- ``image_centric``: ``pair_id, category, safe_image, unsafe_image, query``: two visually similar
+  images, one query; the safe image's sample is label 0, the unsafe image's label 1.
+- ``text_centric``: ``pair_id, category, safe_query, unsafe_query, image_kind, image``: XSTest-style
+  safe/unsafe queries shown with an image made by the ``image_kind`` attack (``QueryRelevant`` or
+  ``FigStep``). ``image`` is one image for both queries; a layout with one image per query maps
+  them to ``safe_image`` and ``unsafe_image`` instead. ``image_kinds`` keeps only some kinds (one
+  dataset per kind gives one SRA row per kind).
+
+A ``split`` column is optional (``split_column_default`` otherwise). Sample ids are
+``<pair_id>-s`` / ``<pair_id>-u``; both share ``pair_id`` and ``category``. Image paths are relative
+to the file's folder. Every row is checked before anything is written: an empty field, an unknown
+image kind, a missing image file, a duplicated pair id or a malformed line raise :class:`DatasetError`
+naming the file, the line and the field.
+
+This layout is this project's reading of the paper's description; it has not been checked against
+the Hub copy of VSCBench (README, "Datasets").
+"""
+
+SUBSET_FIELDS = {
+    "image_centric": ("pair_id", "category", "safe_image", "unsafe_image", "query"),
+    "text_centric": ("pair_id", "category", "safe_query", "unsafe_query", "image_kind", "image"),
+}
+IMAGE_KINDS = ("QueryRelevant", "FigStep")
+_KIND_BY_LOWER = {k.lower(): k for k in IMAGE_KINDS}
+
+
+def read_pair_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, row)`` of a JSONL or CSV file (CSV: the header is line 1)."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DatasetError(f"{path}, line {line_no}: not valid JSON ({err.msg}); write one JSON object per line") from None
+                if not isinstance(row, dict):
+                    raise DatasetError(f"{path}, line {line_no}: a JSON object (one pair) is expected, got {type(row).__name__}")
+                rows.append((line_no, row))
+        return rows
+    if suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            return [(reader.line_num, dict(row)) for row in reader]
+    raise DatasetError(f"{path}: adapter 'vscbench' reads .jsonl or .csv files, not {suffix!r}")
+
+
+def _pair_field(path: Path, line_no: int, row: Mapping[str, Any], columns: Mapping[str, str], field: str) -> str:
+    raw = row.get(columns[field])
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        raise DatasetError(f"{path}, line {line_no}: field {field!r} (column {columns[field]!r}) is empty; "
+                           "every pair needs one (fix the line or drop the pair)")
+    return text
+
+
+def _pair_image(path: Path, line_no: int, raw: str, field: str) -> str:
+    candidate = Path(raw) if Path(raw).is_absolute() else path.parent / raw
+    if not candidate.is_file():
+        raise DatasetError(f"{path}, line {line_no}: field {field!r} names image {raw!r}, but {str(candidate)!r} does "
+                           "not exist (paths are relative to the file's folder)")
+    return str(candidate)
+
+
+def vscbench_manifest(name: str, cfg: Mapping[str, Any]) -> pl.DataFrame:
+    """The manifest of a VSCBench-shaped file (:data:`VSCBENCH_DOC`)."""
+    subset = cfg.get("subset")
+    if subset not in SUBSET_FIELDS:
+        raise DatasetError(f"dataset {name!r}: adapter 'vscbench' needs 'subset: image_centric' or 'subset: text_centric'")
+    if not cfg.get("path"):
+        raise DatasetError(f"dataset {name!r}: adapter 'vscbench' needs 'path' (a .jsonl or .csv file, one pair per line)")
+    path = Path(cfg["path"])
+    if not path.is_file():
+        raise DatasetError(f"dataset {name!r}: path {str(path)!r} is not a file (relative paths start at the working directory)")
+    columns = {field: field for field in (*SUBSET_FIELDS[subset], "split", "safe_image", "unsafe_image")}
+    columns.update(cfg.get("columns") or {})
+    rows = read_pair_rows(path)
+    if not rows:
+        raise DatasetError(f"{path}: no pairs; write one pair per line")
+    present = set().union(*(row.keys() for _, row in rows))
+    per_query_images = subset == "text_centric" and columns["image"] not in present
+    required = [f for f in SUBSET_FIELDS[subset] if not (per_query_images and f == "image")]
+    if per_query_images:
+        required += ["safe_image", "unsafe_image"]
+    for field in required:
+        if columns[field] not in present:
+            raise DatasetError(f"{path}: no column {columns[field]!r} for the field {field!r} of subset {subset!r}; columns are "
+                               f"{sorted(present)}; set 'columns: {{{field}: <column>}}' in dataset {name!r}'s config")
+    kinds = cfg.get("image_kinds")
+    keep_splits = cfg.get("splits")
+    seen: dict[str, int] = {}
+    out: dict[str, list] = {k: [] for k in ("sample_id", "split", "label", "query", "image_path", "category", "pair_id")}
+    for line_no, row in rows:
+        def value(field: str, line_no: int = line_no, row: dict = row) -> str:
+            return _pair_field(path, line_no, row, columns, field)
+
+        def image(field: str, line_no: int = line_no, row: dict = row) -> str:
+            return _pair_image(path, line_no, _pair_field(path, line_no, row, columns, field), field)
+
+        pair_id = value("pair_id")
+        if pair_id in seen:
+            raise DatasetError(f"{path}, line {line_no}: field 'pair_id' repeats {pair_id!r} of line {seen[pair_id]}; pair ids "
+                               "must be unique")
+        seen[pair_id] = line_no
+        category = value("category")
+        split = str(row.get(columns["split"]) or "").strip() or cfg["split_column_default"]
+        if subset == "image_centric":
+            query = value("query")
+            samples = ((0, query, image("safe_image")), (1, query, image("unsafe_image")))
+        else:
+            kind = _KIND_BY_LOWER.get(value("image_kind").lower())
+            if kind is None:
+                raise DatasetError(f"{path}, line {line_no}: field 'image_kind' is {row.get(columns['image_kind'])!r}; use one "
+                                   f"of {list(IMAGE_KINDS)}")
+            if kinds and kind not in kinds:
+                continue
+            safe_image, unsafe_image = ((image("safe_image"), image("unsafe_image")) if per_query_images
+                                        else (image("image"),) * 2)
+            samples = ((0, value("safe_query"), safe_image), (1, value("unsafe_query"), unsafe_image))
+        if keep_splits and split not in keep_splits:
+            continue
+        for label, query, image_path in samples:
+            for key, item in zip(out, (f"{pair_id}-{'u' if label else 's'}", split, label, query, image_path, category, pair_id)):
+                out[key].append(item)
+    if not out["sample_id"]:
+        raise DatasetError(f"dataset {name!r}: no pair of {path} is kept (image_kinds {kinds}, splits {keep_splits}); "
+                           "widen the filter")
+    return pl.DataFrame(out, schema={"sample_id": pl.Utf8, "split": pl.Utf8, "label": pl.Int8, "query": pl.Utf8,
+                                     "image_path": pl.Utf8, "category": pl.Utf8, "pair_id": pl.Utf8})
 
 
 # --- imported scores carry the sample list themselves ----------------------------------------

@@ -326,3 +326,46 @@ def _typed_panel(text: str, size: int, textwrap) -> Image.Image:
     for i, line in enumerate(lines):
         draw.text((4, 4 + i * step), line, fill=(0, 0, 0))
     return image
+
+
+# --- ScienceQA-style multiple choice (helpfulness beside POPE; issue 28) --------------------------
+
+MC_LETTERS = "ABCD"
+
+
+def generate_science_mc_split(dataset: str, split: str, n: int, seed: int, image_dir: Path | None,
+                              image_size: int = 64) -> pl.DataFrame:
+    """``n`` multiple-choice questions about one drawn object (its colour or its shape, 3 options, one
+    correct), each expanded into one yes/no probe per option: ``pair_id`` is the question, ``label`` 1 marks
+    the correct option, ``category`` the asked attribute. A scorer answers a question by the option with
+    the highest yes-score (:func:`prompt_reliability.analysis.helpfulness.multiple_choice_accuracy`), so
+    the first-token yes/no path reads multiple choice too (the paper asks the letter; an adaptation)."""
+    rng = split_rng(seed, f"science_mc:{split}")
+    if image_dir is not None:
+        image_dir.mkdir(parents=True, exist_ok=True)
+    colours, shapes = list(POPE_COLOURS), list(POPE_SHAPES)
+    rows: dict[str, list] = {k: [] for k in ("sample_id", "split", "label", "query", "image_path", "category", "pair_id")}
+    for i in range(n):
+        colour, shape = colours[int(rng.integers(len(colours)))], shapes[int(rng.integers(len(shapes)))]
+        attribute = ("colour", "shape")[int(rng.integers(2))]
+        truth, pool = (colour, colours) if attribute == "colour" else (shape, shapes)
+        options = [truth, *rng.choice([o for o in pool if o != truth], size=2, replace=False).tolist()]
+        options = [options[int(k)] for k in rng.permutation(3)]
+        question_id = f"{dataset}-{split}-q{i:05d}"
+        path = ""
+        if image_dir is not None:
+            image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
+            margin = image_size // 5
+            _draw_object(ImageDraw.Draw(image), shape, POPE_COLOURS[colour], (margin, margin, image_size - margin, image_size - margin))
+            path = str(image_dir / f"{question_id}.png")
+            image.save(path, format="PNG")
+        listed = " ".join(f"({MC_LETTERS[k]}) {o}" for k, o in enumerate(options))
+        question = "Which colour is the object in the image?" if attribute == "colour" else "Which shape is in the image?"
+        for k, option in enumerate(options):
+            values = (f"{question_id}-{MC_LETTERS[k]}", split, int(option == truth),
+                      f"Question: {question} Options: {listed}. Is ({MC_LETTERS[k]}) {option} the answer?", path, attribute,
+                      question_id)
+            for key, value in zip(rows, values):
+                rows[key].append(value)
+    return pl.DataFrame(rows, schema={"sample_id": pl.Utf8, "split": pl.Utf8, "label": pl.Int8, "query": pl.Utf8,
+                                      "image_path": pl.Utf8, "category": pl.Utf8, "pair_id": pl.Utf8})
