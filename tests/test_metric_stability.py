@@ -119,3 +119,19 @@ def test_classifier_values_and_full_sample_cv(tmp_path):
     table = ms.ranking_stability(values)
     # every metric flips the two models between x and y: footrule 2 (= max for two models)
     assert table.height == 12 and table["footrule"].to_list() == [2.0] * 12
+
+
+def test_undefined_unf1_is_left_out_of_the_ranking_not_ranked_last():
+    from prompt_reliability.analysis import self_assessment_scores as sa
+
+    nothing = pl.DataFrame({"n_unparseable": [8]})
+    answered = pl.DataFrame({"kind": ["answerable", "unanswerable"] * 2, "variant": ["default"] * 4,
+                             "reply": ["A", "unanswerable", "B", "C"]})
+    rows = [sa.score_table(answered, nothing, ["default"], model=m, dataset=d, setting="open")
+            for m in ("a", "b") for d in ("d1", "d2")]
+    rows.append(sa.score_table(answered.clear(), nothing, ["default"], model="silent", dataset="d1", setting="open"))
+    rows.append(sa.score_table(answered.clear(), nothing, ["default"], model="silent", dataset="d2", setting="open"))
+    table = pl.concat(rows)
+    assert table.filter(pl.col("model") == "silent")["unf1"].is_nan().all()
+    stability = ms.ranking_stability(ms.unf1_values(table))
+    assert stability["n_models"].to_list() == [2]  # 'silent' is in neither ranking
