@@ -173,36 +173,60 @@ def test_summary_counts_ci_wins_and_losses():
     assert summary.rows() == [("nll", "native", 3, 1, 0), ("ece", "native", 3, 1, 2)]
 
 
-@pytest.mark.workflow
-def test_workflow_writes_bootstrap_and_selective_tables(import_run_copy):
-    import_workdir = import_run_copy  # the import config, already run to the end: only the bootstrap re-runs
-    config_path = import_workdir / "config.yaml"
+BOOTSTRAP_TARGETS = ["results/tables/bootstrap_summary.csv", "results/tables/selective_summary.csv",
+                     *(f"results/figures/selective/{m}/{d}/test/risk_coverage.png"
+                       for m in ("m1", "m2") for d in ("ds_a", "ds_b"))]
+
+
+@pytest.fixture(scope="module")
+def bootstrap_run(import_run, tmp_path_factory):
+    """A copy of the import run with 300 resamples, run to this issue's outputs only (the full default target
+    is the foundation tests' business): the tests below read it, each one output."""
+    import shutil
+
+    workdir = tmp_path_factory.mktemp("bootstrap") / "import-run"
+    shutil.copytree(import_run, workdir, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    config_path = workdir / "config.yaml"
     config = yaml.safe_load(config_path.read_text())
     config["analysis"] = {"bootstrap": {"resamples": 300, "chunk_size": 64}}
     config_path.write_text(yaml.safe_dump(config))
-    # only this issue's outputs (the full default target is the foundation tests' business)
-    targets = ["results/tables/bootstrap_summary.csv", "results/tables/selective_summary.csv",
-               *(f"results/figures/selective/{m}/{d}/test/risk_coverage.png" for m in ("m1", "m2") for d in ("ds_a", "ds_b"))]
-    run_snakemake(import_workdir, "--configfile", str(config_path), "--cores", "2", *targets)
-    tables = import_workdir / "results/tables"
-    boot = pl.read_csv(tables / "bootstrap.csv")
+    run_snakemake(workdir, "--configfile", str(config_path), "--cores", "2", *BOOTSTRAP_TARGETS)
+    return workdir
+
+
+@pytest.mark.workflow
+def test_workflow_bootstrap_table_has_every_pair_prevalence_and_metric(bootstrap_run):
+    boot = pl.read_csv(bootstrap_run / "results/tables/bootstrap.csv")
     assert boot.columns == list(bs.TABLE_COLUMNS)
     assert boot.height == 2 * 2 * (4 * 2 + 1)  # models x pairs x (prevalences x metrics + native smECE)
     assert boot["prevalence"].unique(maintain_order=True).to_list() == ["native", "0.25", "0.1", "0.05"]
     assert (boot["n_resamples"] == 300).all()  # smece_resamples (2000) is capped by resamples
     assert (boot["ci_low"] <= boot["ci_high"]).all() and boot["p_value"].is_between(0, 1).all()
-    summary = pl.read_csv(tables / "bootstrap_summary.csv")
+
+
+@pytest.mark.workflow
+def test_workflow_bootstrap_summary_counts_every_pair(bootstrap_run):
+    summary = pl.read_csv(bootstrap_run / "results/tables/bootstrap_summary.csv")
     assert summary.columns == ["metric", "prevalence", "pairs", "ci_wins", "ci_losses"]
     assert summary.height == 9 and (summary["pairs"] == 4).all()
-    # native point estimates are the unweighted metrics of the locked selected prompt and the mean
-    rows = split_rows(pl.read_parquet(import_workdir / "results/matrix/m2/ds_b.parquet"), "test")
-    scores = locked_scores(rows, io.read_json(import_workdir / "results/lock/m2.json"))
+
+
+@pytest.mark.workflow
+def test_workflow_native_deltas_are_the_unweighted_metrics_of_the_locked_scores(bootstrap_run):
+    boot = pl.read_csv(bootstrap_run / "results/tables/bootstrap.csv")
+    rows = split_rows(pl.read_parquet(bootstrap_run / "results/matrix/m2/ds_b.parquet"), "test")
+    scores = locked_scores(rows, io.read_json(bootstrap_run / "results/lock/m2.json"))
     y = rows["label"].to_numpy()
     native = boot.filter((pl.col("model") == "m2") & (pl.col("dataset") == "ds_b") & (pl.col("prevalence") == "native"))
     assert native["delta"].to_list() == pytest.approx(
         [metrics.nll(y, scores["selected"]) - metrics.nll(y, scores["mean"]),
          metrics.ece(y, scores["selected"]) - metrics.ece(y, scores["mean"]),
          smooth_ece.smece(y, scores["selected"])[0] - smooth_ece.smece(y, scores["mean"])[0]], abs=1e-12)
+
+
+@pytest.mark.workflow
+def test_workflow_selective_tables_and_figures(bootstrap_run):
+    tables = bootstrap_run / "results/tables"
     selective = pl.read_csv(tables / "selective.csv")
     assert selective.columns == ["model", "dataset", "split", "signal", "target", "value"]
     assert selective.height == 4 * 3 * (10 + 3)  # 10 configured targets + eaurc_error, augrc_error, prr_error
@@ -211,12 +235,18 @@ def test_workflow_writes_bootstrap_and_selective_tables(import_run_copy):
     assert (wins["pairs"] == 4).all() and (wins.select(pl.sum_horizontal("std", "entropy", "margin")) >= 4).to_series().all()
     for model in ("m1", "m2"):
         for dataset in ("ds_a", "ds_b"):
-            figure = import_workdir / f"results/figures/selective/{model}/{dataset}/test/risk_coverage.png"
+            figure = bootstrap_run / f"results/figures/selective/{model}/{dataset}/test/risk_coverage.png"
             assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # changing a bootstrap setting re-runs the bootstrap only
+
+
+@pytest.mark.workflow
+def test_workflow_changing_a_bootstrap_setting_reruns_the_bootstrap_only(bootstrap_run, tmp_path):
+    config = yaml.safe_load((bootstrap_run / "config.yaml").read_text())
     config["analysis"]["bootstrap"]["resamples"] = 200
-    config_path.write_text(yaml.safe_dump(config))
-    assert set(dry_run_jobs(import_workdir, f"--configfile={config_path}", *targets)) == {"bootstrap", "bootstrap_table", "bootstrap_summary"}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    assert set(dry_run_jobs(bootstrap_run, f"--configfile={changed}", *BOOTSTRAP_TARGETS)) == {
+        "bootstrap", "bootstrap_table", "bootstrap_summary"}
 
 
 @pytest.mark.workflow

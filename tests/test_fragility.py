@@ -143,7 +143,7 @@ def fragile_run(tmp_path_factory):
 
 
 @pytest.mark.workflow
-def test_heteroscedastic_model_d10_worse_than_d1_and_every_output_exists(fragile_run):
+def test_every_table_and_figure_of_the_run_exists(fragile_run):
     tables = fragile_run / "results/tables"
     for name in TABLES:
         assert (tables / f"{name}.csv").stat().st_size > 0 and (tables / f"{name}.md").stat().st_size > 0, name
@@ -153,16 +153,27 @@ def test_heteroscedastic_model_d10_worse_than_d1_and_every_output_exists(fragile
     for figure in figures:
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
 
-    table = pl.read_csv(tables / "fragility.csv")
+
+@pytest.mark.workflow
+def test_fragility_table_has_ten_deciles_per_family_and_pair(fragile_run):
+    table = pl.read_csv(fragile_run / "results/tables/fragility.csv")
     assert table.columns == ["model", "dataset", "split", "family", "decile", "n", "mean_sd", "mistake_rate", "disagreement_rate"]
     assert table.height == len(PAIRS) * 4 * 10
     assert table.group_by("split", "family").agg(pl.col("n").sum()).filter(pl.col("split") == "val")["n"].to_list() == [160] * 4
-    summary = pl.read_csv(tables / "fragility_summary.csv")
+
+
+@pytest.mark.workflow
+def test_heteroscedastic_model_d10_worse_than_d1_in_every_pair(fragile_run):
+    summary = pl.read_csv(fragile_run / "results/tables/fragility_summary.csv")
     assert summary["family"].to_list() == ["A", "B", "C", "all"]
     assert summary["both_d10_worse"].to_list() == [len(PAIRS)] * 4, summary
 
+
+@pytest.mark.workflow
+def test_reliability_ranking_and_ece_variant_tables_cover_every_pair(fragile_run):
+    tables = fragile_run / "results/tables"
     reliability = pl.read_csv(tables / "reliability.csv")
-    assert reliability.columns == ["model", "dataset", "split", "method", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce"]
+    assert reliability.columns == ["model", "dataset", "split", "method", "n", "ece", "nll", "auroc", "auprc", "error", "brier", "macro_ce", "mce", "smece"]
     assert reliability.filter(pl.col("split") == "test")["method"].to_list() == ["selected", "random", "mean", "mean_A", "mean_B", "mean_C"]
     ranking = pl.read_csv(tables / "ranking_distribution.csv")
     assert ranking.height == 2 * len(PAIRS) and (ranking["min15"] <= ranking["med15"]).all() and (ranking["med15"] <= ranking["max15"]).all()
