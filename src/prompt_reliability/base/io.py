@@ -128,3 +128,17 @@ __all__ = [
     "write_text",
     "write_csv",
 ]
+
+
+def jsonl_records(path: str | os.PathLike, error: type[Exception]) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of every non-blank line of a JSON-lines file; a line that is not JSON
+    raises ``error`` naming the file, the line and the column."""
+    with Path(path).open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise error(f"{path}, line {line_no}: not valid JSON ({err.msg} at column {err.colno}); write one "
+                            "JSON object per line") from None

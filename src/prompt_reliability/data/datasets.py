@@ -9,7 +9,6 @@ matched safe/unsafe look-alikes share one).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -335,17 +334,10 @@ def read_pair_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows = []
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DatasetError(f"{path}, line {line_no}: not valid JSON ({err.msg}); write one JSON object per line") from None
-                if not isinstance(row, dict):
-                    raise DatasetError(f"{path}, line {line_no}: a JSON object (one pair) is expected, got {type(row).__name__}")
-                rows.append((line_no, row))
+        for line_no, row in io.jsonl_records(path, DatasetError):
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}, line {line_no}: a JSON object (one pair) is expected, got {type(row).__name__}")
+            rows.append((line_no, row))
         return rows
     if suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as handle:

@@ -9,7 +9,6 @@ the absent one from every object named in the file).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -29,13 +28,7 @@ def read_objects_file(path: str | Path) -> pl.DataFrame:
     """``sample_id, image_path, objects`` from a JSONL of ``{"image", "objects"}`` lines (relative paths: to the file)."""
     source = Path(path)
     ids, paths, objects = [], [], []
-    for number, line in enumerate(source.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ObjectScenesError(f"{source}, line {number}: not JSON ({err.msg}); write one object per line") from None
+    for number, row in io.jsonl_records(source, ObjectScenesError):
         image, names = row.get("image"), row.get("objects")
         if not isinstance(image, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ObjectScenesError(f"{source}, line {number}: needs 'image' (a path) and 'objects' (a list of names)")

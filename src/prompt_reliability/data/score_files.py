@@ -9,12 +9,13 @@ Accepted files:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from prompt_reliability.base import io
 
 PROB_SUM_TOLERANCE = 1e-6
 _REQUIRED = ("sample_id", "split", "label", "prompt_id")
@@ -45,31 +46,24 @@ def read_import_file(path: str | Path, label_tokens: tuple[str, str] = ("U", "S"
 def _read_jsonl(path: Path, label_tokens: tuple[str, str]) -> pl.DataFrame:
     unsafe_token, safe_token = label_tokens
     columns: dict[str, list] = {k: [] for k in ("sample_id", "split", "label", "prompt_id", "p_unsafe", "p_safe")}
-    with path.open() as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ScoreFileError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise ScoreFileError(f"{where}: expected a JSON object")
-            missing = [k for k in (*_REQUIRED, "first_probs") if k not in record]
-            if missing:
-                raise ScoreFileError(f"{where}: missing field(s) {missing}")
-            probs = record["first_probs"]
-            if not isinstance(probs, dict) or unsafe_token not in probs or safe_token not in probs:
-                raise ScoreFileError(f"{where}: field 'first_probs' must be an object with keys {unsafe_token!r} and {safe_token!r}")
-            p_u, p_s = _probability(probs[unsafe_token], where, unsafe_token), _probability(probs[safe_token], where, safe_token)
-            if abs(p_u + p_s - 1.0) > PROB_SUM_TOLERANCE:
-                raise ScoreFileError(f"{where}: first_probs must sum to 1 within {PROB_SUM_TOLERANCE} (got {p_u + p_s!r}); renormalise over the two labels")
-            columns["label"].append(_label(record["label"], where))
-            for key in ("sample_id", "split", "prompt_id"):
-                columns[key].append(str(record[key]))
-            columns["p_unsafe"].append(p_u)
-            columns["p_safe"].append(p_s)
+    for line_no, record in io.jsonl_records(path, ScoreFileError):
+        where = f"{path}, line {line_no}"
+        if not isinstance(record, dict):
+            raise ScoreFileError(f"{where}: expected a JSON object")
+        missing = [k for k in (*_REQUIRED, "first_probs") if k not in record]
+        if missing:
+            raise ScoreFileError(f"{where}: missing field(s) {missing}")
+        probs = record["first_probs"]
+        if not isinstance(probs, dict) or unsafe_token not in probs or safe_token not in probs:
+            raise ScoreFileError(f"{where}: field 'first_probs' must be an object with keys {unsafe_token!r} and {safe_token!r}")
+        p_u, p_s = _probability(probs[unsafe_token], where, unsafe_token), _probability(probs[safe_token], where, safe_token)
+        if abs(p_u + p_s - 1.0) > PROB_SUM_TOLERANCE:
+            raise ScoreFileError(f"{where}: first_probs must sum to 1 within {PROB_SUM_TOLERANCE} (got {p_u + p_s!r}); renormalise over the two labels")
+        columns["label"].append(_label(record["label"], where))
+        for key in ("sample_id", "split", "prompt_id"):
+            columns[key].append(str(record[key]))
+        columns["p_unsafe"].append(p_u)
+        columns["p_safe"].append(p_s)
     if not columns["sample_id"]:
         raise ScoreFileError(f"{path}: the file has no rows")
     frame = pl.DataFrame(columns, schema={"sample_id": pl.Utf8, "split": pl.Utf8, "label": pl.Int8, "prompt_id": pl.Utf8, "p_unsafe": pl.Float64, "p_safe": pl.Float64})
