@@ -9,9 +9,13 @@ from prompt_reliability.data import object_scenes
 from prompt_reliability.report import distillation_tables
 
 # the params of each model step, shared by its CPU and GPU rules
+# how a training job runs, not what it computes (checkpoint interval, activation recomputation):
+# untracked, so changing them re-trains nothing (a checkpoint's fingerprint leaves them out too)
+DIST_HOW_TO_TRAIN = ("checkpoint_steps", "gradient_checkpointing")
 DIST_TRAIN_PARAMS = dict(
     model_config=student_config,
-    training=DIST["training"],
+    training={k: v for k, v in DIST["training"].items() if k not in DIST_HOW_TO_TRAIN},
+    running=untracked_settings({k: DIST["training"][k] for k in DIST_HOW_TO_TRAIN}),
     checkpoints=distillation_checkpoints,
 )
 DIST_GENERATE_PARAMS = dict(

@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 TRAINING_KEYS = ("epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
-                 "max_grad_norm", "rank", "alpha", "dropout", "target_modules", "checkpoint_steps", "seed")
-# (gradient_checkpointing is not among them: it changes memory and time, not what is computed, so a
-# checkpoint written without it resumes with it)
+                 "max_grad_norm", "rank", "alpha", "dropout", "target_modules", "seed")
+# (checkpoint_steps and gradient_checkpointing are not among them: they change when the job saves and
+# how much memory it needs, not what it computes, so a checkpoint resumes across a change of either)
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids")
 
 
@@ -315,8 +315,12 @@ def _open_image(path: str):
 
 def train_adapter(*, data: str, adapter: str, curve: str, student: str, teacher: str, strategy: str,
                   model_config: Mapping[str, Any], training: Mapping[str, Any], checkpoints: str,
-                  threads: int | None = None, **_inputs: Any) -> dict[str, Any]:
-    """Rule ``distillation_train``: one (student, teacher, strategy) -> ``adapter/`` + the loss curve."""
+                  running: Mapping[str, Any] | None = None, threads: int | None = None,
+                  **_inputs: Any) -> dict[str, Any]:
+    """Rule ``distillation_train``: one (student, teacher, strategy) -> ``adapter/`` + the loss curve.
+
+    ``training``: what determines the adapter (tracked by the rule); ``running``: how the job runs
+    (``checkpoint_steps``, ``gradient_checkpointing``; untracked)."""
     import torch
 
     from prompt_reliability.scoring.backends.hf import _quiet_transformers, hf_settings, load_model, model_fingerprint
@@ -334,6 +338,7 @@ def train_adapter(*, data: str, adapter: str, curve: str, student: str, teacher:
     for p in model.parameters():
         p.requires_grad_(False)
     base = model_fingerprint(settings["path"], getattr(model.config, "_commit_hash", None), settings["revision"])
+    training = {**training, **(running or {})}
     peft_model, summary = train_lora(model, processor, examples, training, checkpoints, base=base)
     provenance = {"student": student, "teacher": teacher, "strategy": strategy, "base": base,
                   "training": dict(training),
