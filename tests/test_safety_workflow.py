@@ -24,18 +24,19 @@ CONFIG = {
         "few_shot": {"shots": [1]},
         "steering": {"layers": [1], "alphas": [0.0, 1.5]},
         "helpfulness": {"dataset": "pope"},
-        "responses": {"enabled": True, "max_new_tokens": 4, "judge": "tiny"},
+        "responses": {"enabled": True, "max_new_tokens": 4, "judges": ["phrase", "tiny"]},
     },
 }
-TARGETS = ["results/tables/safety_calibration.csv", "results/tables/safety_tradeoff.csv", "results/figures/safety_pareto.png",
-           "results/figures/safety_calibration_synth.png"]
+TARGETS = ["results/tables/safety_calibration.csv", "results/tables/safety_tradeoff.csv", "results/tables/safety_responses.csv",
+           "results/tables/safety_judges.csv", "results/figures/safety_pareto.png", "results/figures/safety_calibration_synth.png"]
 
 
 def test_safety_calibration_targets(tmp_path):
     write_config(tmp_path, CONFIG)
     run_snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", *TARGETS)
     table = pl.read_csv(tmp_path / "results/tables/safety_calibration.csv")
-    assert {"selected", "random", "mean", "family:A", "none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5", "response:tiny"} == set(table["method"])
+    assert {"selected", "random", "mean", "family:A", "none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5"} == set(table["method"])
+    assert set(table["protocol"]) == {"first-token score (adaptation)"}
     assert table.columns == ["model", "dataset", "split", "method", "protocol", "category", "n_safe", "n_unsafe", "sra_s", "sra_u", "sra_a", "accuracy",
                              "verdict"]
     overall = table.filter(pl.col("category") == "all")
@@ -46,7 +47,20 @@ def test_safety_calibration_targets(tmp_path):
     assert all(zero[f"d_{m}"] == 0.0 for m in ("sra_s", "sra_u", "sra_a", "helpfulness", "nll", "ece", "auroc")), zero
     steered = tradeoff.filter(pl.col("method") == "iar-L1-a1.5").row(0, named=True)
     assert steered["d_nll"] != 0.0
-    responses = pl.read_parquet(tmp_path / "results/safety_calibration/responses/tiny/synth.parquet")
-    assert responses.height == 12 and responses["response"].dtype == pl.Utf8
-    for figure in TARGETS[2:]:
+    # response mode: every variant's responses, judged by every judge (VSCBench's protocol)
+    for variant in ("none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5"):
+        responses = pl.read_parquet(tmp_path / f"results/safety_calibration/responses/tiny/{variant}/synth.parquet")
+        assert responses.height == 12 and responses["response"].dtype == pl.Utf8
+    unsteered = pl.read_parquet(tmp_path / "results/safety_calibration/responses/tiny/none/synth.parquet")
+    zero = pl.read_parquet(tmp_path / "results/safety_calibration/responses/tiny/iar-L1-a0/synth.parquet")
+    assert zero["response"].to_list() == unsteered["response"].to_list(), "strength 0 reproduces unsteered responses"
+    judged = pl.read_csv(tmp_path / "results/tables/safety_responses.csv")
+    overall = judged.filter(pl.col("category") == "all")
+    assert set(zip(overall["method"], overall["judge"])) == {(v, j) for v in ("none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5")
+                                                             for j in ("phrase", "tiny")}
+    assert set(judged["protocol"]) == {"judged responses (VSCBench)"}
+    assert (overall["n_safe"] + overall["n_unsafe"] + overall["n_unjudged"] == 12).all()
+    judges_table = pl.read_csv(tmp_path / "results/tables/safety_judges.csv")
+    assert judges_table["judge"].to_list() == ["phrase", "tiny"] and (judges_table["n"] >= 60).all()
+    for figure in TARGETS[4:]:
         assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"

@@ -30,6 +30,7 @@ from prompt_reliability.data.self_assessment_protocol import (
     check_self_assessment_config,
 )
 from prompt_reliability.analysis.safety_calibration import check_safety_config
+from prompt_reliability.analysis.judges import PHRASE
 from prompt_reliability.scoring.variants import variant_names
 from prompt_reliability.base import resources as job_resources
 from prompt_reliability.base.runtime import (
@@ -210,18 +211,18 @@ def hf_model_config(model):
     }
 
 
-def model_resource(key, default=None):
-    """Callable giving one key of the scoring job's resources for the wildcards' model."""
+def model_resource(key, default=None, wildcard="model"):
+    """Callable giving one key of the scoring job's resources for the model the wildcard names."""
 
     def get(wildcards):
-        return job_resources.scoring_resources(config["models"][wildcards.model]).get(
-            key, default
-        )
+        return job_resources.scoring_resources(
+            config["models"][wildcards[wildcard]]
+        ).get(key, default)
 
     return get
 
 
-def scoring_resources():
+def scoring_resources(wildcard="model"):
     """Resources of every scoring rule, per model from config (``models.<name>.resources``).
 
     mem_mb, runtime, cpus_per_task and the GPU request (``gpu``, or ``gres``) always; gpu_model,
@@ -230,7 +231,7 @@ def scoring_resources():
     """
     keys = ["mem_mb", "runtime", "cpus_per_task", "gpu"]
     keys += job_resources.optional_keys_in_use(config["models"])
-    return {key: model_resource(key) for key in keys}
+    return {key: model_resource(key, wildcard=wildcard) for key in keys}
 
 
 def analysis_resources():
@@ -460,7 +461,15 @@ SC_DIR = "results/safety_calibration"
 SC_VERDICTS = SC["verdicts"]
 SC_MODELS = SC["models"]
 SC_HELP = SC["helpfulness"]["dataset"]
-SC_JUDGE = SC["responses"]["judge"]
+# response judges: the phrase judge and model judges (hf or served models under `models`)
+SC_JUDGES = (
+    SC["responses"]["judges"] if SC["responses"]["enabled"] and SC_MODELS else []
+)
+SC_MODEL_JUDGES = [j for j in SC_JUDGES if j != PHRASE]
+SC_HF_JUDGES = [j for j in SC_MODEL_JUDGES if config["models"][j]["backend"] == "hf"]
+SC_SERVED_JUDGES = [j for j in SC_MODEL_JUDGES if j not in SC_HF_JUDGES]
+SC_JUDGE_PROMPTS = os.path.join(WORKFLOW_DIR, "prompts", "judge")
+SC_LABELLED = os.path.join(SC_JUDGE_PROMPTS, "labelled_responses.csv")
 SC_VARIANTS = variant_names(
     SC["few_shot"]["shots"],
     SC["steering"]["layers"],
@@ -495,11 +504,32 @@ def _sc_pieces(wildcards):
                 f"{SC_DIR}/{model}/{dataset}/{split}/variants/{variant}.parquet"
                 for variant in SC_VARIANTS
             ]
-            if SC["responses"]["enabled"]:
-                pieces.append(
-                    f"{SC_DIR}/{model}/{dataset}/{split}/responses_sra.parquet"
-                )
     return pieces
+
+
+def _sc_response_pieces(wildcards):
+    """One response-mode SRA piece per model, evaluation pair, variant and judge."""
+    return [
+        f"{SC_DIR}/{model}/{dataset}/{split}/responses/{variant}/{judge}.parquet"
+        for model in SC_MODELS
+        for dataset, split in PAIRS
+        for variant in SC_VARIANTS
+        for judge in SC_JUDGES
+    ]
+
+
+def _sc_judge_inputs(wildcards):
+    """A model judge's folder (a tiny model) and its prompt: re-judge when either changes."""
+    inputs = {"prompt": os.path.join(SC_JUDGE_PROMPTS, "judge.yaml")}
+    if wildcards.judge in TINY_MODELS:
+        inputs["judge_dir"] = tiny_model_folder(wildcards.judge)
+    return inputs
+
+
+def _sc_judge_config(judge):
+    """An hf judge's config (path resolved), or what shapes a served judge's requests."""
+    backend = config["models"][judge]["backend"]
+    return hf_model_config(judge) if backend == "hf" else served_request_config(judge)
 
 
 def _sc_scored_spec(dataset):
@@ -518,9 +548,15 @@ def _sc_scored_spec(dataset):
     }
 
 
-def _sc_variant_inputs(wildcards):
+def _sc_variant_inputs(wildcards, datasets=None):
+    """What a variant's job reads: the manifests of ``datasets`` (default: every scored set), the
+    model, and the variant's own inputs (steering vectors, lock manifest, calibration prompt).
+    """
     inputs = {
-        "manifests": [f"results/data/{d}.parquet" for d in SC_SCORED],
+        "manifests": [
+            f"results/data/{d}.parquet"
+            for d in (SC_SCORED if datasets is None else datasets)
+        ],
         **_sc_model_dir(wildcards.model),
     }
     if wildcards.variant.startswith("iar-"):
@@ -531,6 +567,8 @@ def _sc_variant_inputs(wildcards):
         inputs["calibration_prompt"] = os.path.join(
             SC_PROMPTING["prompt_dir"], f"{wildcards.variant}.yaml"
         )
+    if datasets is not None and wildcards.variant.startswith("fewshot-"):
+        inputs["replies"] = os.path.join(SC_PROMPTING["prompt_dir"], "replies.yaml")
     return inputs
 
 

@@ -7,6 +7,7 @@ from prompt_reliability.data.prompts import load_registry as _sc_load_registry
 from prompt_reliability.data.prompts import prompts_by_family
 from prompt_reliability.scoring.variants import variant_names
 from prompt_reliability.analysis import safety_calibration
+from prompt_reliability.scoring import judging as sc_judging
 from prompt_reliability.report import safety_calibration_tables as safety_report
 from prompt_reliability.report.figures import safety_calibration as safety_figures
 
@@ -200,30 +201,36 @@ rule safety_variant_sra:
         )
 
 
+# Response mode (VSCBench's protocol): one job per (model, variant) answers every evaluation dataset.
 SAFETY_RESPONSES_PARAMS = dict(
     model_config=lambda w: hf_model_config(w.model),
+    datasets=[{"dataset": d, "splits": _sc_splits(d)} for d in SC_DATASETS],
     max_new_tokens=SC["responses"]["max_new_tokens"],
-    splits=lambda w: _sc_splits(w.dataset),
+    few_shot=SC_FEW_SHOT,
+    prompting=SC_PROMPTING,
 )
 
 
 rule safety_responses:
     input:
-        unpack(lambda w: _sc_model_dir(w.model)),
-        manifest="results/data/{dataset}.parquet",
+        unpack(lambda w: _sc_variant_inputs(w, SC_DATASETS)),
     output:
-        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+        responses=[
+            os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
+            for d in SC_DATASETS
+        ],
     log:
-        **job_logs("safety_calibration", "responses", "{model}", "{dataset}"),
+        **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
     wildcard_constraints:
         model=cpu_models(SC_MODELS),
+        variant=one_of(SC_VARIANTS),
     resources:
         **scoring_resources(),
     params:
         **SAFETY_RESPONSES_PARAMS,
     run:
         call(
-            "prompt_reliability.scoring.responses:write_responses",
+            "prompt_reliability.scoring.responses:write_variant_responses",
             input,
             output,
             params,
@@ -235,57 +242,73 @@ rule safety_responses:
 
 rule safety_responses_gpu:
     input:
-        unpack(lambda w: _sc_model_dir(w.model)),
-        manifest="results/data/{dataset}.parquet",
+        unpack(lambda w: _sc_variant_inputs(w, SC_DATASETS)),
     output:
-        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+        responses=[
+            os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
+            for d in SC_DATASETS
+        ],
     log:
-        **job_logs("safety_calibration", "responses", "{model}", "{dataset}"),
+        **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
     wildcard_constraints:
         model=gpu_models(SC_MODELS),
+        variant=one_of(SC_VARIANTS),
     conda:
         INFERENCE_ENV
     resources:
         **scoring_resources(),
     params:
         **SAFETY_RESPONSES_PARAMS,
-        function="prompt_reliability.scoring.responses:write_responses",
+        function="prompt_reliability.scoring.responses:write_variant_responses",
     script:
         GPU_ADAPTER
 
 
-SAFETY_MODEL_JUDGE_PARAMS = dict(
-    judge=SC_JUDGE,
-    judge_config=lambda w: hf_model_config(SC_JUDGE),
-    prompt_dir=os.path.join(WORKFLOW_DIR, "prompts", "judge"),
+# Model judges on one responses file: an hf judge (first-token Y/N) is a model step (worker or GPU
+# adapter); a served judge sends requests from a CPU worker, each answer cached. The phrase judge
+# needs no job (rule safety_response_sra applies it).
+SC_JUDGED = os.path.join(
+    SC_DIR, "responses/{model}/{variant}/{dataset}.judged/{judge}.parquet"
+)
+SC_JUDGED_LOG = (
+    "safety_calibration",
+    "judge",
+    "{judge}",
+    "{model}",
+    "{variant}",
+    "{dataset}",
+)
+SAFETY_JUDGE_PARAMS = dict(
+    judge_config=lambda w: _sc_judge_config(w.judge),
+    prompt_dir=untracked(SC_JUDGE_PROMPTS),
     prompt_format=config["prompt_format"],
-    work_dir=os.path.join(SC_DIR, "chunks/judge"),
+    work_dir=lambda w: os.path.join(
+        SC_DIR, "chunks/judge", w.judge, w.model, w.variant, w.dataset
+    ),
+)
+SC_RESPONSES_FILE = os.path.join(
+    SC_DIR, "responses/{model}/{variant}/{dataset}.parquet"
 )
 
 
-rule safety_model_judge:
+rule safety_judge_responses:
     input:
-        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
-        manifest="results/data/{dataset}.parquet",
-        judge_dir=lambda w: (
-            [tiny_model_folder(SC_JUDGE)] if SC_JUDGE in TINY_MODELS else []
-        ),
+        unpack(_sc_judge_inputs),
+        responses=SC_RESPONSES_FILE,
     output:
-        judge_manifest=os.path.join(
-            SC_DIR, "responses/{model}/{dataset}.judge_items.parquet"
-        ),
-        judgement=os.path.join(SC_DIR, "responses/{model}/{dataset}.judgement.parquet"),
+        judgement=SC_JUDGED,
     log:
-        **job_logs("safety_calibration", "judge", "{model}", "{dataset}"),
+        **job_logs(*SC_JUDGED_LOG),
     wildcard_constraints:
-        model=cpu_models(SC_MODELS),
+        judge=cpu_models(SC_HF_JUDGES),
+        variant=one_of(SC_VARIANTS),
     resources:
-        **scoring_resources(),
+        **scoring_resources("judge"),
     params:
-        **SAFETY_MODEL_JUDGE_PARAMS,
+        **SAFETY_JUDGE_PARAMS,
     run:
         call(
-            "prompt_reliability.scoring.responses:write_model_judgement",
+            "prompt_reliability.scoring.judging:write_response_judgement",
             input,
             output,
             params,
@@ -295,55 +318,154 @@ rule safety_model_judge:
         )
 
 
-rule safety_model_judge_gpu:
+rule safety_judge_responses_gpu:
     input:
-        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
-        manifest="results/data/{dataset}.parquet",
-        judge_dir=lambda w: (
-            [tiny_model_folder(SC_JUDGE)] if SC_JUDGE in TINY_MODELS else []
-        ),
+        unpack(_sc_judge_inputs),
+        responses=SC_RESPONSES_FILE,
     output:
-        judge_manifest=os.path.join(
-            SC_DIR, "responses/{model}/{dataset}.judge_items.parquet"
-        ),
-        judgement=os.path.join(SC_DIR, "responses/{model}/{dataset}.judgement.parquet"),
+        judgement=SC_JUDGED,
     log:
-        **job_logs("safety_calibration", "judge", "{model}", "{dataset}"),
+        **job_logs(*SC_JUDGED_LOG),
     wildcard_constraints:
-        model=gpu_models(SC_MODELS),
+        judge=gpu_models(SC_HF_JUDGES),
+        variant=one_of(SC_VARIANTS),
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources(),
+        **scoring_resources("judge"),
     params:
-        **SAFETY_MODEL_JUDGE_PARAMS,
-        function="prompt_reliability.scoring.responses:write_model_judgement",
+        **SAFETY_JUDGE_PARAMS,
+        function="prompt_reliability.scoring.judging:write_response_judgement",
     script:
         GPU_ADAPTER
 
 
-rule safety_responses_sra:
+rule safety_judge_responses_served:
     input:
-        **(
-            {
-                "judgement": os.path.join(
-                    SC_DIR, "responses/{model}/{dataset}.judgement.parquet"
-                )
-            }
-            if SC_JUDGE != "string"
-            else {}
-        ),
-        responses=os.path.join(SC_DIR, "responses/{model}/{dataset}.parquet"),
+        prompt=os.path.join(SC_JUDGE_PROMPTS, "judge.yaml"),
+        responses=SC_RESPONSES_FILE,
     output:
-        table=os.path.join(SC_DIR, "{model}/{dataset}/{split}/responses_sra.parquet"),
+        judgement=SC_JUDGED,
+    log:
+        **job_logs(*SC_JUDGED_LOG),
+    wildcard_constraints:
+        judge=one_of(SC_SERVED_JUDGES),
+        variant=one_of(SC_VARIANTS),
+    params:
+        **SAFETY_JUDGE_PARAMS,
+        connection=lambda w: served_connection(w.judge),
+        request_cache=lambda w: served_request_cache(
+            w.judge, "judge", w.model, w.variant, w.dataset
+        ),
+    run:
+        call(sc_judging.write_response_judgement, input, output, params, wildcards, log)
+
+
+# Every model judge on the labelled responses (prompts/judge/labelled_responses.csv): its kappa.
+SC_LABELLED_JUDGED = os.path.join(SC_DIR, "judges/{judge}.parquet")
+SAFETY_LABELLED_PARAMS = dict(
+    judge_config=lambda w: _sc_judge_config(w.judge),
+    prompt_dir=untracked(SC_JUDGE_PROMPTS),
+    prompt_format=config["prompt_format"],
+    work_dir=lambda w: os.path.join(SC_DIR, "chunks/judge", w.judge, "labelled"),
+)
+
+
+rule safety_judge_labelled:
+    input:
+        unpack(_sc_judge_inputs),
+        labelled=SC_LABELLED,
+    output:
+        judgement=SC_LABELLED_JUDGED,
+    log:
+        **job_logs("safety_calibration", "judge", "{judge}", "labelled"),
+    wildcard_constraints:
+        judge=cpu_models(SC_HF_JUDGES),
+    resources:
+        **scoring_resources("judge"),
+    params:
+        **SAFETY_LABELLED_PARAMS,
+    run:
+        call(
+            "prompt_reliability.scoring.judging:write_labelled_judgement",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            torch_threads=resources.cpus_per_task,
+        )
+
+
+rule safety_judge_labelled_gpu:
+    input:
+        unpack(_sc_judge_inputs),
+        labelled=SC_LABELLED,
+    output:
+        judgement=SC_LABELLED_JUDGED,
+    log:
+        **job_logs("safety_calibration", "judge", "{judge}", "labelled"),
+    wildcard_constraints:
+        judge=gpu_models(SC_HF_JUDGES),
+    conda:
+        INFERENCE_ENV
+    resources:
+        **scoring_resources("judge"),
+    params:
+        **SAFETY_LABELLED_PARAMS,
+        function="prompt_reliability.scoring.judging:write_labelled_judgement",
+    script:
+        GPU_ADAPTER
+
+
+rule safety_judge_labelled_served:
+    input:
+        prompt=os.path.join(SC_JUDGE_PROMPTS, "judge.yaml"),
+        labelled=SC_LABELLED,
+    output:
+        judgement=SC_LABELLED_JUDGED,
+    log:
+        **job_logs("safety_calibration", "judge", "{judge}", "labelled"),
+    wildcard_constraints:
+        judge=one_of(SC_SERVED_JUDGES),
+    params:
+        **SAFETY_LABELLED_PARAMS,
+        connection=lambda w: served_connection(w.judge),
+        request_cache=lambda w: served_request_cache(w.judge, "judge", "labelled"),
+    run:
+        call(sc_judging.write_labelled_judgement, input, output, params, wildcards, log)
+
+
+rule safety_response_sra:
+    input:
+        unpack(
+            lambda w: (
+                {}
+                if w.judge == PHRASE
+                else {"judgement": SC_JUDGED.format(**dict(w.items()))}
+            )
+        ),
+        responses=SC_RESPONSES_FILE,
+    output:
+        table=os.path.join(
+            SC_DIR, "{model}/{dataset}/{split}/responses/{variant}/{judge}.parquet"
+        ),
     log:
         **job_logs(
-            "safety_calibration", "responses_sra", "{model}", "{dataset}", "{split}"
+            "safety_calibration",
+            "response_sra",
+            "{model}",
+            "{dataset}",
+            "{split}",
+            "{variant}",
+            "{judge}",
         ),
+    wildcard_constraints:
+        variant=one_of(SC_VARIANTS),
+        judge=one_of(SC_JUDGES),
     resources:
         **analysis_resources(),
     params:
-        method=f"response:{SC_JUDGE}",
         threshold=SC["threshold"],
         verdicts=SC_VERDICTS,
     run:
@@ -355,6 +477,41 @@ rule safety_responses_sra:
             wildcards,
             log,
         )
+
+
+rule safety_responses_table:
+    input:
+        pieces=_sc_response_pieces,
+    output:
+        **table_outputs("safety_responses"),
+    log:
+        **job_logs("tables", "safety_responses"),
+    localrule: True
+    run:
+        call(
+            safety_report.assemble_safety_responses,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
+
+
+rule safety_judges_table:
+    input:
+        labelled=SC_LABELLED,
+        judgements=[SC_LABELLED_JUDGED.format(judge=j) for j in SC_MODEL_JUDGES],
+    output:
+        **table_outputs("safety_judges"),
+    log:
+        **job_logs("tables", "safety_judges"),
+    localrule: True
+    params:
+        judges=SC_MODEL_JUDGES,
+        backends={j: config["models"][j]["backend"] for j in SC_MODEL_JUDGES},
+    run:
+        call(safety_report.write_judges_table, input, output, params, wildcards, log)
 
 
 rule safety_calibration_table:

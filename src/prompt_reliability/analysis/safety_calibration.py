@@ -51,6 +51,8 @@ class SafetyCalibrationError(ValueError):
 
 # --- the config block, checked before any job ----------------------------------------------------
 
+JUDGE_BACKENDS = ("hf", "served")
+
 def variants_of(block: Mapping[str, Any]) -> list[str]:
     """The calibration variants of config block ``safety_calibration`` (empty without models)."""
     from prompt_reliability.scoring.variants import variant_names
@@ -85,11 +87,14 @@ def check_safety_config(config: Mapping[str, Any], families: Sequence[str], cali
     if block["models"] and block["family"] not in config["prompts"]:
         problems.append(unknown_choice("safety_calibration.family", block["family"], config["prompts"]))
     if block["responses"]["enabled"]:
-        judges = ["string", *(m for m, c in models.items() if c["backend"] == "hf")]
-        judge = block["responses"]["judge"]
-        if judge not in judges:
-            problems.append(unknown_choice("safety_calibration.responses.judge", judge, judges)
-                            + ": use 'string' or an hf model under 'models'")
+        from prompt_reliability.analysis.judges import PHRASE
+
+        judges = [PHRASE, *(m for m, c in models.items() if c["backend"] in JUDGE_BACKENDS)]
+        for judge in block["responses"]["judges"]:
+            if judge not in judges:
+                problems.append(unknown_choice("safety_calibration.responses.judges", judge, judges)
+                                + f": a judge is {PHRASE!r} or a model under 'models' with backend "
+                                  f"{' or '.join(JUDGE_BACKENDS)}")
     available = available_methods(calibration_dir)
     for method in block["prompting"]:
         if method not in available:
@@ -211,24 +216,50 @@ def reliability_of(y: np.ndarray, p: np.ndarray, n_bins: int = 15, eps: float = 
     return {"nll": metrics.nll(y, p, eps), "ece": metrics.ece(y, p, n_bins), "auroc": metrics.auroc(y, p)}
 
 
-# --- response mode: SRA from judged responses --------------------------------------------------
+# --- response mode: SRA from judged responses (VSCBench's protocol) -------------------------------
+
+RESPONSE_COLUMNS = ("model", "dataset", "split", "method", "judge", "protocol", "category", "n_safe", "n_unsafe", "n_unjudged",
+                    "sra_s", "sra_u", "sra_a", "accuracy", "verdict")
 
 
-def write_response_sra(*, responses: str, table: str, model: str, dataset: str, split: str, method: str,
-                       judgement: str | None = None, threshold: float,
-                       verdicts: Mapping[str, Mapping[str, float]]) -> pl.DataFrame:
-    """SRA per category from judged responses: refusal/warning counts as flagging unsafe (string judge
-    without ``judgement``, the model judge's p_refusal with it)."""
-    from prompt_reliability.analysis.judges import refusals
+def response_flags(responses: pl.DataFrame, judge: str, judgement: pl.DataFrame | None = None) -> np.ndarray:
+    """Per response (in order), the judge's flag: 1 = refused (or warned, on an unsafe request), 0 = helped,
+    NaN = unjudged (a served judge's reply that was neither Y nor N). ``judgement`` holds a model
+    judge's ``sample_id, flag``; the phrase judge needs none."""
+    from prompt_reliability.analysis.judges import PHRASE, phrase_flags
 
+    if judge == PHRASE:
+        return phrase_flags(responses["response"].to_list(), responses["label"].to_list())
+    if judgement is None:
+        raise SafetyCalibrationError(f"judge {judge!r} needs its judgement file")
+    joined = responses.select("sample_id").join(judgement.select("sample_id", "flag"), on="sample_id", how="left",
+                                                 maintain_order="left")
+    if joined.height != responses.height or joined["flag"].null_count():
+        raise SafetyCalibrationError(f"the judgement of {judge!r} lacks some responses; re-run the judge")
+    return joined["flag"].to_numpy().astype(np.float64)
+
+
+def write_response_sra(*, responses: str, table: str, model: str, dataset: str, split: str, variant: str, judge: str,
+                       threshold: float, verdicts: Mapping[str, Mapping[str, float]], judgement: str | None = None) -> pl.DataFrame:
+    """SRA per category of one variant's responses as one judge decides them (columns :data:`RESPONSE_COLUMNS`).
+    A flag (or an hf judge's p(Y)) at or above ``threshold`` counts as refused/warned; unjudged
+    responses are left out of the accuracies and counted in ``n_unjudged``."""
     answered = pl.read_parquet(responses).filter(pl.col("split") == split)
     if not answered.height:
         raise SafetyCalibrationError(f"{responses}: no responses in split {split!r}")
-    judge = "model" if judgement else "string"
-    p = refusals(answered, judge, pl.read_parquet(judgement) if judgement else None)
-    out = sra_frame({method: p}, answered["label"].to_numpy(), answered["category"].to_list(), model=model,
-                    dataset=dataset, split=split, threshold=threshold, thresholds=verdicts, protocol=JUDGED_RESPONSES)
-    io.write_parquet(out, table, {"judge": judge})
+    flags = response_flags(answered, judge, pl.read_parquet(judgement) if judgement else None)
+    judged = ~np.isnan(flags)
+    categories = answered["category"].to_list()
+    out = sra_frame({variant: flags[judged]}, answered["label"].to_numpy()[judged],
+                    [c for c, keep in zip(categories, judged) if keep], model=model, dataset=dataset, split=split,
+                    threshold=threshold, thresholds=verdicts, protocol=JUDGED_RESPONSES)
+    names = ["none" if c is None else str(c) for c in categories]
+    unjudged = {category: int(sum(1 for c, keep in zip(names, judged) if c == category and not keep))
+                for category in set(names)} | {ALL: int((~judged).sum())}
+    out = out.with_columns(pl.lit(judge).alias("judge"),
+                           pl.col("category").replace_strict(unjudged, default=0, return_dtype=pl.Int64).alias("n_unjudged"))
+    out = out.select(RESPONSE_COLUMNS)
+    io.write_parquet(out, table, {"judge": judge, "threshold": threshold, "responses": responses})
     return out
 
 

@@ -152,7 +152,9 @@ def _safety_calibration_section(inputs: ReportInputs) -> str:
     scatter = [inputs.relative(f) for f in inputs.figures if os.path.basename(f).startswith("safety_calibration_")]
     pareto = next((inputs.relative(f) for f in inputs.figures if os.path.basename(f) == "safety_pareto.png"), None)
     return safety_calibration_markdown(inputs.table_paths["safety_calibration"],
-                                       inputs.table_paths.get("safety_tradeoff"), scatter=scatter, pareto=pareto)
+                                       inputs.table_paths.get("safety_tradeoff"), scatter=scatter, pareto=pareto,
+                                       responses_table=inputs.table_paths.get("safety_responses"),
+                                       judges_table=inputs.table_paths.get("safety_judges"))
 
 
 def _self_assessment_runs(config: Mapping[str, Any]) -> bool:
@@ -163,6 +165,11 @@ def _self_assessment_runs(config: Mapping[str, Any]) -> bool:
 def _safety_tradeoff_runs(config: Mapping[str, Any]) -> bool:
     safety = config["safety_calibration"]
     return bool(safety["models"] and safety["helpfulness"]["dataset"])
+
+
+def _safety_responses_run(config: Mapping[str, Any]) -> bool:
+    safety = config["safety_calibration"]
+    return bool(safety["models"] and safety["responses"]["enabled"])
 
 
 PER_PAIR = "{model}/{dataset}/{split}"
@@ -228,6 +235,8 @@ _RECORDS = [
              section=_safety_calibration_section),
     Analysis("safety_tradeoff", "Safety calibration", OWN_RULE, figures=("safety_pareto.png",),
              needs=_safety_tradeoff_runs),
+    Analysis("safety_responses", "Safety calibration", OWN_RULE, needs=_safety_responses_run),
+    Analysis("safety_judges", "Safety calibration", OWN_RULE, needs=_safety_responses_run),
     Analysis("distillation", "Distillation", OWN_RULE, section=_distillation_section, needs=_distillation_runs,
              figures=("distillation/unf1.png", "distillation/answer_types.png", "distillation/hallucination.png",
                       "distillation/training_loss.png")),
