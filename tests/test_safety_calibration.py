@@ -237,6 +237,9 @@ def _safety_config(**block):
     ({"prompting": ["cot", "ptompt"]}, r"'safety_calibration.prompting' is 'ptompt', which is none of \['cot', 'pe'\]"),
     ({"models": ["sim"]}, r"'safety_calibration.models' lists 'sim', which is not an hf model"),
     ({"family": "D"}, r"'safety_calibration.family' is 'D'"),
+    ({"responses": {"enabled": True, "max_new_tokens": 8, "judges": ["phrase", "tiny-lava"]}},
+     r"'safety_calibration.responses.judges' is 'tiny-lava', .* \(did you mean 'tiny-llava'\?\): a judge is 'phrase' or a model"),
+    ({"responses": {"enabled": True, "max_new_tokens": 8, "judges": ["sim"]}}, r"'safety_calibration.responses.judges' is 'sim'"),
 ])
 def test_safety_block_is_checked_before_any_job(block, message):
     from conftest import REPO

@@ -64,3 +64,21 @@ def test_safety_calibration_targets(tmp_path):
     assert judges_table["judge"].to_list() == ["phrase", "tiny"] and (judges_table["n"] >= 60).all()
     for figure in TARGETS[4:]:
         assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_served_judge_is_wired_as_local_request_steps(tmp_path, monkeypatch):
+    """The paper's GPT-4o setup: a served model as judge of every variant's responses and of the labelled table."""
+    from conftest import dry_run_jobs
+
+    config = {**CONFIG, "models": {**CONFIG["models"],
+                                   "gpt": {"backend": "served", "url": "http://127.0.0.1:9/v1", "model": "gpt-4o",
+                                           "api_key_env": "JUDGE_TEST_KEY"}}}
+    config["safety_calibration"] = {**CONFIG["safety_calibration"],
+                                    "responses": {"enabled": True, "max_new_tokens": 4, "judges": ["phrase", "gpt"]}}
+    write_config(tmp_path, config)
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-test")
+    jobs = dry_run_jobs(tmp_path, "--configfile", str(tmp_path / "config.yaml"), "--cores", "2",
+                        "results/tables/safety_responses.csv", "results/tables/safety_judges.csv")
+    assert jobs["safety_judge_responses_served"] == 4 and jobs["safety_judge_labelled_served"] == 1
+    assert jobs["safety_response_sra"] == 4 * 2 and jobs["safety_responses"] == 4
+    assert "safety_judge_responses" not in jobs

@@ -351,6 +351,7 @@ rule safety_judge_responses_served:
     wildcard_constraints:
         judge=one_of(SC_SERVED_JUDGES),
         variant=one_of(SC_VARIANTS),
+    localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
         **SAFETY_JUDGE_PARAMS,
         connection=lambda w: served_connection(w.judge),
@@ -428,6 +429,7 @@ rule safety_judge_labelled_served:
         **job_logs("safety_calibration", "judge", "{judge}", "labelled"),
     wildcard_constraints:
         judge=one_of(SC_SERVED_JUDGES),
+    localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
         **SAFETY_LABELLED_PARAMS,
         connection=lambda w: served_connection(w.judge),
