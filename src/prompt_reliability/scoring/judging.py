@@ -121,22 +121,25 @@ def _hf_flags(items: pl.DataFrame, *, judge: str, judge_config: Mapping[str, Any
 
 
 def _served_replies(items: pl.DataFrame, *, judge: str, judge_config: Mapping[str, Any], prompt_dir: str,
-                    prompt_format: Mapping[str, str], request_cache: str) -> list[str]:
+                    prompt_format: Mapping[str, str], request_cache: str,
+                    connection: Mapping[str, Any] | None = None) -> list[str]:
     from prompt_reliability.data.prompts import load_registry, render_instruction
     from prompt_reliability.scoring.served import ServedClient, user_turn
 
     template = load_registry(prompt_dir, [JUDGE_FAMILY]).family(JUDGE_FAMILY)[0].text
     conversations = [[user_turn(render_instruction(template, text, prompt_format["with_query"], prompt_format["without_query"]))]
                      for text in items["query"]]
-    client = ServedClient.from_config(judge, judge_config, request_cache)
+    client = ServedClient.from_config(judge, {**judge_config, **(connection or {})}, request_cache)
     replies = client.replies(conversations, max_tokens=REPLY_TOKENS)
     log.info("served judge %s: %s", judge, client.stats.as_dict())
     return replies
 
 
 def judge_items(items: pl.DataFrame, *, judge: str, judge_config: Mapping[str, Any], prompt_dir: str,
-                prompt_format: Mapping[str, str], work_dir: str, name: str, request_cache: str | None = None) -> pl.DataFrame:
-    """``sample_id, flag, reply`` of ``items`` (``sample_id, split, label, query`` = :func:`item_text`, ``category``)."""
+                prompt_format: Mapping[str, str], work_dir: str, name: str, request_cache: str | None = None,
+                connection: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """``sample_id, flag, reply`` of ``items`` (``sample_id, split, label, query`` = :func:`item_text`, ``category``).
+    A served judge's ``judge_config`` holds what shapes its requests, ``connection`` how they reach the server."""
     backend = judge_config["backend"]
     if backend == "hf":
         flags = _hf_flags(items, judge=judge, judge_config=judge_config, prompt_dir=prompt_dir, prompt_format=prompt_format,
@@ -146,7 +149,7 @@ def judge_items(items: pl.DataFrame, *, judge: str, judge_config: Mapping[str, A
         if not request_cache:
             raise ValueError(f"served judge {judge!r} needs its request cache (rule parameter 'request_cache')")
         replies = _served_replies(items, judge=judge, judge_config=judge_config, prompt_dir=prompt_dir,
-                                  prompt_format=prompt_format, request_cache=request_cache)
+                                  prompt_format=prompt_format, request_cache=request_cache, connection=connection)
         flags = np.array([parse_judge_reply(r) for r in replies], dtype=np.float64)
         unparsed = int(np.isnan(flags).sum())
         if unparsed:
@@ -159,21 +162,22 @@ def judge_items(items: pl.DataFrame, *, judge: str, judge_config: Mapping[str, A
 
 def write_response_judgement(*, responses: str, judgement: str, judge: str, judge_config: Mapping[str, Any],
                              prompt_dir: str, prompt_format: Mapping[str, str], work_dir: str,
-                             request_cache: str | None = None, **_inputs: Any) -> pl.DataFrame:
+                             request_cache: str | None = None, connection: Mapping[str, Any] | None = None,
+                             **_inputs: Any) -> pl.DataFrame:
     """Rule entry point: one judge's flags on one responses file."""
     answered = pl.read_parquet(responses)
     items = answered.select("sample_id", "split", "label", "category",
                             pl.struct("label", "query", "response").map_elements(
                                 lambda r: item_text(r["label"], r["query"], r["response"]), return_dtype=pl.Utf8).alias("query"))
     out = judge_items(items, judge=judge, judge_config=judge_config, prompt_dir=prompt_dir, prompt_format=prompt_format,
-                      work_dir=work_dir, name=Path(judgement).stem, request_cache=request_cache)
+                      work_dir=work_dir, name=Path(judgement).stem, request_cache=request_cache, connection=connection)
     io.write_parquet(out, judgement, {"judge": judge, "backend": judge_config["backend"], "responses": responses})
     return out
 
 
 def write_labelled_judgement(*, labelled: str, judgement: str, judge: str, judge_config: Mapping[str, Any], prompt_dir: str,
                              prompt_format: Mapping[str, str], work_dir: str, request_cache: str | None = None,
-                             **_inputs: Any) -> pl.DataFrame:
+                             connection: Mapping[str, Any] | None = None, **_inputs: Any) -> pl.DataFrame:
     """Rule entry point: one judge's flags on the labelled response table (for its Cohen's kappa)."""
     table = read_labelled(labelled)
     items = table.select(pl.col("id").alias("sample_id"), pl.lit("labelled").alias("split"), pl.col("y").alias("label"),
@@ -181,6 +185,6 @@ def write_labelled_judgement(*, labelled: str, judgement: str, judge: str, judge
                          pl.struct("y", "query", "response").map_elements(
                              lambda r: item_text(r["y"], r["query"], r["response"]), return_dtype=pl.Utf8).alias("query"))
     out = judge_items(items, judge=judge, judge_config=judge_config, prompt_dir=prompt_dir, prompt_format=prompt_format,
-                      work_dir=work_dir, name="labelled", request_cache=request_cache)
+                      work_dir=work_dir, name="labelled", request_cache=request_cache, connection=connection)
     io.write_parquet(out, judgement, {"judge": judge, "backend": judge_config["backend"], "labelled": labelled})
     return out
