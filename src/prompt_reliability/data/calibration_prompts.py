@@ -30,6 +30,7 @@ from prompt_reliability.data.prompts import (
     Template,
     _check_asks_label_first,
     _read_yaml,
+    template_entries,
 )
 
 KINDS = ("instruction", "reasoning")
@@ -95,17 +96,11 @@ def load_method(prompt_dir: str | Path, name: str) -> CalibrationMethod:
     kind = data.get("kind")
     if kind not in KINDS:
         raise PromptRegistryError(f"{path}: field 'kind' is {kind!r}; use one of {list(KINDS)}")
-    if not isinstance(data.get("templates"), list) or not data["templates"]:
-        raise PromptRegistryError(f"{path}: field 'templates' must be a non-empty list of {{id, text}}")
     templates = []
-    for index, entry in enumerate(data["templates"]):
-        where = f"{path}: templates[{index}]"
-        if not isinstance(entry, dict) or not entry.get("id") or not entry.get("text"):
-            raise PromptRegistryError(f"{where}: each template needs a non-empty 'id' and 'text'")
-        found = _placeholders(str(entry["text"]), where)
-        if not {"unsafe", "safe"} <= set(found):
+    for where, prompt_id, text in template_entries(path, data):
+        if not {"unsafe", "safe"} <= set(_placeholders(text, where)):
             raise PromptRegistryError(f"{where}: the text must name both labels through {{unsafe}} and {{safe}}")
-        templates.append((str(entry["id"]), str(entry["text"])))
+        templates.append((prompt_id, text))
     instruction = data.get("response_instruction")
     if not isinstance(instruction, str) or not instruction.strip():
         raise PromptRegistryError(f"{path}: field 'response_instruction' (the text put before a request in response mode) "

@@ -117,20 +117,30 @@ def _load_family(path: Path, family: str, labels: LabelTokens) -> list[Template]
             f"available families: {available}"
         )
     data = _read_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("templates"), list) or not data["templates"]:
+    if not isinstance(data, dict):
         raise PromptRegistryError(f"{path}: field 'templates' must be a non-empty list of {{id, text}}")
     declared = str(data.get("family", family))
     if declared != family:
         raise PromptRegistryError(f"{path}: field 'family' is {declared!r} but the file name says {family!r}; make them match")
     out = []
+    for where, prompt_id, text in template_entries(path, data):
+        template = Template(prompt_id, family, " ".join(text.split()))
+        _check_asks_label_first(template, labels, where)
+        out.append(template)
+    return out
+
+
+def template_entries(path: Path, data: dict) -> list[tuple[str, str, str]]:
+    """``(where, id, text)`` of the prompt file's ``templates`` list, each entry checked to have both."""
+    if not isinstance(data.get("templates"), list) or not data["templates"]:
+        raise PromptRegistryError(f"{path}: field 'templates' must be a non-empty list of {{id, text}}")
+    entries = []
     for index, entry in enumerate(data["templates"]):
         where = f"{path}: templates[{index}]"
         if not isinstance(entry, dict) or not entry.get("id") or not entry.get("text"):
             raise PromptRegistryError(f"{where}: each template needs a non-empty 'id' and 'text'")
-        template = Template(str(entry["id"]), family, " ".join(str(entry["text"]).split()))
-        _check_asks_label_first(template, labels, where)
-        out.append(template)
-    return out
+        entries.append((where, str(entry["id"]), str(entry["text"])))
+    return entries
 
 
 def _check_asks_label_first(template: Template, labels: LabelTokens, where: str) -> None:
