@@ -60,6 +60,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/self_assessment.smk"
 include: "workflow/rules/safety_calibration.smk"
 include: "workflow/rules/distillation.smk"
+include: "workflow/rules/vscbench_sim.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -42,6 +42,7 @@ from prompt_reliability.report import distillation_tables
 from prompt_reliability.report.operating_points import operating_points_section
 from prompt_reliability.report.safety_calibration_tables import safety_calibration_markdown
 from prompt_reliability.report.self_assessment_tables import self_assessment_markdown
+from prompt_reliability.report.vscbench_tables import vscbench_markdown
 
 PIECES = "pieces"
 OWN_RULE = "rule"
@@ -172,6 +173,17 @@ def _safety_responses_run(config: Mapping[str, Any]) -> bool:
     return bool(safety["models"] and safety["responses"]["enabled"])
 
 
+def _vscbench_runs(config: Mapping[str, Any]) -> bool:
+    return bool(config["safety_simulation"]["models"])
+
+
+def _vscbench_section(inputs: ReportInputs) -> str:
+    if "vscbench_findings" not in inputs.frames:
+        return ""
+    figures = [inputs.relative(f) for f in inputs.figures if os.sep + "vscbench" + os.sep in f]
+    return vscbench_markdown(inputs.frames["vscbench_findings"], inputs.frames.get("vscbench_tradeoff"), figures)
+
+
 PER_PAIR = "{model}/{dataset}/{split}"
 
 # Registry order is the order of REPORT.md's headline tables, its sections and its figure links.
@@ -237,6 +249,12 @@ _RECORDS = [
              needs=_safety_tradeoff_runs),
     Analysis("safety_responses", "Safety calibration", OWN_RULE, needs=_safety_responses_run),
     Analysis("safety_judges", "Safety calibration", OWN_RULE, needs=_safety_responses_run),
+
+
+    Analysis("vscbench_sra", "VSCBench (simulated)", OWN_RULE,
+             figures=("vscbench/sra_scatter.png", "vscbench/categories.png"), needs=_vscbench_runs),
+    Analysis("vscbench_tradeoff", "VSCBench (simulated)", OWN_RULE, figures=("vscbench/pareto.png",), needs=_vscbench_runs),
+    Analysis("vscbench_findings", "VSCBench (simulated)", OWN_RULE, section=_vscbench_section, needs=_vscbench_runs),
     Analysis("distillation", "Distillation", OWN_RULE, section=_distillation_section, needs=_distillation_runs,
              figures=("distillation/unf1.png", "distillation/answer_types.png", "distillation/hallucination.png",
                       "distillation/training_loss.png")),
