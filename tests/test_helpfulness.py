@@ -41,3 +41,39 @@ def test_science_mc_questions_have_one_correct_option_that_the_image_shows(tmp_p
     y = probes["label"].to_numpy()
     assert multiple_choice_accuracy(probes["pair_id"], y, y.astype(float)) == 1.0
     assert multiple_choice_accuracy(probes["pair_id"], y, np.full(y.size, 0.5)) == pytest.approx(1 / 3)
+
+
+def _probe_cache(path, probes: pl.DataFrame, p) -> str:
+    """A score cache of one prompt over the probes (p_unsafe = the yes-score)."""
+    from prompt_reliability.base import io
+
+    n = probes.height
+    io.write_parquet(pl.DataFrame({
+        "sample_id": probes["sample_id"], "split": probes["split"], "label": probes["label"], "family": ["pope"] * n,
+        "prompt_id": ["H1"] * n, "logit_u": [0.0] * n, "logit_s": [0.0] * n, "p_unsafe": list(p), "label_mass": [1.0] * n,
+        "top_token": ["Y"] * n}), path)
+    return str(path)
+
+
+def test_tradeoff_table_adds_multiple_choice_accuracy_beside_yes_no(tmp_path):
+    from prompt_reliability.analysis.safety_calibration import tradeoff_table
+    from prompt_reliability.base import io
+
+    probes = generate_science_mc_split("sqa", "test", 4, seed=0, image_dir=None)  # 4 questions x 3 options
+    io.write_parquet(probes, tmp_path / "sqa.parquet")
+    y = probes["label"].to_numpy().astype(float)
+    safety = pl.DataFrame({"sample_id": ["a", "b"], "split": ["test"] * 2, "label": pl.Series([1, 0], dtype=pl.Int8)})
+    entries = []
+    # none answers every question (yes-score on the correct option); fewshot-1 answers the first two only
+    for method, mc in [("none", y * 0.8 + 0.1), ("fewshot-1", np.where(np.arange(12) < 6, y * 0.8 + 0.1, 1 - y * 0.8 - 0.1))]:
+        entries.append({"model": "m", "dataset": "d", "split": "test", "method": method,
+                        "scores": _probe_cache(tmp_path / f"{method}.parquet", safety, [0.9, 0.1]),
+                        "helpfulness": _probe_cache(tmp_path / f"{method}_h.parquet", safety, [0.9, 0.1]),
+                        "helpfulness_split": "test",
+                        "multiple_choice": _probe_cache(tmp_path / f"{method}_mc.parquet", probes, mc),
+                        "multiple_choice_manifest": str(tmp_path / "sqa.parquet")})
+    table = tradeoff_table(entries)
+    assert table["helpfulness_mc"].to_list() == [1.0, 0.5] and table["d_helpfulness_mc"].to_list() == [0.0, -0.5]
+    assert "helpfulness_mc" not in tradeoff_table([{k: v for k, v in e.items() if not k.startswith("multiple")}
+                                                   for e in entries]).columns
+

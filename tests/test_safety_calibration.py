@@ -240,6 +240,10 @@ def _safety_config(**block):
     ({"responses": {"enabled": True, "max_new_tokens": 8, "judges": ["phrase", "tiny-lava"]}},
      r"'safety_calibration.responses.judges' is 'tiny-lava', .* \(did you mean 'tiny-llava'\?\): a judge is 'phrase' or a model"),
     ({"responses": {"enabled": True, "max_new_tokens": 8, "judges": ["sim"]}}, r"'safety_calibration.responses.judges' is 'sim'"),
+    ({"helpfulness": {"dataset": "pope", "multiple_choice": "scienceqa"}},
+     r"'safety_calibration.helpfulness.multiple_choice' is 'scienceqa'"),
+    ({"helpfulness": {"dataset": None, "multiple_choice": "pope"}},
+     r"'safety_calibration.helpfulness.multiple_choice' needs 'safety_calibration.helpfulness.dataset'"),
 ])
 def test_safety_block_is_checked_before_any_job(block, message):
     from conftest import REPO

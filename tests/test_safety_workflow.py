@@ -14,6 +14,7 @@ CONFIG = {
         "synth": {"adapter": "synthetic", "seed": 0, "image_size": 32,
                   "splits": {"train": {"n": 16, "unsafe_rate": 0.5}, "test": {"n": 12, "unsafe_rate": 0.5}}},
         "pope": {"adapter": "synthetic", "kind": "pope", "seed": 0, "image_size": 32, "splits": {"test": {"n": 8}}},
+        "sqa": {"adapter": "synthetic", "kind": "science_mc", "seed": 0, "image_size": 32, "splits": {"test": {"n": 4}}},
     },
     "models": {"tiny": {"backend": "hf", "tiny": {"arch": "qwen2_vl", "seed": 0}}},
     "prompts": ["A"],
@@ -23,7 +24,7 @@ CONFIG = {
         "models": ["tiny"],
         "few_shot": {"shots": [1]},
         "steering": {"layers": [1], "alphas": [0.0, 1.5]},
-        "helpfulness": {"dataset": "pope"},
+        "helpfulness": {"dataset": "pope", "multiple_choice": "sqa"},
         "responses": {"enabled": True, "max_new_tokens": 4, "judges": ["phrase", "tiny"]},
     },
 }
@@ -44,7 +45,12 @@ def test_safety_calibration_targets(tmp_path):
     tradeoff = pl.read_parquet(tmp_path / "results/tables/safety_tradeoff.parquet")
     assert set(tradeoff["method"]) == {"none", "fewshot-1", "iar-L1-a0", "iar-L1-a1.5"}
     zero = tradeoff.filter(pl.col("method") == "iar-L1-a0").row(0, named=True)
-    assert all(zero[f"d_{m}"] == 0.0 for m in ("sra_s", "sra_u", "sra_a", "helpfulness", "nll", "ece", "auroc")), zero
+    assert all(zero[f"d_{m}"] == 0.0 for m in ("sra_s", "sra_u", "sra_a", "helpfulness", "helpfulness_mc", "nll", "ece",
+                                                "auroc")), zero
+    # ScienceQA-style multiple choice beside POPE: every option probed with the yes/no family, accuracy per question
+    assert tradeoff["helpfulness_mc"].is_between(0, 1).all()
+    probes = pl.read_parquet(tmp_path / "results/safety_calibration/scores/tiny/none/sqa.parquet")
+    assert probes.height == 12 and set(probes["family"]) == {"pope"}
     steered = tradeoff.filter(pl.col("method") == "iar-L1-a1.5").row(0, named=True)
     assert steered["d_nll"] != 0.0
     # response mode: every variant's responses, judged by every judge (VSCBench's protocol)

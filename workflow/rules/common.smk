@@ -461,6 +461,8 @@ SC_DIR = "results/safety_calibration"
 SC_VERDICTS = SC["verdicts"]
 SC_MODELS = SC["models"]
 SC_HELP = SC["helpfulness"]["dataset"]
+SC_HELP_MC = SC["helpfulness"]["multiple_choice"]  # ScienceQA-style, scored with the yes/no family
+SC_HELP_SETS = [d for d in (SC_HELP, SC_HELP_MC) if d]
 # response judges: the phrase judge and model judges (hf or served models under `models`)
 SC_JUDGES = (
     SC["responses"]["judges"] if SC["responses"]["enabled"] and SC_MODELS else []
@@ -482,7 +484,7 @@ SC_PROMPTING = {
 }
 SC_LOCK = config["lock"]
 SC_DATASETS = sorted({d for d, _ in PAIRS})
-SC_SCORED = SC_DATASETS + ([SC_HELP] if SC_HELP and SC_HELP not in SC_DATASETS else [])
+SC_SCORED = SC_DATASETS + [d for d in SC_HELP_SETS if d not in SC_DATASETS]
 
 
 def _sc_model_dir(model):
@@ -533,7 +535,7 @@ def _sc_judge_config(judge):
 
 
 def _sc_scored_spec(dataset):
-    helpfulness = dataset == SC_HELP
+    helpfulness = dataset in SC_HELP_SETS
     return {
         "dataset": dataset,
         "splits": _sc_splits(dataset),
@@ -586,6 +588,14 @@ def _sc_tradeoff_entries():
                         "scores": f"{SC_DIR}/scores/{model}/{variant}/{dataset}.parquet",
                         "helpfulness": f"{SC_DIR}/scores/{model}/{variant}/{SC_HELP}.parquet",
                         "helpfulness_split": SC["helpfulness"]["split"],
+                        **(
+                            {
+                                "multiple_choice": f"{SC_DIR}/scores/{model}/{variant}/{SC_HELP_MC}.parquet",
+                                "multiple_choice_manifest": f"results/data/{SC_HELP_MC}.parquet",
+                            }
+                            if SC_HELP_MC
+                            else {}
+                        ),
                     }
                 )
     return entries

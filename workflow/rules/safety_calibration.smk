@@ -560,7 +560,13 @@ rule safety_tradeoff:
             {
                 e[key]
                 for e in _sc_tradeoff_entries()
-                for key in ("scores", "helpfulness")
+                for key in (
+                    "scores",
+                    "helpfulness",
+                    "multiple_choice",
+                    "multiple_choice_manifest",
+                )
+                if key in e
             }
         ),
     output:

@@ -81,9 +81,13 @@ def check_safety_config(config: Mapping[str, Any], families: Sequence[str], cali
     for model in block["models"]:
         if model not in models or models[model]["backend"] != "hf":
             problems.append(f"config key 'safety_calibration.models' lists {model!r}, which is not an hf model under 'models'")
-    helpfulness = block["helpfulness"]["dataset"]
-    if helpfulness is not None and helpfulness not in config["datasets"]:
-        problems.append(unknown_choice("safety_calibration.helpfulness.dataset", helpfulness, config["datasets"]))
+    for key in ("dataset", "multiple_choice"):
+        helpfulness = block["helpfulness"][key]
+        if helpfulness is not None and helpfulness not in config["datasets"]:
+            problems.append(unknown_choice(f"safety_calibration.helpfulness.{key}", helpfulness, config["datasets"]))
+    if block["helpfulness"]["multiple_choice"] and not block["helpfulness"]["dataset"]:
+        problems.append("config key 'safety_calibration.helpfulness.multiple_choice' needs "
+                        "'safety_calibration.helpfulness.dataset' (the yes/no set the trade-off table is built on)")
     if block["models"] and block["family"] not in config["prompts"]:
         problems.append(unknown_choice("safety_calibration.family", block["family"], config["prompts"]))
     if block["responses"]["enabled"]:
@@ -285,7 +289,10 @@ def tradeoff_table(entries: Sequence[Mapping[str, str]], threshold: float = 0.5,
     each one's change (``d_<metric>``) against the ``baseline`` method of the same model and pair.
 
     ``entries``: ``{model, dataset, split, method, scores, helpfulness, helpfulness_split}`` with the
-    variant's safety cache and its helpfulness cache (object presence; label 1 = present).
+    variant's safety cache and its helpfulness cache (object presence; label 1 = present); with
+    ``multiple_choice`` and ``multiple_choice_manifest`` (ScienceQA-style probes, ``pair_id`` = the
+    question) also ``helpfulness_mc``, the share of questions whose highest-scored option is correct
+    (:func:`prompt_reliability.analysis.helpfulness.multiple_choice_accuracy`).
     """
     rows = []
     for entry in entries:
@@ -294,16 +301,30 @@ def tradeoff_table(entries: Sequence[Mapping[str, str]], threshold: float = 0.5,
         helpful = variant_scores(entry["helpfulness"], entry["helpfulness_split"])
         accuracy = float(np.mean((helpful["p"].to_numpy() >= threshold) == (helpful["label"].to_numpy() == 1)))
         overall = sra(y, p, threshold)
+        extra = {"helpfulness_mc": _multiple_choice(entry)} if "multiple_choice" in entry else {}
         rows.append({key: entry[key] for key in ("model", "dataset", "split", "method")}
-                    | {k: overall[k] for k in ("sra_s", "sra_u", "sra_a")} | {"helpfulness": accuracy}
+                    | {k: overall[k] for k in ("sra_s", "sra_u", "sra_a")} | {"helpfulness": accuracy} | extra
                     | reliability_of(y, p, n_bins, eps))
     table = pl.DataFrame(rows)
+    measured = [m for m in (*TRADEOFF_METRICS, "helpfulness_mc") if m in table.columns]
     base = table.filter(pl.col("method") == baseline).select("model", "dataset", "split",
-                                                              *[pl.col(m).alias(f"_base_{m}") for m in TRADEOFF_METRICS])
+                                                              *[pl.col(m).alias(f"_base_{m}") for m in measured])
     missing = table.join(base, on=["model", "dataset", "split"], how="anti")
     if missing.height:
         raise SafetyCalibrationError(f"no {baseline!r} (uncalibrated) entry for {missing.row(0, named=True)['model']!r}: the "
                                      "trade-off is measured against it")
     table = table.join(base, on=["model", "dataset", "split"], how="left", maintain_order="left")
-    return table.with_columns(*[(pl.col(m) - pl.col(f"_base_{m}")).alias(f"d_{m}") for m in TRADEOFF_METRICS]).drop(
-        [f"_base_{m}" for m in TRADEOFF_METRICS])
+    return table.with_columns(*[(pl.col(m) - pl.col(f"_base_{m}")).alias(f"d_{m}") for m in measured]).drop(
+        [f"_base_{m}" for m in measured])
+
+
+def _multiple_choice(entry: Mapping[str, str]) -> float:
+    """ScienceQA-style accuracy of one variant: its yes-scores per option, grouped by the manifest's pair_id."""
+    from prompt_reliability.analysis.helpfulness import multiple_choice_accuracy
+
+    probes = variant_scores(entry["multiple_choice"], entry["helpfulness_split"]).join(
+        pl.read_parquet(entry["multiple_choice_manifest"]).select("sample_id", "pair_id"), on="sample_id", how="left")
+    if probes["pair_id"].null_count():
+        raise SafetyCalibrationError(f"{entry['multiple_choice_manifest']}: multiple-choice probes need a pair_id (the "
+                                     "question); use synthetic kind science_mc or map columns {pair_id: ...}")
+    return multiple_choice_accuracy(probes["pair_id"].to_list(), probes["label"].to_numpy(), probes["p"].to_numpy())
