@@ -461,7 +461,8 @@ SC_DIR = "results/safety_calibration"
 SC_VERDICTS = SC["verdicts"]
 SC_MODELS = SC["models"]
 SC_HELP = SC["helpfulness"]["dataset"]
-SC_HELP_MC = SC["helpfulness"]["multiple_choice"]  # ScienceQA-style, scored with the yes/no family
+# ScienceQA-style multiple choice, scored with the yes/no family
+SC_HELP_MC = SC["helpfulness"]["multiple_choice"]
 SC_HELP_SETS = [d for d in (SC_HELP, SC_HELP_MC) if d]
 # response judges: the phrase judge and model judges (hf or served models under `models`)
 SC_JUDGES = (

@@ -24,7 +24,14 @@ rule vscbench_simulate:
         profile=lambda w: VS["models"][w.model],
         simulation={k: v for k, v in VS.items() if k not in ("models", "findings")},
     run:
-        call(safety_simulator.write_simulated_model, input, output, params, wildcards, log)
+        call(
+            safety_simulator.write_simulated_model,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
 
 
 rule vscbench_sra:
