@@ -48,6 +48,7 @@ SAFETY_STEERING_VECTORS_PARAMS = dict(
     prompt_format=config["prompt_format"],
     split=SC_LOCK["split"],
     layers=SC["steering"]["layers"],
+    vector=SC["steering"]["vector"],
     dataset=SC_LOCK["dataset"],
 )
 
@@ -57,6 +58,7 @@ rule safety_steering_vectors:
         unpack(lambda w: _sc_model_dir(w.model)),
         manifest=f"results/data/{SC_LOCK['dataset']}.parquet",
         prompt_file=os.path.join(PROMPT_DIR, f"{SC['family']}.yaml"),
+        replies=os.path.join(SC_PROMPTING["prompt_dir"], "replies.yaml"),
     output:
         vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
     log:
@@ -84,6 +86,7 @@ rule safety_steering_vectors_gpu:
         unpack(lambda w: _sc_model_dir(w.model)),
         manifest=f"results/data/{SC_LOCK['dataset']}.parquet",
         prompt_file=os.path.join(PROMPT_DIR, f"{SC['family']}.yaml"),
+        replies=os.path.join(SC_PROMPTING["prompt_dir"], "replies.yaml"),
     output:
         vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
     log:

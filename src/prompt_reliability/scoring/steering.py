@@ -3,12 +3,21 @@
 Layer ``L`` (1-based) is the residual stream after the L-th decoder block of the language model,
 i.e. the output of ``layers[L - 1]`` (``hidden_states[L]`` of ``output_hidden_states``).
 
-- Vector: ``v_L = mean(h_L at the last prompt token | unsafe lock-split samples)
-  - mean(h_L at the last prompt token | safe lock-split samples)``, one forward per lock-split
-  sample with the calibration family's first template (the model's chat template, image first,
-  generation prompt included). Only lock-split rows are ever read: the evaluation split cannot
-  leak into the vector. Saved as safetensors (``layer_<L>`` tensors, float32) with provenance in the
-  file's metadata.
+- Vector (config ``safety_calibration.steering.vector``), from lock-split rows only (the evaluation
+  split cannot leak into it), each prompt rendered with the calibration family's first template
+  (the model's chat template, image first, generation prompt included):
+
+  - ``responses`` (the paper's IAR, mass-mean shift over behaviour): for every unsafe lock-split
+    instruction, a refusal and a compliant reply (the templated replies of
+    ``prompts/calibration/replies.yaml``) are teacher-forced after the prompt; ``h_L`` is averaged
+    over the reply's tokens; ``v_L = mean(h_L | refusal) - mean(h_L | compliance)``, the direction
+    from unsafe to safe behaviour. Strength normalisation: none; ``alpha`` multiplies this raw mean
+    difference, as in mass-mean shift, so alpha = 1 moves a compliant reply's mean activation onto a
+    refusal's (the paper's strengths 1.0-2.5 mean the same here).
+  - ``inputs`` (a named alternative): ``v_L = mean(h_L at the last prompt token | unsafe samples)
+    - mean(h_L at the last prompt token | safe samples)``, a contrast of inputs, not of behaviour.
+
+  Saved as safetensors (``layer_<L>`` tensors, float32) with provenance in the file's metadata.
 - Scoring: a forward hook on ``layers[L - 1]`` adds ``alpha * v_L`` to its output at every
   position (prefix and suffix passes alike, so both engines see the same model). ``alpha = 0``
   adds exact zeros and reproduces unsteered scores bit for bit.
@@ -97,6 +106,42 @@ def capture_last_token(model, layers: Sequence[int]) -> Iterator[dict[int, list]
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def capture_span_mean(model, layers: Sequence[int], start: int) -> Iterator[dict[int, list]]:
+    """Record, per forward, each layer's output averaged over positions ``start:`` (a reply's tokens)."""
+    captured: dict[int, list] = {int(layer): [] for layer in layers}
+    handles = []
+    for layer, rows in captured.items():
+        def hook(module, args, output, rows=rows):
+            rows.append(_hidden(output)[:, start:].float().mean(dim=1).detach().cpu())
+        handles.append(_check_layer(model, layer).register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def response_vectors(vlm, images: Sequence, prompts: Sequence[str], replies: Mapping[str, str],
+                     layers: Sequence[int]) -> dict[int, np.ndarray]:
+    """``v_L`` per layer from teacher-forced replies: mean over instructions of the reply-token mean of
+    ``h_L`` after the refusal, minus that after the compliant reply (``replies``: refusal, compliance)."""
+    import torch
+
+    means: dict[str, dict[int, list]] = {}
+    for kind in ("refusal", "compliance"):
+        means[kind] = {int(layer): [] for layer in layers}
+        for image, prompt in zip(images, prompts):
+            start = vlm.process([prompt], [image])["input_ids"].shape[1]
+            with capture_span_mean(vlm.model, layers, start) as captured, torch.inference_mode():
+                vlm.model(**vlm.process([prompt + replies[kind]], [image]), use_cache=False, logits_to_keep=1)
+            for layer, rows in captured.items():
+                means[kind][layer].extend(rows)
+    return {layer: (torch.cat(means["refusal"][layer]).numpy().astype(np.float64).mean(axis=0)
+                    - torch.cat(means["compliance"][layer]).numpy().astype(np.float64).mean(axis=0)).astype(np.float32)
+            for layer in means["refusal"]}
 
 
 def lock_rows(manifest: pl.DataFrame, split: str, source: str = "") -> pl.DataFrame:

@@ -15,15 +15,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from prompt_reliability.scoring.steering import lock_rows, save_vectors, steering_vectors
+from prompt_reliability.scoring.steering import (
+    lock_rows,
+    response_vectors,
+    save_vectors,
+    steering_vectors,
+)
 
 log = logging.getLogger("prompt_reliability")
 
 
 def write_steering_vectors(*, manifest: str, vectors: str, model: str, model_config: Mapping[str, Any], prompt_dir: str,
                            families: list[str], family: str, prompt_format: Mapping[str, str], split: str,
-                           layers: Sequence[int], dataset: str = "", **_inputs: Any) -> dict[int, np.ndarray]:
-    """Rule entry point: steering vectors of ``model`` for ``layers`` from the lock split of ``manifest``."""
+                           layers: Sequence[int], vector: str, dataset: str = "", replies: str | None = None,
+                           **_inputs: Any) -> dict[int, np.ndarray]:
+    """Rule entry point: steering vectors of ``model`` for ``layers`` from the lock split of ``manifest``;
+    ``vector``: ``responses`` (teacher-forced refusal vs compliant ``replies``, the paper's IAR) or
+    ``inputs`` (last prompt token, unsafe vs safe samples); see :mod:`steering`."""
     import time
 
     from prompt_reliability.data.prompts import load_registry, render_instruction
@@ -42,14 +50,27 @@ def write_steering_vectors(*, manifest: str, vectors: str, model: str, model_con
     texts = [render_chat(vlm.processor, render_instruction(template.text, q, prompt_format["with_query"],
                                                           prompt_format["without_query"])) for q in rows["query"]]
     images = [hf._open_image(p, s, dataset) for p, s in zip(rows["image_path"], rows["sample_id"])]
-    result = steering_vectors(vlm, images, texts, rows["label"].to_list(), layers)
+    if vector == "responses":
+        from prompt_reliability.data.calibration_prompts import load_replies
+
+        if not replies:
+            raise ValueError("steering vector 'responses' needs the replies file (rule input 'replies')")
+        reply_texts = load_replies(Path(replies).parent)
+        unsafe = [i for i, label in enumerate(rows["label"].to_list()) if label == 1]
+        result = response_vectors(vlm, [images[i] for i in unsafe], [texts[i] for i in unsafe], reply_texts, layers)
+        position, definition = "reply tokens (teacher-forced)", "mean(refusal) - mean(compliance) over unsafe lock instructions"
+    elif vector == "inputs":
+        result = steering_vectors(vlm, images, texts, rows["label"].to_list(), layers)
+        position, definition = "last prompt token", "mean(unsafe) - mean(safe) of decoder layer output"
+    else:
+        raise ValueError(f"unknown steering vector {vector!r}; use 'responses' or 'inputs'")
     save_vectors(result, vectors, {
         "model": model, "model_fingerprint": provenance["model_fingerprint"], "model_type": provenance["model_type"],
         "dataset": dataset, "split": split, "manifest_hash": manifest_hash(full),
         "lock_sample_ids_hash": hashlib.sha256("\x1f".join(rows["sample_id"]).encode()).hexdigest()[:16],
         "n_unsafe": int((rows["label"] == 1).sum()), "n_safe": int((rows["label"] == 0).sum()),
         "prompt_id": template.prompt_id, "prompt_text_hash": registry.text_hash(family), "layers": [int(x) for x in layers],
-        "position": "last prompt token", "definition": "mean(unsafe) - mean(safe) of decoder layer output",
+        "vector": vector, "position": position, "definition": definition,
         "norms": {str(k): float(np.linalg.norm(v)) for k, v in result.items()},
     })
     log.info("steering vectors of %s for layers %s from %d lock-split samples (%s/%s) in %.1f s; norms %s", model,
