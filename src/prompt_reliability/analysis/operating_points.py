@@ -75,35 +75,38 @@ def _binomial_cdf(k: np.ndarray, n: int, p: float) -> np.ndarray:
     return binom.cdf(k, n, p)
 
 
-def guaranteed_recall_threshold(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> float | None:
-    """Highest candidate whose recall is >= ``target`` with probability >= 1 - ``delta`` (module docstring);
-    None when the lock split's unsafe samples are too few for the guarantee."""
+def _guaranteed_threshold(y: np.ndarray, scores: np.ndarray, target: float, delta: float, *,
+                          recall: bool) -> float | None:
+    """Learn-then-Test by fixed-sequence testing, for a recall (``recall=True``) or an FPR target.
+
+    The candidates are walked from the one surest to meet the target (the lowest for recall, +inf for FPR); a
+    candidate passes when the binomial tail of its errors (unsafe samples missed, or safe samples flagged) under
+    an error rate of ``1 - target`` (recall) or ``target`` (FPR) is ``<= delta``; the walk stops before the first
+    failure and returns the last candidate passed. None when the counted class is absent, the first candidate
+    fails, or the last passed is +inf (nothing flagged is no operating point)."""
     y, scores = np.asarray(y), np.asarray(scores, dtype=float)
-    unsafe = np.sort(scores[y == 1])
-    if not len(unsafe):
+    counted = np.sort(scores[y == (1 if recall else 0)])
+    if not len(counted):
         return None
-    cand = candidates(scores)[:-1]  # ascending; +inf flags nothing and never guarantees a recall > 0
-    misses = np.searchsorted(unsafe, cand, side="left")  # unsafe scores below each candidate
-    rejected = _binomial_cdf(misses, len(unsafe), 1.0 - target) <= delta
-    passed = np.flatnonzero(~rejected)
-    last = (passed[0] if len(passed) else len(cand)) - 1  # fixed sequence: stop before the first failure
-    return float(cand[last]) if last >= 0 else None
+    # recall: ascending, without +inf (it flags nothing and never guarantees a recall > 0); FPR: descending from +inf
+    ordered = candidates(scores)[:-1] if recall else candidates(scores)[::-1]
+    below = np.searchsorted(counted, ordered, side="left")  # counted scores below each candidate
+    errors, error_rate = (below, 1.0 - target) if recall else (len(counted) - below, target)
+    failed = np.flatnonzero(~(_binomial_cdf(errors, len(counted), error_rate) <= delta))
+    last = (failed[0] if len(failed) else len(ordered)) - 1
+    return float(ordered[last]) if last >= 0 and np.isfinite(ordered[last]) else None
+
+
+def guaranteed_recall_threshold(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> float | None:
+    """Highest candidate whose recall is >= ``target`` with probability >= 1 - ``delta``
+    (:func:`_guaranteed_threshold`); None when the lock split's unsafe samples are too few for the guarantee."""
+    return _guaranteed_threshold(y, scores, target, delta, recall=True)
 
 
 def guaranteed_fpr_threshold(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> float | None:
-    """Lowest candidate whose FPR is <= ``target`` with probability >= 1 - ``delta`` (module docstring);
-    None when the lock split's safe samples are too few for the guarantee."""
-    y, scores = np.asarray(y), np.asarray(scores, dtype=float)
-    safe = np.sort(scores[y == 0])
-    if not len(safe):
-        return None
-    cand = candidates(scores)[::-1]  # descending from +inf
-    alarms = len(safe) - np.searchsorted(safe, cand, side="left")
-    rejected = _binomial_cdf(alarms, len(safe), target) <= delta
-    passed = np.flatnonzero(~rejected)
-    last = (passed[0] if len(passed) else len(cand)) - 1
-    # +inf (nothing flagged) has FPR 0 for sure but is no operating point: it needs rejecting like the rest
-    return float(cand[last]) if last >= 0 and np.isfinite(cand[last]) else None
+    """Lowest candidate whose FPR is <= ``target`` with probability >= 1 - ``delta``
+    (:func:`_guaranteed_threshold`); None when the lock split's safe samples are too few for the guarantee."""
+    return _guaranteed_threshold(y, scores, target, delta, recall=False)
 
 
 def rates(y: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float | None, float | None]:
