@@ -111,6 +111,17 @@ def footrule_heatmap(stability: pl.DataFrame) -> Figure:
     return fig
 
 
+def _label_cv_panel(ax, title: str, xlabel: str, ylabel: str, legend_size: int | None) -> None:
+    """A CV-against-n panel's log x axis, title and labels; a legend when ``legend_size`` is given."""
+    ax.set_xscale("log")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=7)
+    ax.tick_params(labelsize=6)
+    if legend_size is not None:
+        ax.legend(fontsize=legend_size)
+
+
 def unf1_vs_ece_figure(table: pl.DataFrame) -> Figure:
     """The paper's Fig. 3: per model, CV against n of UnF1 (each setting, default variant) and of ECE (task answers),
     mean over datasets, log scale (a CV of 0, the full set drawn every time, is left out)."""
@@ -129,14 +140,8 @@ def unf1_vs_ece_figure(table: pl.DataFrame) -> Figure:
                     .group_by("n").agg(pl.col("cv").mean()).sort("n"))
             colour, label = styles[metric]
             ax.plot(line["n"].to_numpy(), line["cv"].to_numpy(), marker="o", ms=3, color=colour, label=label)
-        ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(model, fontsize=8)
-        ax.set_xlabel("sample size n (images / items)", fontsize=7)
-        ax.set_ylabel("CV (mean over datasets)", fontsize=7)
-        ax.tick_params(labelsize=6)
-        if i == 0:
-            ax.legend(fontsize=6)
+        _label_cv_panel(ax, model, "sample size n (images / items)", "CV (mean over datasets)", 6 if i == 0 else None)
     return fig
 
 
@@ -150,13 +155,7 @@ def sample_size_figure(table: pl.DataFrame) -> Figure:
         part = table.filter(pl.col("metric") == metric)
         for (model, dataset), line in part.group_by("model", "dataset", maintain_order=True):
             ax.plot(line["n"].to_numpy(), line["cv"].to_numpy(), marker="o", ms=3, label=f"{model} {dataset}")
-        ax.set_xscale("log")
-        ax.set_title(metric, fontsize=8)
-        ax.set_xlabel("n", fontsize=7)
-        ax.set_ylabel("CV", fontsize=7)
-        ax.tick_params(labelsize=6)
-        if i == 0:
-            ax.legend(fontsize=5)
+        _label_cv_panel(ax, metric, "n", "CV", 5 if i == 0 else None)
     return fig
 
 
