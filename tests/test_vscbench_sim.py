@@ -28,7 +28,7 @@ def _simulation(**effects) -> dict:
     simulation = copy.deepcopy(CONFIG["safety_simulation"])
     simulation["pairs"] = {"image_centric": 600, "text_centric": 600}
     simulation["helpfulness"] = {"pope": 300, "scienceqa": 300}
-    simulation["iar"]["layers"], simulation["iar"]["strengths"] = [9, 14, 24], [0.0, 1.5, 2.5]
+    simulation["iar"]["layers"], simulation["iar"]["strengths"] = [9, 14, 19, 24], [0.0, 1.5, 2.5]
     simulation["effects"].update(effects)
     return simulation
 
@@ -106,6 +106,7 @@ SWITCHES = [
     (("few_shot",), ["vscbench_fewshot_weakest"]),
     (("helpfulness_cost",), ["vscbench_helpfulness_cost"]),
     (("query_relevant",), ["vscbench_query_relevant"]),
+    (("iar_layer",), ["vscbench_iar_layer"]),
 ]
 
 

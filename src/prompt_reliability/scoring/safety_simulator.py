@@ -32,7 +32,8 @@ methods differ by their effects, not by noise.
 
 Effects (``effects``, all true by default): ``group_lean`` (false: each profile's SRA_s and SRA_u are
 replaced by their logit mean, so no model leans), ``few_shot`` (false: few-shot gain and cost 0),
-``helpfulness_cost`` (false: every method's helpfulness cost 0), ``query_relevant`` (false: no shift).
+``helpfulness_cost`` (false: every method's helpfulness cost 0), ``query_relevant`` (false: no shift),
+``iar_layer`` (false: distance 0 at every layer, so IAR works alike at every layer).
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def _method_effect(simulation: Mapping[str, Any], method: str) -> tuple[float, f
         iar = simulation["iar"]
         # earlier layers (general features) lose efficacy faster than later ones
         distance = (iar["best_layer"] - layer) * 1.5 / iar["width"] if layer < iar["best_layer"] else (layer - iar["best_layer"]) / iar["width"]
+        distance = distance if effects["iar_layer"] else 0.0
         f = float(1 - np.exp(-iar["gain"] * strength * np.exp(-distance ** 2)))
         cost = iar["helpfulness_cost"] * strength * (1 + distance) if effects["helpfulness_cost"] else 0.0
         return f, f, 0.0, cost
