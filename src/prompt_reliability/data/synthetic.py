@@ -9,6 +9,7 @@ so neither colour-blind shape detection nor topic words alone separate the class
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,19 @@ def _draw_object(draw: ImageDraw.ImageDraw, shape: str, colour: tuple[int, int, 
         draw.polygon([((x0 + x1) // 2, y0), (x0, y1), (x1, y1)], fill=colour, outline=(0, 0, 0))
 
 
+def _save_scene(path: Path, objects: Sequence[Sequence[str]], slots: np.ndarray, image_size: int) -> str:
+    """Draws each (colour, shape) of ``objects`` into its cell of a 2 x 2 grid (``slots``) on a plain background;
+    saves the PNG at ``path`` and returns it as a string."""
+    image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
+    draw = ImageDraw.Draw(image)
+    cell = image_size // 2
+    for slot, (colour, shape) in zip(slots, objects):
+        x0, y0 = (int(slot) % 2) * cell + cell // 8, (int(slot) // 2) * cell + cell // 8
+        _draw_object(draw, shape, POPE_COLOURS[colour], (x0, y0, x0 + cell * 3 // 4, y0 + cell * 3 // 4))
+    image.save(path, format="PNG")
+    return str(path)
+
+
 def generate_pope_split(dataset: str, split: str, n: int, seed: int, image_dir: Path | None, image_size: int = 64) -> pl.DataFrame:
     """Yes/no object-presence questions; the generator knows which objects it drew.
 
@@ -230,14 +244,7 @@ def generate_pope_split(dataset: str, split: str, n: int, seed: int, image_dir: 
         sample_id = f"{dataset}-{split}-{i:05d}"
         path = ""
         if image_dir is not None:
-            image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
-            draw = ImageDraw.Draw(image)
-            cell = image_size // 2
-            for slot, (colour, shape) in zip(rng.permutation(4), drawn):
-                x0, y0 = (int(slot) % 2) * cell + cell // 8, (int(slot) // 2) * cell + cell // 8
-                _draw_object(draw, shape, POPE_COLOURS[colour], (x0, y0, x0 + cell * 3 // 4, y0 + cell * 3 // 4))
-            path = str(image_dir / f"{sample_id}.png")
-            image.save(path, format="PNG")
+            path = _save_scene(image_dir / f"{sample_id}.png", drawn, rng.permutation(4), image_size)
         for key, value in zip(rows, (sample_id, split, int(labels[i]), f"Is there a {asked[0]} {asked[1]} in the image?",
                                      path, asked[1])):
             rows[key].append(value)
@@ -268,15 +275,7 @@ def generate_object_scenes(dataset: str, n: int, seed: int, image_dir: Path | No
         sample_id = f"{dataset}-scene-{i:05d}"
         path = ""
         if image_dir is not None:
-            image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
-            draw = ImageDraw.Draw(image)
-            cell = image_size // 2
-            for slot, name in zip(slots, drawn):
-                colour, shape = name.split(" ")
-                x0, y0 = (int(slot) % 2) * cell + cell // 8, (int(slot) // 2) * cell + cell // 8
-                _draw_object(draw, shape, POPE_COLOURS[colour], (x0, y0, x0 + cell * 3 // 4, y0 + cell * 3 // 4))
-            path = str(image_dir / f"{sample_id}.png")
-            image.save(path, format="PNG")
+            path = _save_scene(image_dir / f"{sample_id}.png", [name.split(" ") for name in drawn], slots, image_size)
         ids.append(sample_id)
         paths.append(path)
         objects.append(drawn)
