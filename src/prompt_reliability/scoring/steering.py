@@ -93,35 +93,30 @@ def steering(model, layer: int, vector, alpha: float) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def capture_last_token(model, layers: Sequence[int]) -> Iterator[dict[int, list]]:
+def _capture(model, layers: Sequence[int], reduce) -> Iterator[dict[int, list]]:
+    """Record, per forward, each layer's output reduced over positions by ``reduce`` (tensor (batch, positions,
+    hidden) -> (batch, hidden)): ``{layer: [tensor (batch, hidden), ...]}``, detached, float32, on the CPU."""
+    captured: dict[int, list] = {int(layer): [] for layer in layers}
+    handles = []
+    for layer, rows in captured.items():
+        def hook(module, args, output, rows=rows):
+            rows.append(reduce(_hidden(output)).detach().float().cpu())
+        handles.append(_check_layer(model, layer).register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def capture_last_token(model, layers: Sequence[int]) -> contextlib.AbstractContextManager[dict[int, list]]:
     """Record, per forward, each layer's output at the last position: ``{layer: [tensor (batch, hidden), ...]}``."""
-    captured: dict[int, list] = {int(layer): [] for layer in layers}
-    handles = []
-    for layer, rows in captured.items():
-        def hook(module, args, output, rows=rows):
-            rows.append(_hidden(output)[:, -1].detach().float().cpu())
-        handles.append(_check_layer(model, layer).register_forward_hook(hook))
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
+    return _capture(model, layers, lambda hidden: hidden[:, -1])
 
 
-@contextlib.contextmanager
-def capture_span_mean(model, layers: Sequence[int], start: int) -> Iterator[dict[int, list]]:
+def capture_span_mean(model, layers: Sequence[int], start: int) -> contextlib.AbstractContextManager[dict[int, list]]:
     """Record, per forward, each layer's output averaged over positions ``start:`` (a reply's tokens)."""
-    captured: dict[int, list] = {int(layer): [] for layer in layers}
-    handles = []
-    for layer, rows in captured.items():
-        def hook(module, args, output, rows=rows):
-            rows.append(_hidden(output)[:, start:].float().mean(dim=1).detach().cpu())
-        handles.append(_check_layer(model, layer).register_forward_hook(hook))
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
+    return _capture(model, layers, lambda hidden: hidden[:, start:].float().mean(dim=1))
 
 
 def response_vectors(vlm, images: Sequence, prompts: Sequence[str], replies: Mapping[str, str],
