@@ -10,7 +10,7 @@ from brute_force import brute_force_metrics, ece, weighted_nll
 from conftest import dry_run_jobs, run_snakemake
 
 from prompt_reliability.analysis import bootstrap as bs
-from prompt_reliability.analysis import metrics, smooth_ece
+from prompt_reliability.analysis import metrics, resampling, smooth_ece
 from prompt_reliability.analysis.lock import locked_scores
 from prompt_reliability.base import io
 from prompt_reliability.data.matrix import split_rows
@@ -258,3 +258,61 @@ def test_bad_selective_target_fails_before_any_job(import_workdir):
     result = run_snakemake(import_workdir, "--configfile", str(config_path), "-n", check=False)
     assert result.returncode != 0
     assert "'analysis.selective.targets' names 'error@93.5'" in result.stdout + result.stderr
+
+
+def _pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(np.int64)
+    selected = np.clip(rng.beta(2, 2, n) * 0.6 + 0.4 * y, 0.001, 0.999)
+    mean = np.clip(0.5 * selected + 0.5 * rng.beta(2, 2, n) * 0.5 + 0.25 * y, 0.001, 0.999)
+    return y, selected, mean
+
+
+def test_singleton_clusters_are_the_independent_bootstrap():
+    y, selected, mean = _pair(300, 1)
+    independent = bs.bootstrap_deltas(y, selected, mean, PREVALENCES, n_resamples=200, seed=5, chunk_size=64,
+                                      smece_resamples=50)
+    clusters, n_clusters = resampling.cluster_index([f"pair{i}" for i in range(300)])
+    clustered = bs.bootstrap_deltas(y, selected, mean, PREVALENCES, n_resamples=200, seed=5, chunk_size=64,
+                                    smece_resamples=50, clusters=clusters, unit="pair_id")
+    assert n_clusters == 300 and clustered["clusters"].unique().to_list() == [300]
+    assert clustered["unit"].unique().to_list() == ["pair_id"] and independent["unit"].unique().to_list() == ["sample"]
+    for column in ("delta", "ci_low", "ci_high", "p_value"):  # the same draws: equal up to summation order
+        np.testing.assert_allclose(clustered[column].to_numpy(), independent[column].to_numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_clusters_of_two_copies_widen_the_interval_by_sqrt_two():
+    """Every cluster is two copies of one sample: resampling clusters draws n units for 2n samples, so the CI is
+    ~sqrt(2) times the independent bootstrap's on the same 2n samples."""
+    y, selected, mean = _pair(1500, 2)
+    doubled = [np.repeat(a, 2) for a in (y, selected, mean)]
+    clusters, n_clusters = resampling.cluster_index([f"c{i // 2}" for i in range(3000)])
+    assert n_clusters == 1500
+    kwargs = {"n_resamples": 3000, "seed": 11, "chunk_size": 512}
+    independent = bs.bootstrap_deltas(*doubled, ["native"], **kwargs)
+    clustered = bs.bootstrap_deltas(*doubled, ["native"], **kwargs, clusters=clusters, unit="pair_id")
+    width = {name: (t["ci_high"] - t["ci_low"]).to_numpy() for name, t in (("i", independent), ("c", clustered))}
+    np.testing.assert_allclose(width["c"] / width["i"], np.sqrt(2), rtol=0.1)
+    np.testing.assert_array_equal(clustered["delta"].to_numpy(), independent["delta"].to_numpy())  # same point
+
+
+def test_clustered_resample_equals_the_samples_it_draws():
+    """One clustered resample's sums equal the brute-force metrics of the samples its clusters contain."""
+    y, selected, mean = _pair(40, 3)
+    keys = [f"k{i % 13}" if i % 5 else None for i in range(40)]  # shared keys and keyless singletons
+    clusters, n_clusters = resampling.cluster_index(keys)
+    scores = np.stack([selected, mean])
+    _, resampled, _, _ = bs.bootstrap_metrics(y, scores, ["native", 0.1], n_resamples=7, seed=9, chunk_size=3,
+                                              clusters=clusters)
+    drawn = np.concatenate(list(resampling.resample_indices(n_clusters, 7, 9, 3)))
+    members = [np.flatnonzero(clusters == c) for c in range(n_clusters)]
+    sample_draws = [np.concatenate([members[c] for c in row]) for row in drawn]
+    weights = np.stack([np.ones(40), bs.prevalence_weights(y, 0.1)])
+    expected = brute_force_metrics(y, scores, weights, [sample_draws])
+    np.testing.assert_allclose(resampled, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_resample_counts_match_a_flat_bincount():
+    indices = np.random.default_rng(0).integers(0, 17, size=(9, 17), dtype=np.uint32)
+    flat = (indices + (np.arange(9) * 17)[:, None]).ravel()
+    np.testing.assert_array_equal(resampling.resample_counts(indices), np.bincount(flat, minlength=9 * 17).reshape(9, 17))

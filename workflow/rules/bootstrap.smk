@@ -7,6 +7,7 @@ rule bootstrap:
     input:
         matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
+        manifest="results/data/{dataset}.parquet",
     output:
         table=per_pair_piece("bootstrap"),
     log:

@@ -10,6 +10,11 @@ Definitions (paper Appendices F and G; smooth ECE added by this project):
   only (relplot has no sample weights) and on the first ``smece_resamples`` of the same resamples
   (paired with NLL and ECE); each score's bandwidth is held at its point estimate's sigma*
   (``ci_method`` says so).
+- Resampling unit (``analysis.bootstrap.unit``, :mod:`.resampling`): ``sample`` (independent),
+  or ``image`` / ``pair_id`` (clusters of samples sharing an image or a look-alike pair, drawn
+  whole; samples without the key are their own cluster). Clustered, the design matrix's rows are
+  summed per cluster first, so a resample is a count vector over clusters and costs less. The table
+  names the unit and the number of clusters (``unit``, ``clusters``).
 - Prevalence ``pi`` (native prevalence ``pi0``): unsafe samples weigh ``pi / pi0``, safe samples
   ``(1 - pi) / (1 - pi0)``; ``native`` weighs every sample 1. Weighted NLL = ``sum w nll / sum w``;
   weighted ECE uses weighted bin counts, mean labels and mean probabilities. Resamples carry the
@@ -42,7 +47,7 @@ import polars as pl
 
 from prompt_reliability.analysis import metrics
 from prompt_reliability.analysis.lockfile import locked_scores, read_lock
-from prompt_reliability.analysis.resampling import resample_counts, resample_indices
+from prompt_reliability.analysis.resampling import cluster_index, resample_counts, resample_indices
 from prompt_reliability.base import io, tables
 from prompt_reliability.data.matrix import split_rows
 
@@ -51,8 +56,9 @@ SMOOTH = "smece"
 NATIVE = "native"
 CI_METHOD = "percentile"
 SMOOTH_CI_METHOD = "percentile, bandwidth fixed at each score's sigma*"
+UNITS = {"sample": None, "image": "image_path", "pair_id": "pair_id"}  # unit -> manifest column of its key
 TABLE_COLUMNS = ("model", "dataset", "split", "prevalence", "metric", "delta", "ci_low", "ci_high", "p_value", "n_resamples",
-                 "ci_method")
+                 "ci_method", "unit", "clusters")
 
 
 def prevalence_label(prevalence: str | float) -> str:
@@ -111,19 +117,37 @@ def metrics_from_sums(sums: np.ndarray) -> np.ndarray:
     return np.stack([sums[..., 1] / total, np.abs(sums[..., 2:]).sum(axis=-1) / total], axis=-1)
 
 
+def cluster_sums(design: np.ndarray, clusters: np.ndarray, n_clusters: int) -> np.ndarray:
+    """(n_clusters x m) sums of ``design``'s rows per cluster (``clusters``: each row's cluster)."""
+    out = np.zeros((n_clusters, design.shape[1]))
+    np.add.at(out, clusters, design)
+    return out
+
+
 def resampled_sums(design: np.ndarray, n_resamples: int, seed: int, chunk_size: int,
-                   per_chunk: Sequence[Any] = (), per_chunk_resamples: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                   per_chunk: Sequence[Any] = (), per_chunk_resamples: int = 0,
+                   clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(n_resamples x m) column sums of ``design`` over every resample: ``C @ design``, chunk by chunk;
-    and (per_chunk_resamples x len(per_chunk)) values of each function of a count chunk in
-    ``per_chunk`` on the first ``per_chunk_resamples`` resamples (the same count matrices)."""
+    and (per_chunk_resamples x len(per_chunk)) values of each function of a per-sample count chunk in
+    ``per_chunk`` on the first ``per_chunk_resamples`` resamples (the same count matrices).
+
+    With ``clusters`` (each row's cluster, numbered 0..G-1) the resamples draw G clusters with
+    replacement; ``C`` is then over clusters and multiplies the per-cluster sums of ``design``.
+    """
+    if clusters is None:
+        units = design
+    else:
+        units = cluster_sums(design, clusters, int(clusters.max()) + 1 if len(clusters) else 0)
     sums = np.empty((n_resamples, design.shape[1]))
     extra = np.empty((per_chunk_resamples, len(per_chunk)))
     start = 0
-    for indices in resample_indices(design.shape[0], n_resamples, seed, chunk_size):
+    for indices in resample_indices(units.shape[0], n_resamples, seed, chunk_size):
         counts = resample_counts(indices)
-        sums[start:start + len(indices)] = counts @ design
+        sums[start:start + len(indices)] = counts @ units
         if start < per_chunk_resamples:
             head = counts[:per_chunk_resamples - start]
+            if clusters is not None:
+                head = head[:, clusters]  # each sample counted as often as its cluster was drawn
             extra[start:start + len(head)] = np.column_stack([function(head) for function in per_chunk])
         start += len(indices)
     return sums, extra
@@ -131,12 +155,14 @@ def resampled_sums(design: np.ndarray, n_resamples: int, seed: int, chunk_size: 
 
 def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, prevalences: Sequence[str | float], *, n_resamples: int, seed: int,
                       chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS,
-                      smece_resamples: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                      smece_resamples: int = 0,
+                      clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Point and resampled [NLL, ECE] of every score (rows of ``scores``) at every prevalence, and its smooth ECE.
 
     Returns ``point`` (P x S x 2) on the original sample, ``resampled`` (B x P x S x 2), the smooth
     ECE point estimates (S) and, at native prevalence, ``smece_resamples`` resamples of it
-    (min(smece_resamples, B) x S; bandwidth fixed, :mod:`.smooth_ece`).
+    (min(smece_resamples, B) x S; bandwidth fixed, :mod:`.smooth_ece`). ``clusters``: each sample's
+    cluster (:func:`.resampling.cluster_index`) for a clustered bootstrap; None = independent.
     """
     weights = np.array([class_weights(y, prevalence) for prevalence in prevalences])
     design = design_matrix(y, scores, n_bins, eps)
@@ -152,7 +178,7 @@ def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, prevalences: Sequence[s
             smooth_point[k], sigma = smooth_ece.smece(y, p)
             smooth.append(smooth_ece.FixedBandwidth(y, p, sigma))
     point = metrics_from_sums(weighted_sums(design.sum(axis=0), weights, n_scores))
-    sums, smooth_resampled = resampled_sums(design, n_resamples, seed, chunk_size, smooth, smece_resamples)
+    sums, smooth_resampled = resampled_sums(design, n_resamples, seed, chunk_size, smooth, smece_resamples, clusters)
     resampled = metrics_from_sums(weighted_sums(sums, weights, n_scores))
     return point, resampled, smooth_point, smooth_resampled
 
@@ -171,15 +197,17 @@ def bootstrap_p_value(deltas: np.ndarray) -> np.ndarray:
 
 def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prevalences: Sequence[str | float], *,
                      n_resamples: int, seed: int, chunk_size: int = 256, confidence: float = 0.95, n_bins: int = 15,
-                     eps: float = metrics.EPS, smece_resamples: int = 0) -> pl.DataFrame:
-    """One row per (prevalence, metric): ``prevalence, metric, delta, ci_low, ci_high, p_value, n_resamples, ci_method``,
-    and with ``smece_resamples`` a native-prevalence ``smece`` row.
+                     eps: float = metrics.EPS, smece_resamples: int = 0, clusters: np.ndarray | None = None,
+                     unit: str = "sample") -> pl.DataFrame:
+    """One row per (prevalence, metric): ``prevalence, metric, delta, ci_low, ci_high, p_value, n_resamples, ci_method,
+    unit, clusters``, and with ``smece_resamples`` a native-prevalence ``smece`` row. ``clusters``: each sample's
+    cluster for the resampling ``unit`` (None: every sample its own).
 
     The same resamples serve every prevalence, both scores and the smooth ECE (a paired bootstrap).
     """
     point, resampled, smooth_point, smooth_resampled = bootstrap_metrics(
         y, np.stack([selected, mean]), prevalences, n_resamples=n_resamples, seed=seed, chunk_size=chunk_size,
-        n_bins=n_bins, eps=eps, smece_resamples=smece_resamples)
+        n_bins=n_bins, eps=eps, smece_resamples=smece_resamples, clusters=clusters)
     delta = point[:, 0] - point[:, 1]  # P x 2: selected - mean
     deltas = resampled[:, :, 0] - resampled[:, :, 1]  # B x P x 2
     low, high = percentile_ci(deltas, confidence)
@@ -197,21 +225,38 @@ def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prev
                      "ci_low": float(smooth_low), "ci_high": float(smooth_high),
                      "p_value": float(bootstrap_p_value(smooth_deltas)), "n_resamples": len(smooth_deltas),
                      "ci_method": SMOOTH_CI_METHOD})
-    return pl.DataFrame(rows)
+    n_clusters = len(y) if clusters is None else (int(clusters.max()) + 1 if len(clusters) else 0)
+    return pl.DataFrame(rows).with_columns(pl.lit(unit).alias("unit"), pl.lit(n_clusters, dtype=pl.Int64).alias("clusters"))
 
 
-def write_bootstrap(*, matrix: str, lock: str, table: str, model: str, dataset: str, split: str,
+def sample_clusters(rows: pl.DataFrame, manifest: pl.DataFrame, unit: str, source: str = "") -> np.ndarray | None:
+    """Each row's cluster for the resampling ``unit`` (None for ``sample``), from the dataset manifest's key column."""
+    column = UNITS[unit]
+    if column is None:
+        return None
+    if column not in manifest.columns:
+        raise ValueError(f"{source}: analysis.bootstrap.unit is {unit!r} but the manifest has no {column!r} column; "
+                         "set analysis.bootstrap.unit: sample, or give the dataset that column")
+    keys = rows.select("sample_id").join(manifest.select("sample_id", column), on="sample_id", how="left",
+                                         maintain_order="left")[column]
+    return cluster_index(keys.to_list())[0]
+
+
+def write_bootstrap(*, matrix: str, lock: str, manifest: str, table: str, model: str, dataset: str, split: str,
                     analysis: Mapping[str, Any]) -> pl.DataFrame:
     """Bootstrap one evaluation pair with the locked selected prompt and the mean ensemble."""
     full = pl.read_parquet(matrix)
     rows = split_rows(full, split, matrix)
     scores = locked_scores(rows, read_lock(lock, full))
     settings = analysis["bootstrap"]
+    unit = settings["unit"]
+    clusters = None if UNITS[unit] is None else sample_clusters(
+        rows, pl.read_parquet(manifest, columns=["sample_id", UNITS[unit]]), unit, manifest)
     deltas = bootstrap_deltas(
         rows["label"].to_numpy(), scores["selected"], scores["mean"], settings["prevalences"],
         n_resamples=settings["resamples"], seed=settings["seed"], chunk_size=settings["chunk_size"],
         confidence=settings["confidence"], n_bins=analysis["ece_bins"], eps=analysis["eps"],
-        smece_resamples=settings["smece_resamples"],
+        smece_resamples=settings["smece_resamples"], clusters=clusters, unit=unit,
     )
     deltas = tables.label_pair(deltas, model, dataset, split)
     io.write_parquet(deltas, table)
