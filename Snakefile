@@ -64,6 +64,10 @@ include: "workflow/rules/vscbench_sim.smk"
 include: "workflow/rules/report.smk"
 
 
+# every step waits for the gates (manifests, their checks, the preflight): common.smk, "Gates"
+wait_for_gates()
+
+
 rule all:
     default_target: True
     input:

@@ -93,7 +93,7 @@ def test_finalize_cache_orders_rows_and_computes_p():
     rows = pl.DataFrame({"sample_id": [s for s in reversed(m["sample_id"]) for _ in job.prompt_ids],
                          "prompt_id": job.prompt_ids * 3, "logit_u": [1.0] * 15, "logit_s": [0.0] * 15})
     cache = finalize_cache(rows, job)
-    assert cache.columns == ["sample_id", "split", "label", "family", "prompt_id", "logit_u", "logit_s", "p_unsafe", "label_mass", "top_token"]
+    assert cache.columns == ["sample_id", "family", "prompt_id", "logit_u", "logit_s", "p_unsafe", "label_mass", "top_token"]
     assert cache["sample_id"].to_list() == [s for s in m["sample_id"] for _ in range(5)]
     assert cache["prompt_id"].to_list()[:5] == ["A1", "A2", "A3", "A4", "A5"]
     np.testing.assert_allclose(cache["p_unsafe"].to_numpy(), 1 / (1 + np.exp(-1.0)))
@@ -114,3 +114,18 @@ def test_score_to_cache_writes_provenance(tmp_path):
     assert len(meta["prompt_text_hash"]) == 16 and "polars" in meta["package_versions"]
     cache = pl.read_parquet(out)
     assert cache.height == 50 and set(cache["top_token"]) <= {"U", "S", "<other>"}
+
+
+def test_import_row_with_unknown_sample_names_it_and_the_fix(tmp_path):
+    from prompt_reliability.scoring.backends import imported
+
+    m = manifest(3)
+    rows = [{"sample_id": s, "split": "test", "label": int(y), "prompt_id": p, "first_probs": {"U": 0.6, "S": 0.4}}
+            for s, y in zip([*m["sample_id"], "ghost-7"], [*m["label"], 1]) for p in ["A1", "A2", "A3", "A4", "A5"]]
+    path = tmp_path / "scores.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    job = ScoringJob("ext", validated_model({"backend": "import", "scores": {"d": str(path)}}), "d", "A", m, "h",
+                     load_registry(REPO / "prompts", ["A", "B", "C"]), {}, Path("unused"))
+    with pytest.raises(ScoreCacheError, match=r"scores.jsonl: sample 'ghost-7' \(1 sample id\(s\) in all\) is not in dataset "
+                                              r"'d'; fix the sample id in the score file, or drop its rows"):
+        imported.score(job)

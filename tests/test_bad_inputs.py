@@ -238,6 +238,27 @@ def test_header_only_csv(tmp_path):
         local(tmp_path, "image,label\n")
 
 
+def test_zero_byte_csv_names_the_file_and_the_fix(tmp_path):
+    with pytest.raises(DatasetError, match=r"dataset 'mine': '.*data.csv' is empty \(0 bytes\); write a header and one row "
+                                           r"per sample into it, or point 'datasets.mine.path' at the right file"):
+        local(tmp_path, "")
+
+
+def test_semicolon_separated_csv_gets_a_hint(tmp_path, image):
+    with pytest.raises(DatasetError, match=r"no column 'label' .* read as one column because its fields are separated by "
+                                           r"semicolons, not commas: save it comma-separated .*'datasets.mine.columns.label"):
+        local(tmp_path, f"id;image;label\nx;{image};1\n")
+
+
+def test_label_yes_is_not_silently_unsafe(tmp_path, image):
+    with pytest.raises(DatasetError, match=r"label values \['no', 'yes'\] are neither unsafe \['1', 'true', 'unsafe'\] "
+                                           r"nor safe \['0', 'false', 'safe'\]; set 'labels: "):
+        local(tmp_path, f"image,label\n{image},yes\n{image},no\n")
+    assert local(tmp_path, f"image,label\n{image},yes\n{image},no\n",
+                 labels={"unsafe": ["yes"], "safe": ["no"]})["label"].to_list() == [1, 0]
+    assert local(tmp_path, f"image,label\n{image},SSU\n{image},UUS\n", labels={"last_char": True})["label"].to_list() == [1, 0]
+
+
 def test_missing_label_cell_names_its_row(tmp_path, image):
     with pytest.raises(DatasetError, match=r"row 1 \(0-based, header not counted\) has no label"):
         local(tmp_path, f'{{"image": "{image}", "label": 1}}\n{{"image": "{image}", "label": null}}\n', suffix=".jsonl")

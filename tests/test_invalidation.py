@@ -1,12 +1,14 @@
-"""Invalidation by content (issue 13, point 3): dry-run summaries after a real run of the scoring stage.
+"""Invalidation by content (issue 13, point 3): dry-run summaries after a real run of the scoring stage
+(tests/test_rerun.py checks every kind of change on a run to the end).
 
 A study scored with one checkout and dry-run with another clone of the same tree re-runs nothing;
 editing one prompt re-scores exactly that family; swapping the label tokens (labels.yaml)
-re-scores every family. Scoring jobs wait for ``check_manifest``.
+re-scores every family. Scoring jobs wait for ``check_manifest`` (a gate that re-scores nothing).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -82,9 +84,14 @@ def test_another_clone_reruns_nothing_and_edits_rerun_exactly_their_family(tmp_p
     family_b.write_text((REPO / "prompts/B.yaml").read_text())
     assert dry_run(b, work) == {}
 
-    # a new requirement re-runs the manifest check, never the scoring
+    # a new requirement re-runs the manifest check, never the scoring: the check is a gate (a
+    # checkpoint), so a dry run lists the scoring jobs behind it as pending, but the run re-evaluates
+    # them once it has passed and runs none
     (work / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "analysis": {"bootstrap": {"prevalences": ["native"]}}}))
-    assert dry_run(b, work) == {"check_manifest": 1}
+    assert dry_run(b, work)["check_manifest"] == 1
+    ran = snakemake(b, work, "scores", "--cores", "1")
+    assert re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", ran) == ["check_manifest"]
+    assert dry_run(b, work) == {}
 
 
 def test_code_hash_follows_content_not_location(tmp_path, monkeypatch):

@@ -50,21 +50,21 @@ def test_ci_brackets_the_point_and_flags_chance_level():
 
 
 def _cache(split, prompt_masses):
-    return pl.DataFrame([{"split": split, "prompt_id": pid, "label_mass": m} for pid, masses in prompt_masses.items()
-                         for m in masses])
+    return pl.DataFrame([{"sample_id": f"{split}{i}", "prompt_id": pid, "label_mass": m}
+                         for pid, masses in prompt_masses.items() for i, m in enumerate(masses)])
 
 
 def test_label_mass_mean_and_worst_prompt_on_the_split_only():
     caches = [_cache("test", {"A1": [0.9, 0.7], "A2": [0.2, 0.4]}), _cache("test", {"B1": [0.8, 0.8]}),
               _cache("train", {"A1": [0.0, 0.0]})]
-    mean, worst, prompt = trust.label_mass(caches, "test")
+    mean, worst, prompt = trust.label_mass(caches, ["test0", "test1"])
     assert mean == pytest.approx((0.9 + 0.7 + 0.2 + 0.4 + 0.8 + 0.8) / 6)
     assert worst == pytest.approx(0.3) and prompt == "A2"
 
 
 def test_missing_data_is_nan_with_a_reason_not_zero():
-    imported = [pl.DataFrame({"split": ["test"] * 2, "prompt_id": ["A1", "A1"], "label_mass": [None, None]},
+    imported = [pl.DataFrame({"sample_id": ["a", "b"], "prompt_id": ["A1", "A1"], "label_mass": [None, None]},
                              schema_overrides={"label_mass": pl.Float64})]
-    row = trust.trust_row(np.array([1, 1]), np.array([0.2, 0.9]), imported, "test", n_resamples=10, seed=0)
+    row = trust.trust_row(np.array([1, 1]), np.array([0.2, 0.9]), imported, ["a", "b"], n_resamples=10, seed=0)
     assert np.isnan(row["label_mass_mean"]) and np.isnan(row["auroc"]) and row["chance_level"] is None
     assert "imported" in row["note"] and "one class" in row["note"]

@@ -16,6 +16,7 @@ rule aggregation:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(aggregation.write_aggregation),
         prompt_ids=PROMPT_IDS,
         analysis=analysis_params("ece_bins", "eps"),
     run:
@@ -35,6 +36,7 @@ rule topk:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(topk.write_topk),
         analysis=analysis_params("ece_bins", "eps"),
     run:
         call(topk.write_topk, input, output, params, wildcards, log)
@@ -57,8 +59,10 @@ rule topk_figure:
         PAIR_GROUP
     resources:
         **analysis_resources(),
+    params:
+        code=code_of(topk_figures.write_topk_pair_figure),
     run:
-        call(topk_figures.write_topk_pair_figure, input, output, None, wildcards, log)
+        call(topk_figures.write_topk_pair_figure, input, output, params, wildcards, log)
 
 
 rule topk_figure_pairs:
@@ -74,5 +78,14 @@ rule topk_figure_pairs:
     log:
         **job_logs("figures", "topk", "all_pairs"),
     localrule: True
+    params:
+        code=code_of(topk_figures.write_topk_pairs_figure),
     run:
-        call(topk_figures.write_topk_pairs_figure, input, output, None, wildcards, log)
+        call(
+            topk_figures.write_topk_pairs_figure,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )

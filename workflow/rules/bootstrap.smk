@@ -17,6 +17,7 @@ rule bootstrap:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(bootstrap.write_bootstrap),
         analysis=analysis_params("ece_bins", "eps", "bootstrap"),
     run:
         call(bootstrap.write_bootstrap, input, output, params, wildcards, log)

@@ -16,6 +16,7 @@ rule calibration:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(calibration.write_calibration),
         analysis=analysis_params("ece_bins", "eps"),
     run:
         call(calibration.write_calibration, input, output, params, wildcards, log)

@@ -1,4 +1,6 @@
 # Checks between the dataset manifests and scoring: no score cache is written before they pass.
+# A checkpoint gate: scoring jobs wait for it (scoring_inputs in common.smk) without depending on
+# its summary, so a re-run check (a new requirement, its code) re-scores nothing.
 from prompt_reliability.base.jobs import call
 from prompt_reliability.data.manifest_checks import (
     manifest_requirements,
@@ -6,8 +8,7 @@ from prompt_reliability.data.manifest_checks import (
 )
 
 
-rule check_manifest:
-    # No code_hash here: a gate; a change in its code must not re-score everything downstream.
+checkpoint check_manifest:
     input:
         manifest="results/data/{dataset}.parquet",
     output:
@@ -18,6 +19,7 @@ rule check_manifest:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(write_manifest_check),
         requirements=lambda w: manifest_requirements(config, w.dataset),
     run:
         call(write_manifest_check, input, output, params, wildcards, log)

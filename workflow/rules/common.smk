@@ -1,8 +1,9 @@
 # Helpers shared by all rule modules (config checks, prompt registry, target lists).
+import json
 import os
 import re
 
-from snakemake.exceptions import WorkflowError
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from threadpoolctl import threadpool_limits
 
 from prompt_reliability.base.config import (
@@ -18,12 +19,12 @@ from prompt_reliability.base.config import (
 )
 from prompt_reliability.base.jobs import (
     call,
-    untracked,
     untracked_settings,
     use_workers,
 )
 from prompt_reliability.report import report_md
 from prompt_reliability.report.registry import ANALYSES, produced
+from prompt_reliability.data.datasets import mark_changed_images
 from prompt_reliability.data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.data.self_assessment_protocol import (
     SETTINGS as SA_ALL_SETTINGS,
@@ -33,9 +34,7 @@ from prompt_reliability.analysis.safety_calibration import check_safety_config
 from prompt_reliability.analysis.judges import PHRASE
 from prompt_reliability.scoring.variants import variant_names
 from prompt_reliability.base import resources as job_resources
-from prompt_reliability.base.runtime import (
-    code_hash,
-)  # params entry: code=code_hash(module_or_function)
+from prompt_reliability.base.runtime import Keyed, Untracked, code_hash
 
 # The config is checked here, once, before any step is defined: the schema (every key, every default)
 # and the cross-reference checks (keys against each other and against the prompt files).
@@ -171,9 +170,17 @@ def per_pair(pattern):
     ]
 
 
+# Model settings that change how a step runs, never its result: changing them re-runs nothing
+# (resources are left out; batch and chunk sizes are passed on but not keyed, see Keyed).
+RUN_ONLY_MODEL_KEYS = ("batch_size", "chunk_size")
+
+
 def model_config(model):
-    """The model's config without its resources (changing resources must not re-score)."""
-    return {k: v for k, v in config["models"][model].items() if k != "resources"}
+    """The model's config without its resources, keyed without its batch and chunk sizes."""
+    return Keyed(
+        {k: v for k, v in config["models"][model].items() if k != "resources"},
+        RUN_ONLY_MODEL_KEYS,
+    )
 
 
 def served_request_config(model):
@@ -205,10 +212,13 @@ def tiny_model_folder(model):
 def hf_model_config(model):
     """An hf model's config with ``path`` resolved (a tiny model's is the folder the workflow builds)."""
     cfg = config["models"][model]
-    return {
-        **model_config(model),
-        "path": tiny_model_folder(model) if cfg.get("tiny") else cfg.get("path"),
-    }
+    return Keyed(
+        {
+            **model_config(model),
+            "path": tiny_model_folder(model) if cfg.get("tiny") else cfg.get("path"),
+        },
+        RUN_ONLY_MODEL_KEYS,
+    )
 
 
 def model_resource(key, default=None, wildcard="model"):
@@ -247,12 +257,47 @@ def family_file(wildcards):
 
 
 def manifest_inputs(wildcards):
+    """Inputs of a manifest job: imported scores (job-free source files), or for a local dataset a
+    marker that changes when an image file's bytes differ from the manifest's (mark_changed_images).
+    """
     cfg = config["datasets"][wildcards.dataset]
     if cfg["adapter"] == "scores":
         return {"score_files": import_files(config, wildcards.dataset)}
-    if cfg["adapter"] in ("local", "vscbench") and os.path.isfile(cfg["path"]):
-        return {"source": cfg["path"]}
+    if cfg["adapter"] in ("local", "vscbench"):
+        marker = f"results/data/.{wildcards.dataset}.images_changed"
+        mark_changed_images(
+            manifest_path(wildcards.dataset),
+            f"results/data/.{wildcards.dataset}.image_stats.json",
+            marker,
+        )
+        return {"images_changed": marker}
     return {}
+
+
+def local_source(dataset):
+    """The local dataset file (adapter 'local' with a file path), else None."""
+    cfg = config["datasets"][dataset]
+    if cfg["adapter"] in ("local", "vscbench") and os.path.isfile(cfg["path"]):
+        return cfg["path"]
+    return None
+
+
+def local_source_keys(wildcards):
+    """Params of a local dataset's manifest: its file's content, so that a corrected label rebuilds
+    the manifest (its content keys then decide what re-runs) and a moved or cloned file does not.
+    """
+    cfg = config["datasets"][wildcards.dataset]
+    if cfg["adapter"] not in ("local", "vscbench") or not os.path.exists(cfg["path"]):
+        return {}
+    if os.path.isdir(
+        cfg["path"]
+    ):  # an image folder: its metadata file holds the labels
+        return {
+            name: file_key(os.path.join(cfg["path"], name))
+            for name in sorted(os.listdir(cfg["path"]))
+            if name.startswith("metadata.")
+        }
+    return {"source": file_key(cfg["path"])}
 
 
 def per_pair_piece(analysis):
@@ -270,22 +315,141 @@ def prompts_hash(wildcards):
     return REGISTRY.text_hash(wildcards.family)
 
 
+def untracked(value):
+    """A param that Snakemake's params trigger ignores (it compares only builtin values): for where
+    files are and how work is split, when what determines the result is keyed otherwise. Also inside
+    a tracked param (a dict or list of them): its key shows ``<untracked>``, never the value. The job
+    receives the value (base.jobs)."""
+    return Untracked(value)
+
+
+# --- Keys: what a step's result depends on (docs/architecture.md, "What re-runs what") -----------
+# A step re-runs when one of its params changes. Params hold the step's settings and content keys
+# of what it reads: prompt texts (REGISTRY.text_hash), source files (file_key), the manifest's
+# sample inputs and labels (manifest_keys, from results/data/{dataset}.keys.json), the package code
+# of analyses (code_of), the scoring contract's version. Paths, batch and chunk sizes are untracked.
+# Gates that must run first but must not re-run what follows (the preflight, the manifest check,
+# the manifest build) are checkpoints every step waits for (wait_for_gates) without taking their
+# outputs as inputs: once a gate is done, Snakemake re-evaluates the step on its own keys.
+
+
+def file_key(path):
+    """Content hash of a source file (a local dataset file, imported scores, a prompt file): its edits
+    re-run what reads it; its path and modification time do not (another clone re-runs nothing).
+    """
+    import hashlib
+
+    if not os.path.isfile(path):
+        return f"missing: {path}"
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:20]
+
+
+def manifest_path(dataset):
+    return f"results/data/{dataset}.parquet"
+
+
+# Gates: checkpoints every other step waits for (wait_for_gates, called by the Snakefile once all
+# rules exist). A step depends on a gate only while the gate is to run; once it has, Snakemake
+# replaces the step by a fresh one judged on its own keys. Every step waits (not only the steps
+# that read the gate's output): Snakemake replaces only a checkpoint's direct dependents, and a job
+# it does not replace keeps the "input updated by another job" reason from the plan made before
+# the gate ran, so it would re-run even when nothing upstream did.
+GATE_RULES = ("dataset_manifest", "check_manifest", "preflight", "tiny_model", "all")
+
+
+def gates():
+    """(checkpoint, wildcards) of every gate of this run: manifests, their checks, the preflight."""
+    datasets = sorted(
+        {
+            *DATASETS,
+            *SC_SCORED,
+            *([SC_LOCK["dataset"]] if SC_MODELS else []),
+            *SA_DATASETS,
+        }
+    )
+    found = [(checkpoints.dataset_manifest, {"dataset": d}) for d in datasets]
+    found += [(checkpoints.check_manifest, {"dataset": d}) for d in DATASETS]
+    if models_with_backend(config, "hf"):
+        found.append((checkpoints.preflight, {}))
+    return found
+
+
+def pending_gates(wildcards):
+    """Input function: the gates still to run (their checkpoint targets), all at once."""
+    pending = []
+    for gate, gate_wildcards in gates():
+        try:
+            gate.get(**gate_wildcards)
+        except IncompleteCheckpointException as pending_gate:
+            pending.append(pending_gate.targetfile)
+    return pending
+
+
+def wait_for_gates():
+    """Every rule but the gates (and what they need) waits for the pending gates."""
+    for step in workflow.rules:
+        if step.name not in GATE_RULES:
+            step.set_input(unpack(pending_gates))
+
+
+def manifest_keys(datasets, *kinds):
+    """Params function: ``{dataset: {kind: key}}`` of the manifests' content keys (kinds: ``samples``,
+    the sample inputs a model sees; ``labels``, splits, labels, categories and pairs).
+    """
+
+    def keys(wildcards):
+        names = datasets(wildcards) if callable(datasets) else datasets
+        found = {}
+        for name in names:
+            path = f"results/data/{name}.keys.json"
+            try:
+                with open(path) as handle:
+                    stored = json.load(handle)
+            except (OSError, ValueError):
+                stored = (
+                    {}
+                )  # not built yet: the step waits for the manifest and is re-evaluated then
+            found[name] = {kind: stored.get(kind, "pending") for kind in kinds}
+        return found
+
+    return keys
+
+
+_CODE_KEYS = {}
+
+
+def code_of(function):
+    """Params entry of analysis, table, figure and report steps: the hash of the package code the
+    step calls (its module and every package module that imports, comments and docstrings ignored).
+    """
+    name = f"{function.__module__}:{function.__qualname__}"
+    if name not in _CODE_KEYS:
+        _CODE_KEYS[name] = code_hash(function.__module__)
+    return _CODE_KEYS[name]
+
+
 def scoring_inputs(wildcards):
-    inputs = {
-        "manifest": f"results/data/{wildcards.dataset}.parquet",
-        # check_manifest (checks.smk): splits, classes and images are checked before any score exists.
-        # ancient(): the check re-runs when what the run needs changes (e.g. analysis.bootstrap
-        # prevalences), which must order the jobs but never re-score.
-        "manifest_check": ancient(f"results/checks/{wildcards.dataset}.json"),
-    }
-    cfg = config["models"][wildcards.model]
-    if cfg["backend"] == "import":
-        inputs["score_file"] = cfg["scores"][wildcards.dataset]
+    """A tiny model's folder (the job also waits for the gates: the dataset's manifest and its check,
+    the preflight; see wait_for_gates)."""
     if wildcards.model in TINY_MODELS:
-        inputs["model_folder"] = tiny_model_folder(wildcards.model)
-    if cfg["backend"] == "hf":
-        inputs["preflight"] = ancient(PREFLIGHT_REPORT)  # rule preflight
-    return inputs
+        return {"model_folder": tiny_model_folder(wildcards.model)}
+    return {}
+
+
+def scoring_keys(wildcards):
+    """What a score cache depends on besides the model settings and prompts (params): the samples a
+    model sees (ids, queries, image contents; simulated and imported scores also read the labels)
+    and, for imported scores, the score file's content. Never labels (for a model), splits or paths.
+    """
+    backend = config["models"][wildcards.model]["backend"]
+    kinds = ("samples",) if backend == "hf" else ("labels",)
+    keys = manifest_keys([wildcards.dataset], *kinds)(wildcards)
+    if backend == "import":
+        keys["score_file"] = file_key(
+            config["models"][wildcards.model]["scores"][wildcards.dataset]
+        )
+    return keys
 
 
 def table_paths(name):
@@ -392,7 +556,8 @@ def sa_setting_files(name):
 
 
 def sa_settings():
-    """The self-assessment keys the inference jobs read (stability and simulator settings do not re-run them)."""
+    """The self-assessment keys the inference jobs read (stability and simulator settings do not re-run
+    them; the batch size is passed on, not keyed)."""
     skip = (
         "stability",
         "models",
@@ -402,8 +567,9 @@ def sa_settings():
         "imports",
         "scales",
         "instruction_pairs",
+        "prompts",
     )
-    return {k: v for k, v in SA.items() if k not in skip}
+    return Keyed({k: v for k, v in SA.items() if k not in skip}, ("batch_size",))
 
 
 def sa_served_settings():
@@ -412,13 +578,18 @@ def sa_served_settings():
 
 
 def sa_model_inputs(wildcards):
-    inputs = {
-        "manifest": f"results/data/{wildcards.dataset}.parquet",
-        "prompts": SA_PROMPTS,
-    }
+    """The tiny model (generation is keyed on the manifest's sample inputs, after the gates)."""
     if wildcards.model in TINY_MODELS:
-        inputs["model_dir"] = tiny_model_folder(wildcards.model)
-    return inputs
+        return {"model_dir": tiny_model_folder(wildcards.model)}
+    return {}
+
+
+def sa_keys(wildcards):
+    """Self-assessment model steps read the prompt file and (generation) the dataset's sample inputs."""
+    return {
+        "prompts": file_key(SA_PROMPTS),
+        **manifest_keys([wildcards.dataset], "samples")(wildcards),
+    }
 
 
 def report_line():
@@ -427,8 +598,16 @@ def report_line():
         f" --configfile {os.path.abspath(f)}"
         for f in workflow.overwrite_configfiles or []
     )
+    # the snakemake of this run's environment: after `make run` a bare `snakemake` is not on PATH
+    import shutil
+    import sys
+
+    beside = os.path.join(os.path.dirname(sys.executable), "snakemake")
+    snakemake = (
+        beside if os.path.exists(beside) else shutil.which("snakemake") or "snakemake"
+    )
     return (
-        f"Report: {os.path.abspath('results/REPORT.md')} | HTML: snakemake -s "
+        f"Report: {os.path.abspath('results/REPORT.md')} | HTML: {snakemake} -s "
         f"{os.path.join(WORKFLOW_DIR, 'Snakefile')} -d {os.getcwd()}{configfiles} "
         "--report results/report.html"
     )
@@ -480,7 +659,9 @@ SC_VARIANTS = variant_names(
     SC["prompting"],
 )
 SC_PROMPTING = {
-    "prompt_dir": CALIBRATION_PROMPT_DIR,
+    "prompt_dir": untracked(
+        CALIBRATION_PROMPT_DIR
+    ),  # its files keyed by content: _sc_variant_keys
     "cot_max_new_tokens": SC["cot_max_new_tokens"],
 }
 SC_LOCK = config["lock"]
@@ -488,8 +669,10 @@ SC_DATASETS = sorted({d for d, _ in PAIRS})
 SC_SCORED = SC_DATASETS + [d for d in SC_HELP_SETS if d not in SC_DATASETS]
 
 
-def _sc_model_dir(model):
-    """The tiny model's folder as an input (built by rule tiny_model); nothing for Hub models."""
+def _sc_model_dir(model, datasets=()):
+    """The tiny model's folder as an input (built by rule tiny_model; nothing for Hub models). The
+    step reads the manifests of ``datasets``: it is keyed on their content keys, after the gates.
+    """
     if model in TINY_MODELS:
         return {"model_dir": tiny_model_folder(model)}
     return {}
@@ -537,29 +720,38 @@ def _sc_judge_config(judge):
 
 def _sc_scored_spec(dataset):
     helpfulness = dataset in SC_HELP_SETS
+    prompt_dir = (
+        os.path.join(WORKFLOW_DIR, "prompts", "helpfulness")
+        if helpfulness
+        else PROMPT_DIR
+    )
+    family = "pope" if helpfulness else SC["family"]
     return {
         "dataset": dataset,
         "splits": _sc_splits(dataset),
-        "prompt_dir": (
-            os.path.join(WORKFLOW_DIR, "prompts", "helpfulness")
-            if helpfulness
-            else PROMPT_DIR
+        "prompt_dir": untracked(prompt_dir),
+        "family": family,
+        "prompts": (
+            load_registry(prompt_dir, [family]).text_hash(family) if SC_MODELS else ""
         ),
-        "family": "pope" if helpfulness else SC["family"],
         # the model's own `labels` apply to the safety sets, never to the yes/no helpfulness set
         "model_labels": not helpfulness,
     }
 
 
 def _sc_variant_inputs(wildcards, datasets=None):
-    """What a variant's job reads: the manifests of ``datasets`` (default: every scored set), the
-    model, and the variant's own inputs (steering vectors, lock manifest, calibration prompt).
+    """What a variant's job reads. Variant scoring (``datasets`` None) is keyed on the manifests'
+    content keys (_sc_variant_keys), so its inputs are the model and the steering vectors only; the
+    response jobs (``datasets``: the evaluation sets) still take the manifests, the lock manifest and
+    the calibration prompt as files.
     """
+    if datasets is None:
+        inputs = _sc_model_dir(wildcards.model)
+        if wildcards.variant.startswith("iar-"):
+            inputs["vectors"] = f"{SC_DIR}/steering/{wildcards.model}.safetensors"
+        return inputs
     inputs = {
-        "manifests": [
-            f"results/data/{d}.parquet"
-            for d in (SC_SCORED if datasets is None else datasets)
-        ],
+        "manifests": [f"results/data/{d}.parquet" for d in datasets],
         **_sc_model_dir(wildcards.model),
     }
     if wildcards.variant.startswith("iar-"):
@@ -568,11 +760,27 @@ def _sc_variant_inputs(wildcards, datasets=None):
         inputs["lock_manifest"] = f"results/data/{SC_LOCK['dataset']}.parquet"
     if wildcards.variant in SC["prompting"]:
         inputs["calibration_prompt"] = os.path.join(
-            SC_PROMPTING["prompt_dir"], f"{wildcards.variant}.yaml"
+            CALIBRATION_PROMPT_DIR, f"{wildcards.variant}.yaml"
         )
-    if datasets is not None and wildcards.variant.startswith("fewshot-"):
-        inputs["replies"] = os.path.join(SC_PROMPTING["prompt_dir"], "replies.yaml")
+    if wildcards.variant.startswith("fewshot-"):
+        inputs["replies"] = os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")
     return inputs
+
+
+def _sc_variant_keys(wildcards):
+    """Variant scores read the scored samples (and splits: which samples are scored); a few-shot
+    variant also the lock split's labels (its demonstrations), a prompting variant its prompt file.
+    """
+    keys = manifest_keys(SC_SCORED, "samples", "labels")(wildcards)
+    if wildcards.variant.startswith("fewshot-"):
+        keys.update(manifest_keys([SC_LOCK["dataset"]], "samples", "labels")(wildcards))
+    if (
+        wildcards.variant in SC["prompting"]
+    ):  # a calibration prompt (prompts/calibration/)
+        keys["calibration_prompt"] = file_key(
+            os.path.join(CALIBRATION_PROMPT_DIR, f"{wildcards.variant}.yaml")
+        )
+    return keys
 
 
 def _sc_tradeoff_entries():
@@ -587,7 +795,9 @@ def _sc_tradeoff_entries():
                         "split": split,
                         "method": variant,
                         "scores": f"{SC_DIR}/scores/{model}/{variant}/{dataset}.parquet",
+                        "manifest": manifest_path(dataset),
                         "helpfulness": f"{SC_DIR}/scores/{model}/{variant}/{SC_HELP}.parquet",
+                        "helpfulness_manifest": manifest_path(SC_HELP),
                         "helpfulness_split": SC["helpfulness"]["split"],
                         **(
                             {

@@ -61,15 +61,18 @@ rule distillation_tiny_student:
         )
 
 
+# Distillation data reads the manifest's sample inputs: keyed on them (common.smk, "Keys"), not on
+# the file, so a corrected label re-trains no student.
 rule distillation_heldout:
-    input:
-        manifest=f"results/data/{DIST_DATASET}.parquet",
     output:
         heldout=f"{DIST_DIR}/heldout_images.parquet",
     log:
         **job_logs("distillation", "heldout"),
     localrule: True
     params:
+        code=code_of(distillation_data.write_heldout_images),
+        manifest=untracked(manifest_path(DIST_DATASET)),
+        depends_on=manifest_keys([DIST_DATASET], "samples"),
         images=DIST["images"],
         heldout_fraction=DIST["heldout_fraction"],
         seed=DIST["seed"],
@@ -102,16 +105,21 @@ rule distillation_scenes:
 
 rule distillation_data:
     input:
-        manifest=f"results/data/{DIST_DATASET}.parquet",
         questions=f"results/self_assessment/{{teacher}}/{DIST_DATASET}/{DIST['setting']}/questions.parquet",
         answers=f"results/self_assessment/{{teacher}}/{DIST_DATASET}/{DIST['setting']}/answers.parquet",
-        prompts=SA_PROMPTS,
     output:
         data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
     log:
         **job_logs("distillation", "data", "{teacher}", "{strategy}"),
     localrule: True
     params:
+        code=code_of(distillation_data.write_distillation_data),
+        manifest=untracked(manifest_path(DIST_DATASET)),
+        prompts=untracked(SA_PROMPTS),
+        depends_on=lambda w: {
+            **manifest_keys([DIST_DATASET], "samples")(w),
+            "prompts": file_key(SA_PROMPTS),
+        },
         setting=DIST["setting"],
         k=SA["k"],
         variant=DIST["variant"],
@@ -245,6 +253,7 @@ rule distillation_questions:
         **job_logs("distillation", "eval", "{student}", "{arm}", "questions"),
     localrule: True
     params:
+        code=code_of(distil_sa_scores.write_questions),
         k=SA["k"],
     run:
         call(distil_sa_scores.write_questions, input, output, params, None, log)
@@ -312,6 +321,7 @@ rule distillation_scores:
         **job_logs("distillation", "eval", "{student}", "{arm}", "score"),
     localrule: True
     params:
+        code=code_of(distillation_scores.write_arm_scores),
         teacher=lambda w: None if w.arm == "base" else w.arm.split("/")[0],
         strategy=lambda w: "baseline" if w.arm == "base" else w.arm.split("/")[1],
         variant=DIST["variant"],
@@ -338,12 +348,14 @@ rule distillation_table:
     log:
         **job_logs("tables", "distillation"),
     localrule: True
+    params:
+        code=code_of(distillation_tables.write_distillation_table),
     run:
         call(
             distillation_tables.write_distillation_table,
             input,
             output,
-            None,
+            params,
             None,
             log,
         )
@@ -382,12 +394,14 @@ rule distillation_figures:
     log:
         **job_logs("figures", "distillation"),
     localrule: True
+    params:
+        code=code_of(distillation_tables.write_distillation_figures),
     run:
         call(
             distillation_tables.write_distillation_figures,
             input,
             output,
-            None,
+            params,
             None,
             log,
         )

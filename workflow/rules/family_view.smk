@@ -16,6 +16,7 @@ rule family_view:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(family_view.write_family_view),
         family_of=FAMILY_OF,
         analysis=analysis_params("ece_bins", "eps", "threshold"),
     run:

@@ -16,6 +16,7 @@ rule fragility:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(fragility.write_fragility),
         family_of=FAMILY_OF,
         analysis=analysis_params("deciles", "threshold"),
     run:
@@ -39,8 +40,17 @@ rule fragility_figure:
         PAIR_GROUP
     resources:
         **analysis_resources(),
+    params:
+        code=code_of(fragility_figures.write_decile_figure),
     run:
-        call(fragility_figures.write_decile_figure, input, output, None, wildcards, log)
+        call(
+            fragility_figures.write_decile_figure,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
 
 
 rule fragility_gaps_figure:
@@ -56,5 +66,7 @@ rule fragility_gaps_figure:
     log:
         **job_logs("figures", "fragility_gaps"),
     localrule: True
+    params:
+        code=code_of(fragility_figures.write_gaps_figure),
     run:
-        call(fragility_figures.write_gaps_figure, input, output, None, wildcards, log)
+        call(fragility_figures.write_gaps_figure, input, output, params, wildcards, log)

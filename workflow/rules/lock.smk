@@ -13,6 +13,7 @@ rule lock:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(locking.write_lock),
         dataset=config["lock"]["dataset"],
         split=config["lock"]["split"],
         prompt_ids=PROMPT_IDS,

@@ -17,6 +17,7 @@ rule operating_points:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(operating_points.write_operating_points),
         analysis=analysis_params("operating_points"),
         prevalences=config["analysis"]["bootstrap"]["prevalences"],
     run:

@@ -14,6 +14,7 @@ rule per_prompt:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(per_prompt.write_per_prompt),
         family_of=FAMILY_OF,
         analysis=analysis_params("ece_bins", "eps", "threshold"),
     run:

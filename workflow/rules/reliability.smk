@@ -17,6 +17,7 @@ rule reliability:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(reliability.write_reliability),
         family_of=FAMILY_OF,
         analysis=analysis_params("ece_bins", "eps", "threshold"),
     run:
@@ -36,12 +37,14 @@ rule ranking_distribution:
         PAIR_GROUP
     resources:
         **analysis_resources(),
+    params:
+        code=code_of(reliability.write_ranking_distribution),
     run:
         call(
             reliability.write_ranking_distribution,
             input,
             output,
-            None,
+            params,
             wildcards,
             log,
         )
@@ -60,6 +63,7 @@ rule ece_variants:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(reliability.write_ece_variants),
         analysis=analysis_params("ece_variants"),
     run:
         call(reliability.write_ece_variants, input, output, params, wildcards, log)
@@ -84,6 +88,7 @@ rule reliability_diagram:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(reliability_figures.write_reliability_diagram),
         analysis=analysis_params("ece_bins", "seed"),
     run:
         call(
@@ -109,12 +114,14 @@ rule reliability_deltas_figure:
     log:
         **job_logs("figures", "reliability_deltas"),
     localrule: True
+    params:
+        code=code_of(reliability_figures.write_deltas_figure),
     run:
         call(
             reliability_figures.write_deltas_figure,
             input,
             output,
-            None,
+            params,
             wildcards,
             log,
         )

@@ -25,6 +25,7 @@ rule claims:
         **job_logs("tables", "claims"),
     localrule: True
     params:
+        code=code_of(claims_check.write_claims),
         # the validated claims themselves, not the files' paths: another clone re-runs nothing,
         # an edit of any claims file re-runs the check
         claims=CLAIMS,
@@ -49,6 +50,7 @@ rule report_md:
         **job_logs("report", "REPORT"),
     localrule: True
     params:
+        code=code_of(report_md.write_report),
         run=report_run_info(),
     run:
         call(report_md.write_report, input, output, params, wildcards, log)

@@ -33,6 +33,7 @@ rule safety_sra:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(safety_calibration.write_safety_sra),
         threshold=SC["threshold"],
         verdicts=SC_VERDICTS,
         families=prompts_by_family(FAMILY_OF),
@@ -42,23 +43,27 @@ rule safety_sra:
 
 SAFETY_STEERING_VECTORS_PARAMS = dict(
     model_config=lambda w: hf_model_config(w.model),
+    manifest=untracked(manifest_path(SC_LOCK["dataset"])),
+    depends_on=lambda w: {
+        **manifest_keys([SC_LOCK["dataset"]], "samples", "labels")(w),
+        "replies": file_key(os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")),
+    },
+    prompts=REGISTRY.text_hash(SC["family"]) if SC_MODELS else "",
     prompt_dir=untracked(PROMPT_DIR),
-    families=config["prompts"],
+    families=untracked(config["prompts"]),
     family=SC["family"],
     prompt_format=config["prompt_format"],
     split=SC_LOCK["split"],
     layers=SC["steering"]["layers"],
     vector=SC["steering"]["vector"],
     dataset=SC_LOCK["dataset"],
+    replies=untracked(os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")),
 )
 
 
 rule safety_steering_vectors:
     input:
         unpack(lambda w: _sc_model_dir(w.model)),
-        manifest=f"results/data/{SC_LOCK['dataset']}.parquet",
-        prompt_file=os.path.join(PROMPT_DIR, f"{SC['family']}.yaml"),
-        replies=os.path.join(SC_PROMPTING["prompt_dir"], "replies.yaml"),
     output:
         vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
     log:
@@ -84,9 +89,6 @@ rule safety_steering_vectors:
 rule safety_steering_vectors_gpu:
     input:
         unpack(lambda w: _sc_model_dir(w.model)),
-        manifest=f"results/data/{SC_LOCK['dataset']}.parquet",
-        prompt_file=os.path.join(PROMPT_DIR, f"{SC['family']}.yaml"),
-        replies=os.path.join(SC_PROMPTING["prompt_dir"], "replies.yaml"),
     output:
         vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
     log:
@@ -108,9 +110,18 @@ rule safety_steering_vectors_gpu:
 # calibration family, the helpfulness set with its yes/no family (torch loads once per job).
 SAFETY_VARIANT_SCORES_PARAMS = dict(
     model_config=lambda w: hf_model_config(w.model),
-    datasets=[_sc_scored_spec(d) for d in SC_SCORED],
+    manifests=untracked([manifest_path(d) for d in SC_SCORED]),
+    lock_manifest=lambda w: untracked(
+        manifest_path(SC_LOCK["dataset"]) if w.variant.startswith("fewshot-") else None
+    ),
+    depends_on=_sc_variant_keys,
+    prompts={d: _sc_scored_spec(d)["prompts"] for d in SC_SCORED},
+    datasets=[
+        {k: v for k, v in _sc_scored_spec(d).items() if k != "prompts"}
+        for d in SC_SCORED
+    ],
     prompt_format=config["prompt_format"],
-    work_dir=os.path.join(SC_DIR, "chunks"),
+    work_dir=untracked(os.path.join(SC_DIR, "chunks")),
     few_shot=SC_FEW_SHOT,
     prompting=SC_PROMPTING,
 )
@@ -191,6 +202,7 @@ rule safety_variant_sra:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(safety_calibration.write_variant_sra),
         threshold=SC["threshold"],
         verdicts=SC_VERDICTS,
     run:
@@ -527,6 +539,8 @@ rule safety_calibration_table:
     log:
         **job_logs("tables", "safety_calibration"),
     localrule: True
+    params:
+        code=code_of(safety_report.assemble_safety_calibration),
     run:
         call(
             safety_report.assemble_safety_calibration,
@@ -551,6 +565,7 @@ rule safety_calibration_scatter:
         **job_logs("figures", "safety_calibration", "{dataset}"),
     localrule: True
     params:
+        code=code_of(safety_figures.write_sra_scatter),
         method=SC["scatter_method"],
         verdicts=SC_VERDICTS,
     run:
@@ -568,6 +583,8 @@ rule safety_tradeoff:
                     "helpfulness",
                     "multiple_choice",
                     "multiple_choice_manifest",
+                    "manifest",
+                    "helpfulness_manifest",
                 )
                 if key in e
             }
@@ -578,6 +595,7 @@ rule safety_tradeoff:
         **job_logs("tables", "safety_tradeoff"),
     localrule: True
     params:
+        code=code_of(safety_report.write_tradeoff_tables),
         entries=_sc_tradeoff_entries(),
         threshold=SC["threshold"],
         n_bins=config["analysis"]["ece_bins"],
@@ -597,5 +615,7 @@ rule safety_pareto:
     log:
         **job_logs("figures", "safety_pareto"),
     localrule: True
+    params:
+        code=code_of(safety_figures.write_pareto_figure),
     run:
         call(safety_figures.write_pareto_figure, input, output, params, wildcards, log)

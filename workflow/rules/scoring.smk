@@ -4,6 +4,7 @@
 # score_family_served: served models with logprobs, requests from a worker (cached per request).
 from prompt_reliability.data import matrix
 from prompt_reliability.scoring import cache
+from prompt_reliability.scoring.cache import SCORING_VERSION
 
 # What score_family and score_family_gpu pass (a model step's params are written once, for its CPU
 # and its GPU rule).
@@ -13,11 +14,17 @@ SCORE_FAMILY_PARAMS = dict(
         if config["models"][w.model]["backend"] == "hf"
         else model_config(w.model)
     ),
+    # keys (docs/architecture.md, "What re-runs what"): model settings (Keyed: batch and chunk
+    # size passed on, not keyed), the family's texts and label tokens, the prompt format, the
+    # samples the model sees, the scoring contract's version; paths untracked
+    manifest=lambda w: untracked(manifest_path(w.dataset)),
+    depends_on=scoring_keys,
+    version=SCORING_VERSION,
     prompt_dir=untracked(PROMPT_DIR),
     prompts=prompts_hash,
-    families=config["prompts"],
+    families=untracked(config["prompts"]),
     prompt_format=config["prompt_format"],
-    work_dir=CHUNK_DIR,
+    work_dir=untracked(CHUNK_DIR),
 )
 
 
@@ -83,11 +90,14 @@ rule score_family_served:
     params:
         model_config=lambda w: served_request_config(w.model),
         connection=lambda w: served_connection(w.model),
+        manifest=lambda w: untracked(manifest_path(w.dataset)),
+        depends_on=scoring_keys,
+        version=SCORING_VERSION,
         prompt_dir=untracked(PROMPT_DIR),
         prompts=prompts_hash,
-        families=config["prompts"],
+        families=untracked(config["prompts"]),
         prompt_format=config["prompt_format"],
-        work_dir=CHUNK_DIR,
+        work_dir=untracked(CHUNK_DIR),
         request_cache=lambda w: served_request_cache(
             w.model, "scores", w.dataset, w.family
         ),
@@ -95,9 +105,10 @@ rule score_family_served:
         call(cache.score_family, input, output, params, wildcards, log)
 
 
+# The matrix takes ids, splits and labels from the manifest: keyed on its labels key, so that new
+# image bytes (which re-score hf models only) leave the matrices of other models alone.
 rule score_matrix:
     input:
-        manifest="results/data/{dataset}.parquet",
         caches=expand(
             "results/scores/{{model}}/{{dataset}}/{family}.parquet", family=FAMILIES
         ),
@@ -108,8 +119,12 @@ rule score_matrix:
     localrule: True
     resources:
         **analysis_resources(),
+    params:
+        manifest=lambda w: untracked(manifest_path(w.dataset)),
+        depends_on=manifest_keys(lambda w: [w.dataset], "labels"),
+        code=code_of(matrix.write_matrix),
     run:
-        call(matrix.write_matrix, input, output, None, wildcards, log)
+        call(matrix.write_matrix, input, output, params, wildcards, log)
 
 
 # The evaluation split's rows, which every analysis of the pair reads. Being their common input
@@ -126,8 +141,10 @@ rule split_matrix:
         PAIR_GROUP
     resources:
         **analysis_resources(),
+    params:
+        code=code_of(matrix.write_split_matrix),
     run:
-        call(matrix.write_split_matrix, input, output, None, wildcards, log)
+        call(matrix.write_split_matrix, input, output, params, wildcards, log)
 
 
 # Target for "inference only" (e.g. on the cluster; the analyses can then run elsewhere):

@@ -20,6 +20,7 @@ rule selective:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(selective.write_selective),
         analysis=analysis_params("ece_bins", "eps", "threshold", "selective"),
     run:
         call(selective.write_selective, input, output, params, wildcards, log)
@@ -43,6 +44,7 @@ rule selective_figure:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(selective_figures.write_risk_coverage_figure),
         aurc_ranges=config["analysis"]["selective"]["aurc_ranges"],
     run:
         call(

@@ -19,6 +19,9 @@ from prompt_reliability.report.figures import (
 
 SELF_ASSESSMENT_GENERATE_PARAMS = dict(
     model_config=lambda w: hf_model_config(w.model),
+    manifest=lambda w: untracked(manifest_path(w.dataset)),
+    prompts=untracked(SA_PROMPTS),
+    depends_on=sa_keys,
     settings=sa_settings(),
 )
 
@@ -74,9 +77,6 @@ rule self_assessment_generate_gpu:
 # results/served/<model>/self_assessment/<dataset>/<setting>.jsonl, so a killed job resumes with
 # exactly the requests it lacks.
 rule self_assessment_generate_served:
-    input:
-        manifest="results/data/{dataset}.parquet",
-        prompts=SA_PROMPTS,
     output:
         generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
     log:
@@ -88,6 +88,9 @@ rule self_assessment_generate_served:
     params:
         model_config=lambda w: served_request_config(w.model),
         connection=lambda w: served_connection(w.model),
+        manifest=lambda w: untracked(manifest_path(w.dataset)),
+        prompts=untracked(SA_PROMPTS),
+        depends_on=sa_keys,
         settings=sa_served_settings(),
         request_cache=lambda w: served_request_cache(
             w.model, "self_assessment", w.dataset, w.setting
@@ -106,7 +109,6 @@ rule self_assessment_generate_served:
 rule self_assessment_answer_served:
     input:
         questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
-        prompts=SA_PROMPTS,
     output:
         answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
     log:
@@ -118,6 +120,8 @@ rule self_assessment_answer_served:
     params:
         model_config=lambda w: served_request_config(w.model),
         connection=lambda w: served_connection(w.model),
+        prompts=untracked(SA_PROMPTS),
+        depends_on={"prompts": file_key(SA_PROMPTS)},
         settings=sa_served_settings(),
         request_cache=lambda w: served_request_cache(
             w.model, "self_assessment", w.dataset, w.setting
@@ -146,6 +150,7 @@ rule self_assessment_questions:
         setting=one_of(SA_ALL_SETTINGS),
     localrule: True
     params:
+        code=code_of(self_assessment_scores.write_questions),
         k=SA["k"],
     run:
         call(self_assessment_scores.write_questions, input, output, params, None, log)
@@ -153,6 +158,8 @@ rule self_assessment_questions:
 
 SELF_ASSESSMENT_ANSWER_PARAMS = dict(
     model_config=lambda w: hf_model_config(w.model),
+    prompts=untracked(SA_PROMPTS),
+    depends_on={"prompts": file_key(SA_PROMPTS)},
     settings=sa_settings(),
 )
 
@@ -160,7 +167,6 @@ SELF_ASSESSMENT_ANSWER_PARAMS = dict(
 rule self_assessment_answer:
     input:
         questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
-        prompts=SA_PROMPTS,
         model_dir=lambda w: (
             [tiny_model_folder(w.model)] if w.model in TINY_MODELS else []
         ),
@@ -190,7 +196,6 @@ rule self_assessment_answer:
 rule self_assessment_answer_gpu:
     input:
         questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
-        prompts=SA_PROMPTS,
         model_dir=lambda w: (
             [tiny_model_folder(w.model)] if w.model in TINY_MODELS else []
         ),
@@ -225,6 +230,7 @@ rule self_assessment_scores:
         setting=one_of(SA_ALL_SETTINGS),
     localrule: True
     params:
+        code=code_of(self_assessment_scores.write_scores),
         variants=SA["variants"],
     run:
         call(self_assessment_scores.write_scores, input, output, params, wildcards, log)
@@ -246,6 +252,7 @@ rule self_assessment_simulate:
         model=one_of(SA_SIM_MODELS),
     localrule: True
     params:
+        code=code_of(self_assessment_simulation.simulate_run),
         profile=lambda w: SA["simulate"][w.model],
         simulation=SA["simulation"],
         settings=SA_SETTINGS,
@@ -276,6 +283,7 @@ rule self_assessment_import:
         name=one_of(list(SA_IMPORTS)),
     localrule: True
     params:
+        code=code_of(self_assessment_imports.import_answers),
         ece_bins=config["analysis"]["ece_bins"],
     run:
         call(self_assessment_imports.import_answers, input, output, params, None, log)
@@ -289,12 +297,14 @@ rule self_assessment_table:
     log:
         **job_logs("tables", "self_assessment"),
     localrule: True
+    params:
+        code=code_of(self_assessment_tables.write_self_assessment_table),
     run:
         call(
             self_assessment_tables.write_self_assessment_table,
             input,
             output,
-            None,
+            params,
             None,
             log,
         )
@@ -312,8 +322,17 @@ rule self_assessment_figure:
     log:
         **job_logs("figures", "self_assessment"),
     localrule: True
+    params:
+        code=code_of(self_assessment_figures.write_answer_types),
     run:
-        call(self_assessment_figures.write_answer_types, input, output, None, None, log)
+        call(
+            self_assessment_figures.write_answer_types,
+            input,
+            output,
+            params,
+            None,
+            log,
+        )
 
 
 rule metric_stability:
@@ -328,6 +347,7 @@ rule metric_stability:
         **job_logs("tables", "metric_stability"),
     localrule: True
     params:
+        code=code_of(self_assessment_tables.write_ranking_stability),
         models=SA["stability"]["models"],
     run:
         call(
@@ -352,12 +372,14 @@ rule metric_stability_figure:
     log:
         **job_logs("figures", "metric_stability"),
     localrule: True
+    params:
+        code=code_of(self_assessment_figures.write_footrule_heatmap),
     run:
         call(
             self_assessment_figures.write_footrule_heatmap,
             input,
             output,
-            None,
+            params,
             None,
             log,
         )
@@ -381,6 +403,7 @@ rule metric_sample_size:
         **job_logs("tables", "metric_sample_size"),
     localrule: True
     params:
+        code=code_of(self_assessment_tables.write_sample_size),
         pairs=SA_PAIRS,
         runs=SA_RUNS,
         task_runs=SA_TASK_RUNS,
@@ -402,12 +425,14 @@ rule metric_sample_size_figure:
     log:
         **job_logs("figures", "metric_sample_size"),
     localrule: True
+    params:
+        code=code_of(self_assessment_figures.write_sample_size_figure),
     run:
         call(
             self_assessment_figures.write_sample_size_figure,
             input,
             output,
-            None,
+            params,
             None,
             log,
         )
@@ -424,6 +449,7 @@ rule self_assessment_findings:
         **job_logs("tables", "self_assessment_findings"),
     localrule: True
     params:
+        code=code_of(self_assessment_findings.write_findings),
         scales=SA_SCALES,
         instruction_pairs=SA["instruction_pairs"],
     run:
@@ -460,6 +486,7 @@ rule self_assessment_findings_figures:
         **job_logs("figures", "self_assessment_findings"),
     localrule: True
     params:
+        code=code_of(self_assessment_figures.write_findings_figures),
         scales=SA_SCALES,
         instruction_pairs=SA["instruction_pairs"],
     run:

@@ -18,6 +18,7 @@ for analysis in registry.assembled():
             **job_logs("tables", analysis.name),
         localrule: True
         params:
+            code=code_of(assemble_table),
             title=analysis.name,
         run:
             call(assemble_table, input, output, params, wildcards, log)
@@ -39,6 +40,7 @@ for analysis in registry.summaries():
             **job_logs("tables", analysis.name),
         localrule: True
         params:
+            code=code_of(analysis.function),
             # the table's name, fixed when the rule is defined: `analysis` itself would be the loop's
             # last value when the job runs (run blocks read globals then), and the rule's name gets
             # a prefix when another workflow imports this one as a module
@@ -56,5 +58,7 @@ rule wins:
     log:
         **job_logs("tables", "wins"),
     localrule: True
+    params:
+        code=code_of(reliability.write_wins),
     run:
-        call(reliability.write_wins, input, output, None, wildcards, log)
+        call(reliability.write_wins, input, output, params, wildcards, log)

@@ -19,6 +19,7 @@ rule trust:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(trust.write_trust),
         analysis=analysis_params("bootstrap", "trust"),
     run:
         call(trust.write_trust, input, output, params, wildcards, log)

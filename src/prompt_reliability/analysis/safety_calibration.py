@@ -208,9 +208,13 @@ def family_mean(cache: pl.DataFrame) -> pl.DataFrame:
                                                                 pl.col("p_unsafe").mean().alias("p"))
 
 
-def variant_scores(cache_path: str | Path, split: str) -> pl.DataFrame:
-    """The family-mean score of one variant's cache on one split."""
-    rows = family_mean(pl.read_parquet(cache_path)).filter(pl.col("split") == split)
+def variant_scores(cache_path: str | Path, split: str, manifest: str | Path) -> pl.DataFrame:
+    """The family-mean score of one variant's cache on one split (splits and labels from ``manifest``:
+    score caches carry neither)."""
+    cache = pl.read_parquet(cache_path)
+    cache = cache.drop([c for c in ("split", "label") if c in cache.columns]).join(
+        pl.read_parquet(manifest).select("sample_id", "split", "label"), on="sample_id", how="left", maintain_order="left")
+    rows = family_mean(cache).filter(pl.col("split") == split)
     if not rows.height:
         raise SafetyCalibrationError(f"{cache_path}: no samples in split {split!r}")
     return rows
@@ -273,7 +277,7 @@ def write_response_sra(*, responses: str, table: str, model: str, dataset: str, 
 def write_variant_sra(*, scores: str, manifest: str, table: str, model: str, dataset: str, split: str, method: str,
                       threshold: float, verdicts: Mapping[str, Mapping[str, float]]) -> pl.DataFrame:
     """SRA per category of one calibration variant's family-mean score."""
-    rows = variant_scores(scores, split)
+    rows = variant_scores(scores, split, manifest)
     out = sra_frame({method: rows["p"].to_numpy()}, rows["label"].to_numpy(), with_categories(rows, pl.read_parquet(manifest), manifest),
                     model=model, dataset=dataset, split=split, threshold=threshold, thresholds=verdicts)
     io.write_parquet(out, table, {"threshold": threshold, "scores": scores})
@@ -288,17 +292,18 @@ def tradeoff_table(entries: Sequence[Mapping[str, str]], threshold: float = 0.5,
     """One row per (model, dataset, split, method): overall SRA, helpfulness accuracy, NLL/ECE/AUROC, and
     each one's change (``d_<metric>``) against the ``baseline`` method of the same model and pair.
 
-    ``entries``: ``{model, dataset, split, method, scores, helpfulness, helpfulness_split}`` with the
-    variant's safety cache and its helpfulness cache (object presence; label 1 = present); with
+    ``entries``: ``{model, dataset, split, method, scores, manifest, helpfulness, helpfulness_manifest,
+    helpfulness_split}`` with the variant's safety cache and its helpfulness cache (object presence;
+    label 1 = present) and the manifests their labels come from (score caches carry none); with
     ``multiple_choice`` and ``multiple_choice_manifest`` (ScienceQA-style probes, ``pair_id`` = the
     question) also ``helpfulness_mc``, the share of questions whose highest-scored option is correct
     (:func:`prompt_reliability.analysis.helpfulness.multiple_choice_accuracy`).
     """
     rows = []
     for entry in entries:
-        safety = variant_scores(entry["scores"], entry["split"])
+        safety = variant_scores(entry["scores"], entry["split"], entry["manifest"])
         y, p = safety["label"].to_numpy(), safety["p"].to_numpy()
-        helpful = variant_scores(entry["helpfulness"], entry["helpfulness_split"])
+        helpful = variant_scores(entry["helpfulness"], entry["helpfulness_split"], entry["helpfulness_manifest"])
         accuracy = float(np.mean((helpful["p"].to_numpy() >= threshold) == (helpful["label"].to_numpy() == 1)))
         overall = sra(y, p, threshold)
         extra = {"helpfulness_mc": _multiple_choice(entry)} if "multiple_choice" in entry else {}

@@ -68,9 +68,11 @@ def auroc_with_ci(y: np.ndarray, p: np.ndarray, *, n_resamples: int, seed: int, 
     return point, float(low), float(high), len(resampled)
 
 
-def label_mass(caches: Sequence[pl.DataFrame], split: str) -> tuple[float, float, str | None]:
-    """``(mean, worst per-prompt mean, worst prompt)`` of ``label_mass`` on ``split``; NaN when not recorded."""
-    rows = pl.concat([c.select("split", "prompt_id", "label_mass") for c in caches]).filter(pl.col("split") == split)
+def label_mass(caches: Sequence[pl.DataFrame], sample_ids: Sequence[str]) -> tuple[float, float, str | None]:
+    """``(mean, worst per-prompt mean, worst prompt)`` of ``label_mass`` over the samples ``sample_ids`` (one
+    split's; score caches carry no split); NaN when not recorded."""
+    rows = pl.concat([c.select("sample_id", "prompt_id", "label_mass") for c in caches]).filter(
+        pl.col("sample_id").is_in(list(sample_ids)))
     if rows.height == 0 or rows["label_mass"].null_count() == rows.height:
         return float("nan"), float("nan"), None
     per_prompt = rows.group_by("prompt_id", maintain_order=True).agg(pl.col("label_mass").mean()).sort(
@@ -78,9 +80,9 @@ def label_mass(caches: Sequence[pl.DataFrame], split: str) -> tuple[float, float
     return float(rows["label_mass"].mean()), float(per_prompt["label_mass"][0]), per_prompt["prompt_id"][0]
 
 
-def trust_row(y: np.ndarray, mean_score: np.ndarray, caches: Sequence[pl.DataFrame], split: str, *,
+def trust_row(y: np.ndarray, mean_score: np.ndarray, caches: Sequence[pl.DataFrame], sample_ids: Sequence[str], *,
               n_resamples: int, seed: int, chunk_size: int = 256, confidence: float = 0.95) -> dict[str, Any]:
-    mass_mean, mass_worst, worst_prompt = label_mass(caches, split)
+    mass_mean, mass_worst, worst_prompt = label_mass(caches, sample_ids)
     auroc, low, high, used = auroc_with_ci(y, mean_score, n_resamples=n_resamples, seed=seed, chunk_size=chunk_size,
                                            confidence=confidence)
     notes = []
@@ -101,7 +103,7 @@ def write_trust(*, matrix: str, lock: str, caches: Sequence[str], table: str, mo
     rows = split_rows(full, split, matrix)
     scores = locked_scores(rows, read_lock(lock, full))
     settings = analysis["bootstrap"]
-    row = trust_row(rows["label"].to_numpy(), scores["mean"], [pl.read_parquet(c) for c in caches], split,
+    row = trust_row(rows["label"].to_numpy(), scores["mean"], [pl.read_parquet(c) for c in caches], rows["sample_id"],
                     n_resamples=analysis["trust"]["resamples"], seed=settings["seed"],
                     chunk_size=settings["chunk_size"], confidence=settings["confidence"])
     piece = tables.label_pair(pl.DataFrame([row], schema_overrides={"worst_prompt": pl.Utf8, "chance_level": pl.Boolean}),

@@ -35,12 +35,17 @@ from typing import Any
 
 from prompt_reliability.base.logs import job_log
 from prompt_reliability.base.usage import measure, write_usage
+from prompt_reliability.base.runtime import Untracked
 from prompt_reliability.base.workers import Workers, resolve
 
 log = logging.getLogger("prompt_reliability")
 
 # Fields of the Snakemake job that are passed on, in this order; a name may appear in only one.
 FIELDS = ("input", "output", "params", "wildcards")
+# Params that key a job for Snakemake's params trigger and are not the function's arguments:
+# ``code`` (code_hash of the package code a step calls), ``version`` (a contract's explicit version)
+# and ``depends_on`` (content keys of the data it reads; see workflow/rules/common.smk).
+KEY_PARAMS = ("code", "version", "depends_on")
 
 
 class JobArgumentError(TypeError):
@@ -98,6 +103,8 @@ def _json_value(value: Any, where: str) -> Any:
     :class:`UntrackedPath` as str; anything else that JSON cannot carry is an error naming ``where``."""
     if isinstance(value, UntrackedPath):
         return str(value)
+    if isinstance(value, Untracked):  # base.runtime: a wrapped value Snakemake's params check ignores
+        return _json_value(value.value, where)
     if isinstance(value, _JSON_SCALARS):
         return str(value) if isinstance(value, str) else value  # str subclasses: Snakemake's IOFile
     if isinstance(value, (list, tuple)):  # a Namedlist of several files is a list
@@ -126,7 +133,7 @@ def job_arguments(accepts: Callable[[str], bool] = lambda name: True, job: str =
         if group is None:
             continue
         for name, value in group.items():
-            if field == "wildcards" and not accepts(name):
+            if field == "wildcards" and not accepts(name) or field == "params" and name in KEY_PARAMS:
                 continue
             if name in kwargs:
                 raise JobArgumentError(f"{job}: the name {name!r} is used by both {origin[name]} and {field}; "

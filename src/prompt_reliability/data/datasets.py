@@ -3,12 +3,18 @@
 One row per sample:
 ``sample_id: str`` (unique), ``split: str``, ``label: int8`` (1 = unsafe), ``query: str``
 (may be empty), ``image_path: str``, ``category: str`` (may be null), ``pair_id: str`` (may be null;
-matched safe/unsafe look-alikes share one).
+matched safe/unsafe look-alikes share one), ``image_sha256: str`` (the image file's content hash;
+empty without an image).
+
+Beside the manifest, :func:`manifest_keys` writes its content keys (``{dataset}.keys.json``): steps
+that read the manifest are keyed on these (Snakemake params), not on the file, so that a corrected
+label re-runs the analyses but no model step, and new bytes under an old image path re-score.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,9 +34,16 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "image_path": pl.Utf8,
     "category": pl.Utf8,
     "pair_id": pl.Utf8,  # optional: matched safe/unsafe look-alikes share one (issue 14)
+    "image_sha256": pl.Utf8,  # content of the image file, so that new bytes under an old path re-score
 }
-_DEFAULT_UNSAFE = {"1", "true", "unsafe", "u", "yes"}
-_DEFAULT_SAFE = {"0", "false", "safe", "s", "no"}
+# What a model sees of a sample (its scores depend on these, never on its label, split or path) and
+# what the analyses further read of it; each gets one content key (manifest_keys).
+SAMPLE_INPUT_COLUMNS = ("sample_id", "query", "image_sha256")
+SAMPLE_LABEL_COLUMNS = ("sample_id", "split", "label", "category", "pair_id")
+# The documented default (schema, datasets.labels): anything else (yes/no, U/S) needs an explicit
+# 'labels' mapping, so that "yes" is never silently unsafe.
+_DEFAULT_UNSAFE = {"1", "true", "unsafe"}
+_DEFAULT_SAFE = {"0", "false", "safe"}
 
 
 log = logging.getLogger("prompt_reliability")
@@ -58,7 +71,79 @@ def build_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path, import_fi
     manifest = validate_manifest(manifest, f"dataset {name!r}")
     if cfg.get("typography"):
         manifest = typography_manifest(manifest, image_dir / "typography", int(cfg.get("image_size", 64)))
-    return manifest
+    return manifest.with_columns(pl.Series("image_sha256", [_file_sha256(p) for p in manifest["image_path"]], dtype=pl.Utf8))
+
+
+def _file_sha256(path: str) -> str:
+    if not path:
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def mark_changed_images(manifest_path: str | Path, stats_path: str | Path, marker_path: str | Path) -> None:
+    """Touch ``marker_path`` (an input of the manifest job) when an image file's bytes differ from those
+    the built manifest recorded: new bytes under an old image path rebuild the manifest.
+
+    Called when the workflow is planned. A file whose size and modification time match
+    ``stats_path`` (a JSON cache written here) keeps its known hash; any other is hashed again, so a
+    moved or cloned data folder (new times, same bytes) changes nothing. The marker holds the hash of
+    the current contents (Snakemake also compares an input's checksum) and is written only when they
+    differ from the manifest's; a new marker is created empty and old (it triggers nothing).
+    """
+    import json
+    import os
+
+    marker = Path(marker_path)
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("")
+        os.utime(marker, (0, 0))
+    try:
+        rows = pl.read_parquet(manifest_path, columns=["image_path", "image_sha256"])
+    except (OSError, pl.exceptions.PolarsError):
+        return  # not built yet
+    try:
+        known = json.loads(Path(stats_path).read_text())
+    except (OSError, ValueError):
+        known = {}
+    stats, changed = {}, []
+    for path, recorded in zip(rows["image_path"], rows["image_sha256"]):
+        if not path:
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:
+            changed.append(f"{path}: missing")
+            continue
+        stamp = [info.st_size, info.st_mtime_ns]
+        entry = known.get(path)
+        sha = entry[2] if entry and entry[:2] == stamp else _file_sha256(path)
+        stats[path] = [*stamp, sha]
+        if sha != recorded:
+            changed.append(f"{path}: {sha}")
+    if stats != known:
+        io.write_json(stats, stats_path)
+    if changed:
+        content = hashlib.sha256("\n".join(changed).encode()).hexdigest()
+        if marker.read_text() != content:
+            marker.write_text(content)
+
+
+def manifest_keys(manifest: pl.DataFrame) -> dict[str, str]:
+    """Content keys of a manifest: ``samples`` (ids, queries, image contents: what scores depend on) and
+    ``labels`` (ids, splits, labels, categories, pairs). Row order and image paths do not count."""
+    rows = manifest.sort("sample_id")
+    keys = {}
+    for key, columns in (("samples", SAMPLE_INPUT_COLUMNS), ("labels", SAMPLE_LABEL_COLUMNS)):
+        digest = hashlib.sha256()
+        for column in columns:
+            digest.update(column.encode() + b"\0" + "\x1f".join("" if v is None else str(v) for v in rows[column]).encode() + b"\0")
+        keys[key] = digest.hexdigest()[:20]
+    return keys
 
 
 def typography_manifest(manifest: pl.DataFrame, image_dir: Path, image_size: int = 64) -> pl.DataFrame:
@@ -82,11 +167,14 @@ def typography_manifest(manifest: pl.DataFrame, image_dir: Path, image_size: int
     return manifest.with_columns(pl.Series("image_path", paths, dtype=pl.Utf8), pl.lit(synthetic.TYPOGRAPHY_QUERY).alias("query"))
 
 
-def write_manifest(*, manifest: str, dataset: str, dataset_config: Mapping[str, Any], image_dir: str,
-                   score_files: Iterable[str] = (), source: str | None = None) -> pl.DataFrame:
-    """Build dataset ``dataset``'s manifest and write it (``source``: the local file, an input only for re-runs)."""
+def write_manifest(*, manifest: str, content_keys: str, dataset: str, dataset_config: Mapping[str, Any], image_dir: str,
+                   score_files: Iterable[str] = (), source: str | None = None,
+                   images_changed: str | None = None) -> pl.DataFrame:
+    """Build dataset ``dataset``'s manifest and write it with its content keys (``source``: the local
+    file; ``images_changed``: :func:`mark_changed_images`'s marker; both only re-run the job)."""
     built = build_manifest(dataset, dataset_config, Path(image_dir), score_files)
     io.write_parquet(built, manifest)
+    io.write_json({"dataset": dataset, "n": built.height, **manifest_keys(built)}, content_keys)
     log.info("wrote %s: %s", manifest, split_counts(built))
     return built
 
@@ -97,7 +185,7 @@ def validate_manifest(df: pl.DataFrame, source: str) -> pl.DataFrame:
         raise DatasetError(f"{source}: manifest lacks columns {missing}")
     for column, dtype in MANIFEST_SCHEMA.items():
         if column not in df.columns:
-            df = df.with_columns(pl.lit("" if column in ("query", "image_path") else None, dtype=dtype).alias(column))
+            df = df.with_columns(pl.lit("" if column in ("query", "image_path", "image_sha256") else None, dtype=dtype).alias(column))
     df = df.select([pl.col(c).cast(t) for c, t in MANIFEST_SCHEMA.items()])
     df = df.with_columns(pl.col("query").fill_null(""), pl.col("image_path").fill_null(""))
     for column in ("sample_id", "split", "label"):
@@ -119,8 +207,9 @@ def map_labels(values: pl.Series, label_cfg: Mapping[str, Any] | None, source: s
     if label_cfg.get("last_char"):
         raw = raw.str.slice(-1)
     raw = raw.str.to_lowercase()
-    unsafe = {str(v).lower() for v in label_cfg.get("unsafe", [])} or _DEFAULT_UNSAFE
-    safe = {str(v).lower() for v in label_cfg.get("safe", [])} or _DEFAULT_SAFE
+    last_char = bool(label_cfg.get("last_char"))
+    unsafe = {str(v).lower() for v in label_cfg.get("unsafe", [])} or ({"u"} if last_char else _DEFAULT_UNSAFE)
+    safe = {str(v).lower() for v in label_cfg.get("safe", [])} or ({"s"} if last_char else _DEFAULT_SAFE)
     mapped = pl.when(raw.is_in(list(unsafe))).then(1).when(raw.is_in(list(safe))).then(0).otherwise(None)
     labels = pl.select(mapped.cast(pl.Int8).alias("label")).to_series()
     if raw.null_count():
@@ -180,6 +269,9 @@ def local_manifest(name: str, cfg: Mapping[str, Any], image_dir: Path) -> pl.Dat
     path = Path(cfg["path"])
     if not path.exists():
         raise DatasetError(f"dataset {name!r}: path {str(path)!r} does not exist (relative paths start at the working directory)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatasetError(f"dataset {name!r}: {str(path)!r} is empty (0 bytes); write a header and one row per sample "
+                           f"into it, or point 'datasets.{name}.path' at the right file")
     if path.is_dir():
         try:
             loaded = datasets.load_dataset("imagefolder", data_dir=str(path))
@@ -226,7 +318,8 @@ def _manifest_from_dataset_dict(name, cfg, loaded, image_dir: Path, base_dir: Pa
             if columns[field] not in ds.column_names:
                 raise DatasetError(
                     f"{source} (split {loaded_split!r}): no column {columns[field]!r} for the manifest field {field!r}; "
-                    f"columns are {ds.column_names}; set 'columns: {{{field}: <column>}}' in dataset {name!r}'s config"
+                    f"columns are {ds.column_names}; {separator_hint(ds.column_names)}set "
+                    f"'datasets.{name}.columns.{field}: <column>' in the config"
                 )
         table = pl.from_arrow(ds.data.table.select([c for c in ds.column_names if c != columns["image"]]))
         n = len(ds)
@@ -262,7 +355,17 @@ def check_column_map(name: str, mapping: Mapping[str, str], columns: list[str], 
             close = difflib.get_close_matches(column, columns, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise DatasetError(f"config key 'datasets.{name}.columns.{field}' names column {column!r}, which {source} does "
-                               f"not have (columns: {columns}); {hint}fix the column name")
+                               f"not have (columns: {columns}); {separator_hint(columns)}{hint}fix the column name")
+
+
+def separator_hint(columns: list[str]) -> str:
+    """A hint when a CSV was read as one column because its fields are separated by something else."""
+    if len(columns) == 1:
+        for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if separator in columns[0]:
+                return (f"the file was read as one column because its fields are separated by {name}, not commas: "
+                        "save it comma-separated (or as JSONL/Parquet); ")
+    return ""
 
 
 def _materialise_images(ds, image_column: str, sample_ids: pl.Series, image_dir: Path, base_dir: Path, source: str) -> list[str]:

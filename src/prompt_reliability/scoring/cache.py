@@ -1,13 +1,15 @@
 """Score cache: one Parquet file per (model, dataset, prompt family), whatever the backend.
 
 Contract (docs/architecture.md, "Score cache"): one row per (sample, prompt) with
-``sample_id, split, label, family, prompt_id, logit_u, logit_s, p_unsafe, label_mass, top_token``,
+``sample_id, family, prompt_id, logit_u, logit_s, p_unsafe, label_mass, top_token``,
 ``p_unsafe = sigmoid(logit_u - logit_s)``; ``label_mass`` (full-vocabulary mass on the two label
-tokens) is a diagnostic only. File metadata records provenance.
+tokens) is a diagnostic only. File metadata records provenance and :data:`SCORING_VERSION`.
+Labels and splits are not in the cache (scores do not depend on them): the score matrix joins
+them from the manifest, so a corrected label re-runs no model.
 
 A backend is a function ``(ScoringJob) -> (rows, provenance)`` returning at least
 ``sample_id, prompt_id, logit_u, logit_s`` (and optionally ``label_mass``, ``top_token``,
-``p_unsafe``); :func:`finalize_cache` joins split/label from the manifest, orders and validates.
+``p_unsafe``); :func:`finalize_cache` orders the rows as the manifest and the registry and validates.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ from prompt_reliability.data.prompts import PromptRegistry, load_registry
 
 log = logging.getLogger("prompt_reliability")
 
+# The scoring contract's version, a param of every scoring rule and stored in each cache: bump it
+# when a change makes existing caches wrong (what a score is, the cache's columns), never for a
+# refactor; every cache is then re-scored. Version 2: the cache no longer carries split and label.
+SCORING_VERSION = 2
+
 CACHE_SCHEMA: dict[str, pl.DataType] = {
     "sample_id": pl.Utf8,
-    "split": pl.Utf8,
-    "label": pl.Int8,
     "family": pl.Utf8,
     "prompt_id": pl.Utf8,
     "logit_u": pl.Float64,
@@ -102,7 +107,7 @@ def finalize_cache(rows: pl.DataFrame, job: ScoringJob) -> pl.DataFrame:
     for column in ("label_mass", "top_token"):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=CACHE_SCHEMA[column]).alias(column))
-    order = job.manifest.select("sample_id", "split", "label").with_row_index("_sample_order")
+    order = job.manifest.select("sample_id").with_row_index("_sample_order")
     prompt_order = pl.DataFrame({"prompt_id": job.prompt_ids}).with_row_index("_prompt_order")
     out = order.join(prompt_order, how="cross").join(rows, on=["sample_id", "prompt_id"], how="left")
     missing = out.filter(pl.col("logit_u").is_null())
@@ -111,8 +116,10 @@ def finalize_cache(rows: pl.DataFrame, job: ScoringJob) -> pl.DataFrame:
         raise ScoreCacheError(f"model {job.model!r}, dataset {job.dataset!r}: no score for sample {row['sample_id']!r} under prompt "
                               f"{row['prompt_id']!r} ({len(missing)} (sample, prompt) pairs missing); every sample needs every prompt")
     if len(rows) != len(out):
+        unknown = rows.join(order, on="sample_id", how="anti")["sample_id"]
+        example = f" (e.g. sample {unknown[0]!r})" if len(unknown) else ""
         raise ScoreCacheError(f"model {job.model!r}, dataset {job.dataset!r}: {len(rows) - len(out)} score rows name samples that "
-                              "are not in the dataset manifest; the score source and the manifest disagree")
+                              f"are not in the dataset manifest{example}; the score source and the manifest disagree")
     out = out.sort("_sample_order", "_prompt_order").with_columns(pl.lit(job.family).alias("family"))
     out = out.select([pl.col(c).cast(t) for c, t in CACHE_SCHEMA.items()])
     p = out["p_unsafe"].to_numpy()
@@ -127,13 +134,19 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return expit(np.asarray(x, dtype=np.float64))
 
 
-def manifest_hash(manifest: pl.DataFrame) -> str:
-    """Content hash of a manifest (sample ids, splits, labels, queries, image paths)."""
+def manifest_hash(manifest: pl.DataFrame, columns: tuple[str, ...] = ("sample_id", "split", "label", "query")) -> str:
+    """Content hash of a manifest's ``columns`` and its images' contents (their paths do not count)."""
+    image = "image_sha256" if "image_sha256" in manifest.columns else "image_path"  # older manifests
     digest = hashlib.sha256()
-    for column in ("sample_id", "split", "label", "query", "image_path"):
+    for column in (*columns, image):
         digest.update(column.encode())
         digest.update("\x1f".join(map(str, manifest[column].to_list())).encode())
     return digest.hexdigest()[:16]
+
+
+def samples_hash(manifest: pl.DataFrame) -> str:
+    """Content hash of what a model sees of the samples (ids, queries, images), not their labels or splits."""
+    return manifest_hash(manifest, ("sample_id", "query"))
 
 
 def package_versions(names=("prompt_reliability", "numpy", "polars", "pyarrow", "scipy", "torch", "torchvision", "transformers",
@@ -168,7 +181,10 @@ def score_to_cache(
     instead of the families read from ``prompt_dir``."""
     registry = registry or load_registry(prompt_dir, families)
     manifest = pl.read_parquet(manifest_path)
-    job = ScoringJob(model, model_cfg, dataset, family, manifest, manifest_hash(manifest), registry, prompt_format, Path(work_dir),
+    # simulated scores depend on the labels; a model's only on what it sees of each sample
+    reads_labels = model_cfg["backend"] == "simulate"
+    key = manifest_hash(manifest) if reads_labels else samples_hash(manifest)
+    job = ScoringJob(model, model_cfg, dataset, family, manifest, key, registry, prompt_format, Path(work_dir),
                      None if request_cache is None else Path(request_cache))
     rows, provenance = get_backend(model_cfg["backend"])(job)
     cache = finalize_cache(rows, job)
@@ -177,6 +193,7 @@ def score_to_cache(
         "backend": model_cfg["backend"],
         "dataset": dataset,
         "family": family,
+        "scoring_version": SCORING_VERSION,
         "prompt_ids": job.prompt_ids,
         "prompt_text_hash": registry.text_hash(family),
         "manifest_hash": job.manifest_hash,
@@ -192,16 +209,13 @@ def score_to_cache(
 
 def score_family(*, manifest: str, scores: str, model: str, dataset: str, family: str, model_config: Mapping[str, Any],
                  prompt_dir: str | Path, prompts: str, families: list[str], prompt_format: Mapping[str, str], work_dir: str,
-                 manifest_check: str | None = None, model_folder: str | None = None, score_file: str | None = None,
-                 preflight: str | None = None, request_cache: str | None = None,
+                 model_folder: str | None = None, request_cache: str | None = None,
                  connection: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Rule entry: score one (model, dataset, family) into ``scores``.
 
     ``prompts`` is the hash of the family's templates and label tokens (it re-runs the job when
-    they change; the registry is read from ``prompt_dir``). The inputs ``manifest_check``,
-    ``preflight``, ``model_folder`` (a tiny model, already the path in ``model_config``) and
-    ``score_file`` (import backend, already in ``model_config``) order the job or re-run it when
-    they change; nothing is read from them here.
+    they change; the registry is read from ``prompt_dir``). The input ``model_folder`` (a tiny
+    model, already the path in ``model_config``) orders the job; nothing is read from it here.
     """
     model_config = {**model_config, **(connection or {})}  # served: the server's URL and limits (untracked)
     cache = score_to_cache(model=model, model_cfg=model_config, dataset=dataset, family=family, manifest_path=manifest,

@@ -5,7 +5,8 @@ Run on the login node (Hub reachable) before any scoring job: for each model it 
 image-text-to-text class for the architecture and that the configured engine is verified on it,
 loads the processor and tokenizer, checks the chat template, and resolves the two label tokens
 after the generation prompt of every template of the run (they must be the same single tokens for
-all, since scoring resolves them once per model). No weights are read.
+all, since scoring resolves them once per model), and that the steering layers of the safety
+calibration (``safety_calibration.steering.layers``) exist in the model. No weights are read.
 
 Each problem is one line naming the model and the fix; all problems of all models are reported
 together (:class:`PreflightError`). A clean preflight writes a JSON report (per model: architecture,
@@ -81,8 +82,28 @@ def check_architecture(model: str, config_dict: Mapping[str, Any], settings: Map
     return None
 
 
-def check_model(model: str, cfg: Mapping[str, Any], registry, prompt_format: Mapping[str, str]) -> tuple[list[str], dict]:
-    """(problems, facts) of one hf model: config, architecture, processor, chat template, label tokens."""
+def decoder_depth(config: Any) -> int | None:
+    """Number of decoder layers of the language model of a transformers config (None if it does not say)."""
+    for part in (getattr(config, "text_config", None), getattr(config, "language_config", None), config):
+        depth = getattr(part, "num_hidden_layers", None) if part is not None else None
+        if isinstance(depth, int):
+            return depth
+    return None
+
+
+def check_steering_layers(model: str, depth: int | None, layers: Sequence[int]) -> str | None:
+    """None when every steering layer is a decoder layer of the model (1..depth); else the problem."""
+    outside = [layer for layer in layers if depth is not None and not 1 <= int(layer) <= depth]
+    if not outside:
+        return None
+    return (f"model {model!r}: steering layers {outside} are outside 1..{depth} (the model has {depth} decoder layers); "
+            f"fix config key 'safety_calibration.steering.layers' (layers 1..{depth})")
+
+
+def check_model(model: str, cfg: Mapping[str, Any], registry, prompt_format: Mapping[str, str],
+                steering_layers: Sequence[int] = ()) -> tuple[list[str], dict]:
+    """(problems, facts) of one hf model: config, architecture, processor, chat template, label tokens,
+    steering layers."""
     from transformers import AutoConfig, AutoProcessor, PretrainedConfig
 
     from prompt_reliability.scoring.backends.hf import hf_settings
@@ -110,6 +131,10 @@ def check_model(model: str, cfg: Mapping[str, Any], registry, prompt_format: Map
     except (OSError, ValueError, TypeError) as err:
         return [f"model {model!r}: transformers cannot build the config of {path!r}: {_one_line(err)}; fix: use the "
                 "transformers version in envs/inference.yaml, or a checkpoint made for it"], facts
+    facts["decoder_layers"] = decoder_depth(config)
+    problem = check_steering_layers(model, facts["decoder_layers"], steering_layers)
+    if problem:
+        return [problem], facts
     try:
         processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=remote)
     except (OSError, ValueError, TypeError, ImportError) as err:
@@ -152,15 +177,17 @@ def check_model(model: str, cfg: Mapping[str, Any], registry, prompt_format: Map
 
 
 def run_preflight(models: Mapping[str, Mapping[str, Any]], prompt_dir: str | Path, families: Sequence[str],
-                  prompt_format: Mapping[str, str]) -> dict[str, dict]:
-    """Check every hf model of ``models`` (name -> config, ``path`` resolved); facts per model, or PreflightError."""
+                  prompt_format: Mapping[str, str], steering_layers: Mapping[str, Sequence[int]] | None = None) -> dict[str, dict]:
+    """Check every hf model of ``models`` (name -> config, ``path`` resolved); facts per model, or PreflightError.
+
+    ``steering_layers``: per model, the layers the safety calibration steers (checked against its depth)."""
     registry = load_registry(prompt_dir, list(families))
     problems: list[str] = []
     facts: dict[str, dict] = {}
     for model, cfg in models.items():
         if cfg.get("backend", "hf") != "hf":
             continue
-        found, facts[model] = check_model(model, cfg, registry, prompt_format)
+        found, facts[model] = check_model(model, cfg, registry, prompt_format, (steering_layers or {}).get(model, ()))
         for problem in found:
             log.error("%s", problem)
         if not found:
@@ -174,17 +201,19 @@ def run_preflight(models: Mapping[str, Mapping[str, Any]], prompt_dir: str | Pat
 
 
 def write_preflight(models: Mapping[str, Mapping[str, Any]], prompt_dir: str, families: Sequence[str],
-                    prompt_format: Mapping[str, str], report: str, **inputs: Any) -> dict[str, dict]:
+                    prompt_format: Mapping[str, str], report: str, prompts: Mapping[str, str] | None = None,
+                    steering_layers: Mapping[str, Sequence[int]] | None = None, **inputs: Any) -> dict[str, dict]:
     """Snakemake entry point (rule ``preflight``): the report, written only when every model passes.
 
-    ``inputs`` (tiny model folders, prompt files) are only there to order the jobs.
+    ``prompts`` (the families' text hashes) only re-runs it when a template changes; ``inputs``
+    (tiny model folders) only order the jobs.
     """
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        facts = run_preflight(models, prompt_dir, families, prompt_format)
+        facts = run_preflight(models, prompt_dir, families, prompt_format, steering_layers)
     finally:
         hf_logging.set_verbosity(verbosity)
     io.write_json({"models": facts}, report)

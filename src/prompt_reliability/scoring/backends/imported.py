@@ -17,6 +17,10 @@ def score(job: ScoringJob) -> tuple[pl.DataFrame, dict]:
     if len(unknown):
         raise ScoreCacheError(f"{path}: prompt ids {unknown.to_list()} are not in the prompt registry {job.registry.prompt_ids}; "
                               "add their family to config 'prompts' or drop those rows")
+    unknown_samples = rows.join(job.manifest.select("sample_id"), on="sample_id", how="anti")["sample_id"].unique(maintain_order=True)
+    if len(unknown_samples):
+        raise ScoreCacheError(f"{path}: sample {unknown_samples[0]!r} ({len(unknown_samples)} sample id(s) in all) is not in "
+                              f"dataset {job.dataset!r}; fix the sample id in the score file, or drop its rows")
     checked = rows.join(job.manifest.select("sample_id", "split", "label"), on="sample_id", how="left", suffix="_manifest")
     clash = checked.filter((pl.col("split") != pl.col("split_manifest")) | (pl.col("label") != pl.col("label_manifest")))
     if len(clash):

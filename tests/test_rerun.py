@@ -1,0 +1,175 @@
+"""What re-runs what (issue 23): each kind of change re-runs exactly the jobs whose result it changes, in
+one run, and then a dry run has nothing to do.
+
+One study (a local CSV dataset with images, a simulated model and a tiny hf model built by the
+workflow) is run once; then, one after the other, each change below is made and the workflow run
+again; the test asserts the exact set of jobs that ran, and that ``-n`` then finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import BIN, REPO, snakemake_env
+
+pytestmark = pytest.mark.workflow
+pytest.importorskip("transformers")
+
+N_PER_SPLIT = 10
+MODELS = ("sim", "tiny")
+FAMILIES = ("A", "B", "C")
+# The analyses the study asks for (targets), per model, on the test split.
+TARGETS = [f"results/analysis/{m}/mine/test/{a}.parquet" for m in MODELS for a in ("reliability", "fragility")]
+
+
+def job(rule: str, **wildcards: str) -> tuple[str, tuple]:
+    return rule, tuple(sorted(wildcards.items()))
+
+
+def scoring(model: str, *families: str) -> set:
+    rule = "score_family_hf_cpu" if model == "tiny" else "score_family"
+    return {job(rule, model=model, dataset="mine", family=f) for f in families}
+
+
+def analyses(model: str, *names: str) -> set:
+    return {job(name, model=model, dataset="mine", split="test") for name in names}
+
+
+def downstream(model: str) -> set:
+    """Everything after a model's caches: its matrix, the pair's rows, the lock, the target analyses."""
+    return ({job("score_matrix", model=model, dataset="mine"), job("lock", model=model)}
+            | analyses(model, "split_matrix", "reliability", "fragility"))
+
+
+MANIFEST = {job("dataset_manifest", dataset="mine"), job("check_manifest", dataset="mine")}
+PREFLIGHT = {job("preflight")}
+
+
+def write_study(root: Path) -> Path:
+    """The checkout (a copy of this working tree) and the study folder: CSV, images, prompts, config."""
+    from PIL import Image
+
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    checkout = root / "checkout"
+    for name in files:
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, checkout / name)
+    study = root / "study"
+    (study / "data/images").mkdir(parents=True)
+    shutil.copytree(REPO / "prompts", study / "prompts")
+    rng = np.random.default_rng(0)
+    lines = ["id,split,label,query,image"]
+    for split in ("train", "test"):
+        for i in range(N_PER_SPLIT):
+            name = f"{split}{i}.png"
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(study / "data/images" / name)
+            lines.append(f"{split}{i},{split},{'unsafe' if i % 2 else 'safe'},What is shown?,images/{name}")
+    (study / "data/mine.csv").write_text("\n".join(lines) + "\n")
+    config = {
+        "datasets": {"mine": {"adapter": "local", "path": "data/mine.csv", "columns": {"sample_id": "id"}}},
+        "models": {"sim": {"backend": "simulate"}, "tiny": {"backend": "hf", "tiny": {"arch": "llava", "seed": 0}}},
+        "prompt_dir": "prompts",
+        "lock": {"dataset": "mine", "split": "train"},
+        "evaluate": [{"dataset": "mine", "split": "test"}],
+    }
+    (study / "config.yaml").write_text(yaml.safe_dump(config))
+    return checkout
+
+
+def snakemake(checkout: Path, study: Path, *args: str) -> str:
+    cmd = [str(BIN / "snakemake"), "-s", str(checkout / "Snakefile"), "-d", str(study), "--configfile",
+           str(study / "config.yaml"), *args]
+    result = subprocess.run(cmd, cwd=study, env=snakemake_env(study), capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
+
+
+def executed(log: str) -> set:
+    """The jobs a run executed: (rule, wildcards) of each job block whose job id finished."""
+    finished = set(re.findall(r"Finished jobid: (\d+) ", log))
+    jobs = set()
+    for block in re.split(r"\n(?=\s*(?:local)?(?:rule|checkpoint) \w+:)", log):
+        head = re.match(r"\s*(?:local)?(?:rule|checkpoint) (\w+):", block)
+        jobid = re.search(r"^\s*jobid: (\d+)", block, re.M)
+        if not head or not jobid or jobid.group(1) not in finished:
+            continue
+        found = re.search(r"^\s*wildcards: (.*)$", block, re.M)
+        wildcards = dict(item.split("=", 1) for item in found.group(1).split(", ")) if found else {}
+        jobs.add(job(head.group(1), **wildcards))
+    return jobs
+
+
+def run_once(checkout: Path, study: Path) -> set:
+    """One run, the jobs it executed (target rules left out), and then nothing left to do."""
+    ran = executed(snakemake(checkout, study, "--cores", "2", *TARGETS))
+    assert "Nothing to be done" in snakemake(checkout, study, "-n", *TARGETS)
+    return ran
+
+
+def edit_yaml(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_each_change_reruns_exactly_what_it_changes_in_one_run(tmp_path):
+    checkout = write_study(tmp_path)
+    study = tmp_path / "study"
+    first = run_once(checkout, study)
+    assert scoring("sim", *FAMILIES) | scoring("tiny", *FAMILIES) <= first
+
+    # a template's text: that family of every model (hf too, in this run), after the preflight
+    edit_yaml(study / "prompts/B.yaml", lambda d: d["templates"][0].update(text=d["templates"][0]["text"] + " Be brief."))
+    assert run_once(checkout, study) == PREFLIGHT | scoring("sim", "B") | scoring("tiny", "B") | downstream("sim") | downstream("tiny")
+
+    # the label tokens: every family of every model
+    edit_yaml(study / "prompts/labels.yaml", lambda d: d.update(unsafe={**d["unsafe"], "token": d["safe"]["token"]},
+                                                                 safe={**d["safe"], "token": d["unsafe"]["token"]}))
+    assert run_once(checkout, study) == (PREFLIGHT | scoring("sim", *FAMILIES) | scoring("tiny", *FAMILIES)
+                                         | downstream("sim") | downstream("tiny"))
+
+    # a model setting that can change scores: that model only
+    edit_yaml(study / "config.yaml", lambda d: d["models"]["tiny"].update(engine="reference"))
+    assert run_once(checkout, study) == PREFLIGHT | scoring("tiny", *FAMILIES) | downstream("tiny")
+
+    # how a model's work is split: nothing
+    edit_yaml(study / "config.yaml", lambda d: d["models"]["tiny"].update(batch_size=3, chunk_size=4))
+    assert run_once(checkout, study) == set()
+
+    # new bytes under an old image path: the manifest, then the hf model (simulated scores ignore images)
+    image = study / "data/images/test3.png"
+    image.write_bytes((study / "data/images/test4.png").read_bytes())
+    assert run_once(checkout, study) == MANIFEST | scoring("tiny", *FAMILIES) | downstream("tiny")
+
+    # one corrected label: the manifest and the analyses; no hf model re-scores (the simulated model
+    # draws its scores from the labels, so it does)
+    csv = study / "data/mine.csv"
+    csv.write_text(csv.read_text().replace("test3,test,unsafe", "test3,test,safe"))
+    assert run_once(checkout, study) == MANIFEST | scoring("sim", *FAMILIES) | downstream("sim") | downstream("tiny")
+
+    # a package module an analysis calls: that analysis only; a comment or docstring: nothing
+    module = checkout / "src/prompt_reliability/analysis/fragility.py"
+    source = module.read_text()
+    module.write_text(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
+    assert run_once(checkout, study) == set()
+    module.write_text(source + "\nDECILES_NOTE = 'an edit'\n")
+    assert run_once(checkout, study) == analyses("sim", "fragility") | analyses("tiny", "fragility")
+
+    # another clone of the same commit at another place, the study copied with its times but not
+    # .snakemake (no metadata): nothing; the clone's files are new (git gives them new times)
+    clone, moved = tmp_path / "clone", tmp_path / "moved" / "study"
+    shutil.copytree(checkout, clone)
+    shutil.copytree(study, moved, ignore=shutil.ignore_patterns(".snakemake"))
+    for path in [*clone.rglob("*"), *(moved / "prompts").rglob("*"), moved / "config.yaml"]:
+        path.touch()
+    assert "Nothing to be done" in snakemake(clone, moved, "-n", *TARGETS)
+    assert executed(snakemake(clone, moved, "--cores", "2", *TARGETS)) == set()
