@@ -390,6 +390,8 @@ def wait_for_gates():
     """Every rule but the gates (and what they need) waits for the pending gates."""
     for step in workflow.rules:
         if step.name not in GATE_RULES:
+            if step.input_modifier is None:  # a rule without inputs of its own
+                step.input_modifier = step.output_modifier
             step.set_input(unpack(pending_gates))
 
 

@@ -22,6 +22,7 @@ import polars as pl
 from prompt_reliability.analysis.claims import VERDICTS
 from prompt_reliability.base import io, tables
 from prompt_reliability.report.registry import ANALYSES, ReportInputs
+from prompt_reliability.report.trust_summary import first_screen
 from prompt_reliability.scoring.cache import package_versions
 
 
@@ -149,6 +150,7 @@ def build_report(*, frames: Mapping[str, pl.DataFrame], run: str, figures: Seque
         "Paths are relative to this file. The HTML report (`snakemake --report`) holds the same figures and "
         "tables with captions, by category.",
         "",
+        first_screen(frames),
         run,
         claims_section(frames.get("claims")),
         headline_section(frames),
