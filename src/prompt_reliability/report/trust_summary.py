@@ -77,7 +77,8 @@ def problem_categories(safety: pl.DataFrame | None, score: str | None) -> list[s
     if safety is None or score is None:
         return []
     rows = safety.filter((pl.col("method") == score) & pl.col("verdict").is_in(["over-safe", "under-safe"]))
-    return [f"{r['category']} ({r['verdict']})" for r in rows.iter_rows(named=True)]
+    return [f"{'all categories' if r['category'] == 'all' else r['category']} ({r['verdict']})"
+            for r in rows.iter_rows(named=True)]
 
 
 def first_screen(frames: Mapping[str, pl.DataFrame]) -> str:
