@@ -77,6 +77,7 @@ def pair_labels(rows, splits_vary: bool | None = None) -> list[str]:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    """Write ``fig`` as PNG atomically."""
+    """Write ``fig`` as PNG atomically, cropped to what is drawn: legends placed beside the axes
+    (answer types, top-k over pairs) are kept whole instead of cut at the figure's edge."""
     with _DRAWING, atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.1)

@@ -35,7 +35,12 @@ def plot_topk_pair(table: pl.DataFrame, path: str | os.PathLike, title: str = ""
 
 
 def plot_topk_pairs(table: pl.DataFrame, path: str | os.PathLike) -> None:
-    """Every pair's sweep (thin coloured lines) and the mean across pairs (thick black line)."""
+    save_figure(topk_pairs_figure(table), path)
+
+
+def topk_pairs_figure(table: pl.DataFrame):
+    """Every pair's sweep (thin coloured lines) and the mean across pairs (thick black line), with a legend
+    of both beside the axes."""
     pairs = table.select(PAIR).unique(maintain_order=True).rows()
     mean = topk_summary(table)
     fig, axes = _axes(int(table["k"].max()))
@@ -48,7 +53,7 @@ def plot_topk_pairs(table: pl.DataFrame, path: str | os.PathLike) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
     fig.suptitle(f"Top-k mean ensemble: {len(pairs)} evaluation pair{'s' if len(pairs) != 1 else ''} and their mean")
-    save_figure(fig, path)
+    return fig
 
 
 def write_topk_pair_figure(*, table: str, figure: str) -> None:
