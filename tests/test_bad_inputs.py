@@ -377,3 +377,19 @@ def test_every_mapping_in_the_schema_is_closed():
 
     walk(schema, "")
     assert not open_, open_
+
+
+def test_yaml_syntax_error_in_a_config_names_file_line_and_fix(tmp_path, capsys):
+    from prompt_reliability.base.config import load_config_file, main
+
+    bad = tmp_path / "my.yaml"
+    bad.write_text("datasets:\n  d: {adapter: synthetic\nmodels: {sim: {backend: simulate}}\n")
+    with pytest.raises(ConfigError, match=r"my.yaml, line 3, column 7: not valid YAML \(expected ',' or '\}', but got "
+                                          r"':'\); fix the syntax there"):
+        load_config_file(bad)
+    assert main([str(bad)]) == 1 and "my.yaml, line 3" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**DEFAULT, "analysis": {"ece_bin": 10}}))
+    assert main([str(good)]) == 1 and "'analysis.ece_bin' is not a known key" in capsys.readouterr().err
+    good.write_text(yaml.safe_dump(DEFAULT))
+    assert main([str(good)]) == 0

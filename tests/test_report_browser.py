@@ -3,7 +3,8 @@
 Chromium comes from apt, installed by this test when missing (as tests/slurm/cluster.sh installs
 SLURM); that needs root. Outside CI the test skips when it cannot get a browser; in CI (CI=true) it
 fails. Checks: the report opens with no console errors or uncaught exceptions, the sidebar lists
-every category, and a per-pair figure opens from its category and renders at a non-zero size.
+every category, a per-pair figure opens from its category and renders at a non-zero size, and a
+table opens in the page (HTML, not a CSV download) with its rows.
 """
 
 from __future__ import annotations
@@ -95,3 +96,30 @@ def test_report_in_a_real_browser(chromium, report_html):
         finally:
             browser.close()
     assert not errors, "the report logged errors:\n" + "\n".join(errors)
+
+
+def test_a_table_shows_its_rows_in_the_page_after_a_click(chromium, report_html):
+    """Tables are HTML in the report (a CSV would only download): its rows appear in the page."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unusable("playwright is not installed (pip install -r requirements.txt)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(report_html.as_uri())
+            page.wait_for_load_state("load")
+            page.get_by_text("Reliability", exact=True).click()
+            page.get_by_text("Tables", exact=True).first.click()
+            row = page.locator("tr", has=page.get_by_text("reliability", exact=True))
+            row.locator("a[iconname=eye]").first.click()
+            page.locator("iframe").first.wait_for(timeout=15000)
+            frame = next(f for f in page.frames if "filename=reliability.html" in f.url)
+            frame.locator("td").first.wait_for(timeout=15000)
+            header = frame.locator("th").all_inner_texts()
+            cells = frame.locator("td").all_inner_texts()
+            assert header[:4] == ["model", "dataset", "split", "method"], header
+            assert {"m1", "m2"} <= set(cells) and {"selected", "random", "mean"} <= set(cells), cells[:40]
+        finally:
+            browser.close()

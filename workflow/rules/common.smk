@@ -459,6 +459,11 @@ def table_paths(name):
     return [f"results/tables/{name}.{ext}" for ext in ("parquet", "csv", "md")]
 
 
+def table_html(name):
+    """The table's HTML rendering, shown in the HTML report (rules <name>_html, tables.smk)."""
+    return f"results/tables/{name}.html"
+
+
 def table_outputs(name):
     """Named outputs ``table``, ``csv`` (in the HTML report) and ``md`` of registered table ``name``."""
     analysis = ANALYSES[name]  # report/registry.py: category and caption
@@ -469,7 +474,7 @@ def table_outputs(name):
             csv,
             caption=f"../report/{analysis.caption}",
             category=analysis.category,
-            subcategory="Tables",
+            subcategory="Tables (CSV)",
             labels={"table": name},
         ),
         "md": md,
@@ -497,7 +502,9 @@ REPORT_MD = "results/REPORT.md"
 
 def final_targets(wildcards=None):
     """Rule all: every lock, every produced table with its renderings and figures, and REPORT.md."""
-    tables = [path for a in PRODUCED for path in table_paths(a.name)]
+    tables = [
+        path for a in PRODUCED for path in [*table_paths(a.name), table_html(a.name)]
+    ]
     locks = [f"results/lock/{model}.json" for model in MODELS]
     return [*locks, *tables, *PRODUCED_FIGURES, REPORT_MD]
 

@@ -1,7 +1,7 @@
 # Cross-pair tables, generated from the registry of analyses (report/registry.py): each per-pair
 # piece is assembled into results/tables/<name>.parquet (read by the pipeline) with CSV and Markdown
 # renderings for people; summaries are computed from the Parquet of the table they read.
-from prompt_reliability.base.tables import assemble_table
+from prompt_reliability.base.tables import assemble_table, write_html_table
 from prompt_reliability.analysis import reliability
 from prompt_reliability.report import registry
 
@@ -62,3 +62,32 @@ rule wins:
         code=code_of(reliability.write_wins),
     run:
         call(reliability.write_wins, input, output, params, wildcards, log)
+
+
+# Every produced table as HTML in the HTML report (Snakemake shows HTML in the page; a CSV is only
+# offered for download): category and caption from the registry, beside the CSV.
+for analysis in PRODUCED:
+
+    rule:
+        name:
+            f"{analysis.name}_html"
+        input:
+            table=table_paths(analysis.name)[0],
+        output:
+            html=report(
+                table_html(analysis.name),
+                caption=f"../report/{analysis.caption}",
+                category=analysis.category,
+                subcategory="Tables",
+                labels={"table": analysis.name},
+            ),
+        log:
+            log_path("tables", f"{analysis.name}_html"),
+        benchmark:
+            benchmark_path("tables", f"{analysis.name}_html")
+        localrule: True
+        params:
+            code=code_of(write_html_table),
+            title=analysis.name,
+        run:
+            call(write_html_table, input, output, params, wildcards, log)

@@ -352,3 +352,49 @@ def check_served_model(name: str, cfg: Mapping[str, Any], *, environment: Mappin
     if cfg.get("label_token_ids") and cfg.get("logprobs") != "logprob_token_ids":
         raise ConfigError(f"config key 'models.{name}.label_token_ids' is read only with logprobs 'logprob_token_ids' "
                           f"(models.{name}.logprobs is {cfg.get('logprobs')!r}); remove it or change logprobs")
+
+
+# --- a config file checked on its own (Snakemake's own message for a YAML error names no file) ----
+
+
+def load_config_file(path: str | Path) -> dict:
+    """The YAML config at ``path``; a syntax error names the file, line and column and the fix."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem}); fix the syntax there (closing quotes and "
+                          "brackets, indentation with spaces, 'key: value' with a space after the colon)") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file is a YAML mapping of keys (datasets:, models:, ...), not "
+                          f"{type(loaded).__name__}")
+    return loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m prompt_reliability.base.config my.yaml``: the config file's syntax and every key against
+    the schema, with the file, line or key and the fix (what the workflow checks before any job)."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m prompt_reliability.base.config CONFIG.yaml", file=sys.stderr)
+        return 2
+    schema = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+    try:
+        validate_config(load_config_file(args[0]), schema)
+    except ConfigError as err:
+        print(f"Invalid configuration: {err}", file=sys.stderr)
+        return 1
+    print(f"{args[0]}: valid (syntax and keys; cross-checks against prompts and data run with the workflow)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -59,6 +59,35 @@ def to_markdown(table: pl.DataFrame, title: str = "", digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(table: pl.DataFrame, title: str = "", digits: int = 4) -> str:
+    """A standalone HTML page with the table (floats rounded to ``digits``), for the HTML report, which
+    shows HTML files in the page (a CSV is only offered for download)."""
+    from html import escape
+
+    def cell(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return "nan" if value != value else f"{value:.{digits}f}"
+        return escape(str(value))
+
+    numeric = [dtype.is_numeric() for dtype in table.dtypes]
+    head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
+    body = "\n".join("<tr>" + "".join(f'<td class="{"num" if n else "txt"}">{cell(v)}</td>' for v, n in zip(row, numeric))
+                     + "</tr>" for row in table.iter_rows())
+    style = ("body{font-family:sans-serif;font-size:13px;margin:8px}table{border-collapse:collapse}"
+             "th,td{border:1px solid #ccc;padding:2px 6px}th{background:#f3f3f3;position:sticky;top:0}"
+             "td.num{text-align:right;font-variant-numeric:tabular-nums}")
+    caption = f"<h3>{escape(title)}</h3><p>{table.height} rows</p>" if title else ""
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title><style>{style}</style>'
+            f"</head><body>{caption}<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></body></html>\n")
+
+
+def write_html_table(*, table: str | Path, html: str | Path, title: str = "") -> None:
+    """Rule ``<table>_html``: the table's HTML rendering (from its Parquet file) for the HTML report."""
+    io.write_text(to_html(pl.read_parquet(table), title or Path(table).stem), html)
+
+
 def markdown_section(title: str, *blocks: str) -> str:
     """A ``## title`` section of REPORT.md: the non-empty blocks, each ending in one newline, a blank line apart."""
     return "\n".join([f"## {title}", "", *[b.rstrip("\n") + "\n" for b in blocks if b]])
