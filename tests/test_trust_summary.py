@@ -40,7 +40,7 @@ def test_first_screen_flags_chance_level_and_low_label_mass_and_names_the_thresh
     cautions = text.split("**What not to trust**")[1]
     assert "**tiny on d/test**: its AUROC CI [0.37, 0.52] contains or lies below 0.5" in cautions
     assert "only 0.001 of the first token's probability is on the two labels (worst prompt 0.0004, C5)" in cautions
-    assert "**good on d/test**: calibration problem in hate (over-safe)" in cautions
+    assert "**good on d/test**: calibration problem (VSCBench verdict at `safety_calibration.threshold`) in hate (over-safe)" in cautions
 
 
 def test_recommendation_and_operating_point_follow_the_tables():

@@ -106,7 +106,8 @@ def first_screen(frames: Mapping[str, pl.DataFrame]) -> str:
             problems.append(f"only {_share(mass)} of the first token's probability is on the two labels (worst prompt "
                             f"{_share(worst)}, {pair['worst_prompt']}): the model mostly answers something else")
         if categories:
-            problems.append("calibration problem in " + ", ".join(categories))
+            problems.append("calibration problem (VSCBench verdict at `safety_calibration.threshold`) in "
+                            + ", ".join(categories))
         verdict = "**no**" if chance or chance is None else ("**caution**" if low_mass or categories else "yes")
         precision = ""
         if point:
