@@ -110,11 +110,63 @@ def _is_module(name: str) -> bool:
     return _package_file(name) is not None
 
 
+# Parsing the package's syntax trees costs ~0.4 s per workflow start; their digests are kept on disk
+# by the source's content (XDG_CACHE_HOME/prompt_reliability/code_digests.json), so a module is
+# parsed again only after it changed. Any problem with the file only means parsing again.
+_DISK: dict[str, list] | None = None
+_DISK_NEW = False
+
+
+def _disk_path() -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "prompt_reliability", "code_digests.json")
+
+
+def _disk() -> dict[str, list]:
+    global _DISK
+    if _DISK is None:
+        import json
+
+        try:
+            with open(_disk_path()) as handle:
+                loaded = json.load(handle)
+            _DISK = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            _DISK = {}
+    return _DISK
+
+
+def _save_disk() -> None:
+    global _DISK_NEW
+    if not _DISK_NEW:
+        return
+    import json
+    import tempfile
+
+    _DISK_NEW = False
+    try:
+        os.makedirs(os.path.dirname(_disk_path()), exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(_disk_path()), delete=False, suffix=".tmp") as handle:
+            json.dump(_disk(), handle)
+        os.replace(handle.name, _disk_path())
+    except OSError:
+        pass
+
+
 def _module_digest(name: str) -> tuple[str, frozenset[str]]:
     """(hash of the module's code without comments, docstrings or layout, package modules it imports)."""
+    global _DISK_NEW
     path = _source_file(name)
     with open(path, "rb") as handle:
-        return _source_digest(name, path, handle.read())
+        source = handle.read()
+    key = f"{name}:{hashlib.sha256(source).hexdigest()}"
+    known = _disk().get(key)
+    if isinstance(known, list) and len(known) == 2:
+        return known[0], frozenset(known[1])
+    digest, imports = _source_digest(name, path, source)
+    _disk()[key] = [digest, sorted(imports)]
+    _DISK_NEW = True
+    return digest, imports
 
 
 @cache
@@ -152,6 +204,7 @@ def code_hash(*code: object) -> str:
     digest = hashlib.sha256()
     for name in package_closure(*code):
         digest.update(name.encode() + b"\0" + _module_digest(name)[0].encode() + b"\0")
+    _save_disk()
     return digest.hexdigest()[:16]
 
 
