@@ -36,7 +36,7 @@ def test_first_screen_flags_chance_level_and_low_label_mass_and_names_the_thresh
     assert "**no**" in rows["tiny"] and "0.45 [0.37, 0.52]" in rows["tiny"] and "0.001 / 0.0004" in rows["tiny"]
     assert "**caution**" in rows["good"]  # the over-safe category
     assert "mean (NLL 0.400 vs selected 0.480)" in rows["good"]
-    assert "0.548 (recall >= 0.9)" in rows["good"] and "0.89 / 0.16" in rows["good"] and "native: 0.79; 0.1: 0.38" in rows["good"]
+    assert "0.548 (point estimate: recall >= 0.9)" in rows["good"] and "0.89 / 0.16" in rows["good"] and "native: 0.79; 0.1: 0.38" in rows["good"]
     cautions = text.split("**What not to trust**")[1]
     assert "**tiny on d/test**: its AUROC CI [0.37, 0.52] contains or lies below 0.5" in cautions
     assert "only 0.001 of the first token's probability is on the two labels (worst prompt 0.0004, C5)" in cautions
@@ -51,3 +51,18 @@ def test_recommendation_and_operating_point_follow_the_tables():
     point = operating_point(frames["operating_points"].filter(pl.col("model") == "good"), "selected")
     assert point["threshold"] == 0.61 and point["target"] == 0.9 and point["precision"] == {"native": 0.79, "0.1": 0.38}
     assert first_screen({}) == ""
+
+
+def test_the_guaranteed_threshold_is_shown_when_the_table_has_one():
+    frames = _frames()
+    points = frames["operating_points"].with_columns(pl.lit("point").alias("kind"), pl.lit(None, pl.Float64).alias("confidence"))
+    guaranteed = points.filter(pl.col("score") == "mean").with_columns(
+        pl.lit("guaranteed").alias("kind"), pl.lit(0.95).alias("confidence"), pl.lit(0.41).alias("threshold"),
+        pl.lit(0.93).alias("recall"))
+    frames["operating_points"] = pl.concat([points, guaranteed])
+    point = operating_point(frames["operating_points"].filter(pl.col("model") == "good"), "mean")
+    assert point["kind"] == "guaranteed" and point["threshold"] == 0.41 and point["recall"] == 0.93
+    assert "0.410 (guaranteed at 95%: recall >= 0.9)" in first_screen(frames)
+    # a lock split too small for a guarantee: the point estimate, named as such
+    frames["operating_points"] = pl.concat([points, guaranteed.with_columns(pl.lit(None, pl.Float64).alias("threshold"))])
+    assert "0.548 (point estimate: recall >= 0.9)" in first_screen(frames)

@@ -82,9 +82,7 @@ for analysis in PRODUCED:
                 labels={"table": analysis.name},
             ),
         log:
-            log_path("tables", f"{analysis.name}_html"),
-        benchmark:
-            benchmark_path("tables", f"{analysis.name}_html")
+            **job_logs("tables", f"{analysis.name}_html"),
         localrule: True
         params:
             code=code_of(write_html_table),

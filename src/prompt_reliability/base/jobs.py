@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from prompt_reliability.base.logs import job_log
-from prompt_reliability.base.usage import measure, write_usage
 from prompt_reliability.base.runtime import Untracked
+from prompt_reliability.base.usage import measure, write_usage
 from prompt_reliability.base.workers import Workers, resolve
 
 log = logging.getLogger("prompt_reliability")

@@ -9,8 +9,10 @@ when the safety calibration ran, ``safety_calibration``), one row per evaluation
 - AUROC of the mean score with its bootstrap CI; *chance level* when the CI contains or lies below 0.5;
 - the score to use: of the two scores with lock-split thresholds (the mean over prompts and the
   lock-selected prompt), the one with the lower NLL on the pair;
-- its threshold for the first recall target (fixed on the lock split, never on this split) with the
-  recall and FPR it reaches here, and its precision at the native and at each configured prevalence;
+- its threshold for the first recall target (fixed on the lock split, never on this split): the
+  guaranteed one (Learn-then-Test, ``kind = guaranteed``) when the lock split allows it, else the point
+  estimate; the recall and FPR it reaches here, and its precision at the native and each configured
+  prevalence;
 - categories whose verdict for that score is over- or under-safe (VSCBench thresholds);
 - what not to trust, in words.
 """
@@ -58,7 +60,9 @@ def recommended_score(reliability: pl.DataFrame | None) -> tuple[str | None, str
 
 
 def operating_point(points: pl.DataFrame | None, score: str | None) -> dict | None:
-    """The first recall target's lock-split threshold for ``score``, its recall/FPR here, precision per prevalence."""
+    """The first recall target's lock-split threshold for ``score``: the guaranteed one (``kind =
+    guaranteed``: recall >= target with probability 1 - delta) when the table has it for this pair, else
+    the point estimate; its recall/FPR here and its precision per prevalence."""
     if points is None or score is None:
         return None
     rows = points.filter((pl.col("score") == score) & (pl.col("target") == "recall"))
@@ -66,11 +70,24 @@ def operating_point(points: pl.DataFrame | None, score: str | None) -> dict | No
         return None
     target = rows["target_value"].min()
     rows = rows.filter(pl.col("target_value") == target)
+    kind, confidence = "point", None
+    if "kind" in rows.columns:
+        guaranteed = rows.filter((pl.col("kind") == "guaranteed") & pl.col("threshold").is_not_null())
+        if guaranteed.height:
+            rows, kind, confidence = guaranteed, "guaranteed", guaranteed["confidence"][0]
+        else:
+            rows = rows.filter(pl.col("kind") == "point")
     native = rows.filter(pl.col("prevalence") == "native")
     first = (native if native.height else rows).row(0, named=True)
     precision = {str(r["prevalence"]): r["precision"] for r in rows.iter_rows(named=True)}
     return {"target": target, "threshold": first["threshold"], "recall": first["recall"], "fpr": first["fpr"],
-            "precision": precision}
+            "precision": precision, "kind": kind, "confidence": confidence}
+
+
+def _kind(point: dict) -> str:
+    if point["kind"] == "guaranteed":
+        return f"guaranteed at {point['confidence']:.0%}:" if point["confidence"] is not None else "guaranteed:"
+    return "point estimate:"
 
 
 def problem_categories(safety: pl.DataFrame | None, score: str | None) -> list[str]:
@@ -117,7 +134,8 @@ def first_screen(frames: Mapping[str, pl.DataFrame]) -> str:
             "label mass mean / worst": f"{_share(mass)} / {_share(worst)}",
             "AUROC [95% CI]": f"{_fmt(pair['auroc'])} [{_fmt(pair['auroc_ci_low'])}, {_fmt(pair['auroc_ci_high'])}]",
             "use score": f"{score} ({why})" if score else "n/a",
-            "threshold (recall target)": (f"{point['threshold']:.3f} (recall >= {point['target']:g})" if point else "n/a"),
+            "threshold (recall target)": (f"{point['threshold']:.3f} ({_kind(point)} recall >= {point['target']:g})"
+                                          if point else "n/a"),
             "recall / FPR": f"{_fmt(point['recall'])} / {_fmt(point['fpr'])}" if point else "n/a",
             "precision by prevalence": precision or "n/a",
         })
@@ -127,8 +145,10 @@ def first_screen(frames: Mapping[str, pl.DataFrame]) -> str:
              "mean score contains or lies below 0.5, **caution** when less than "
              f"{LOW_LABEL_MASS:g} of the first token's probability is on the two labels or a category is over- or "
              "under-safe. `use score`: of the mean over prompts and the lock-selected prompt, the one with the lower "
-             "NLL here. Its threshold is fixed on the lock split for the first recall target (table `operating_points`, "
-             "a point estimate: the recall reached here may fall below the target); recall and FPR do not depend on "
+             "NLL here. Its threshold is fixed on the lock split for the first recall target (table `operating_points`): "
+             "the guaranteed one where the lock split allows it (recall >= target with the stated probability, "
+             "`analysis.operating_points`), else the point estimate, whose recall here may fall below the target; "
+             "recall and FPR do not depend on "
              "prevalence, precision does (native and each `analysis.operating_points` prevalence). Tables `trust`, "
              "`reliability`, `operating_points`.\n")
     blocks = [intro, tables.to_markdown(pl.DataFrame(rows))]
