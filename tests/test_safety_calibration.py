@@ -153,22 +153,23 @@ def test_pareto_front_is_the_undominated_points(tmp_path):
 
 
 def _cache(path, labels, p, split="test"):
-    """A score cache of two prompts whose family mean is ``p`` (p +/- 0.05)."""
+    """A score cache of two prompts whose family mean is ``p`` (p +/- 0.05); like every score cache it holds
+    no split or label (they come from the manifest, :func:`_manifest_of`)."""
     n = len(labels)
     rows = pl.DataFrame({
-        "sample_id": [f"x{i}" for i in range(n) for _ in range(2)], "split": [split] * (2 * n),
-        "label": pl.Series([v for v in labels for _ in range(2)], dtype=pl.Int8), "family": ["A"] * (2 * n),
+        "sample_id": [f"x{i}" for i in range(n) for _ in range(2)], "family": ["A"] * (2 * n),
         "prompt_id": ["A1", "A2"] * n, "logit_u": [0.0] * (2 * n), "logit_s": [0.0] * (2 * n),
         "p_unsafe": [q + d for q in p for d in (-0.05, 0.05)], "label_mass": [1.0] * (2 * n), "top_token": ["U"] * (2 * n)})
     io.write_parquet(rows, path)
     return str(path)
 
 
-def _manifest_of(tmp_path, labels):
+def _manifest_of(tmp_path, labels, name="man"):
     n = len(labels)
-    io.write_parquet(pl.DataFrame({"sample_id": [f"x{i}" for i in range(n)], "split": ["test"] * n, "label": labels,
-                                   "query": [""] * n, "image_path": [""] * n, "category": ["c"] * n}), tmp_path / "man.parquet")
-    return str(tmp_path / "man.parquet")
+    io.write_parquet(pl.DataFrame({"sample_id": [f"x{i}" for i in range(n)], "split": ["test"] * n,
+                                   "label": pl.Series(labels, dtype=pl.Int8), "query": [""] * n, "image_path": [""] * n,
+                                   "category": ["c"] * n}), tmp_path / f"{name}.parquet")
+    return str(tmp_path / f"{name}.parquet")
 
 
 def test_tradeoff_table_changes_against_the_uncalibrated_model(tmp_path):
@@ -178,8 +179,9 @@ def test_tradeoff_table_changes_against_the_uncalibrated_model(tmp_path):
     for method, p, q in [("none", [0.9, 0.3, 0.2, 0.1], [0.8, 0.2, 0.7, 0.3]),   # SRA_u 1/2, SRA_s 1; helpful 4/4
                          ("fewshot-1", [0.9, 0.8, 0.6, 0.1], [0.8, 0.6, 0.3, 0.3])]:  # SRA_u 1, SRA_s 1/2; helpful 2/4
         entries.append({"model": "m", "dataset": "d", "split": "test", "method": method,
-                        "scores": _cache(tmp_path / f"{method}.parquet", y, p),
-                        "helpfulness": _cache(tmp_path / f"{method}_h.parquet", h, q), "helpfulness_split": "test"})
+                        "scores": _cache(tmp_path / f"{method}.parquet", y, p), "manifest": _manifest_of(tmp_path, y),
+                        "helpfulness": _cache(tmp_path / f"{method}_h.parquet", h, q),
+                        "helpfulness_manifest": _manifest_of(tmp_path, h, "help"), "helpfulness_split": "test"})
     table = sc.tradeoff_table(entries)
     none, few = table.row(0, named=True), table.row(1, named=True)
     assert (none["sra_u"], none["sra_s"], none["helpfulness"]) == (0.5, 1.0, 1.0)
