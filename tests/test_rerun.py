@@ -33,8 +33,7 @@ def job(rule: str, **wildcards: str) -> tuple[str, tuple]:
 
 
 def scoring(model: str, *families: str) -> set:
-    rule = "score_family_hf_cpu" if model == "tiny" else "score_family"
-    return {job(rule, model=model, dataset="mine", family=f) for f in families}
+    return {job("score_family", model=model, dataset="mine", family=f) for f in families}
 
 
 def analyses(model: str, *names: str) -> set:
