@@ -483,6 +483,7 @@ rule safety_response_sra:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(safety_calibration.write_response_sra),
         threshold=SC["threshold"],
         verdicts=SC_VERDICTS,
     run:
@@ -504,6 +505,8 @@ rule safety_responses_table:
     log:
         **job_logs("tables", "safety_responses"),
     localrule: True
+    params:
+        code=code_of(safety_report.assemble_safety_responses),
     run:
         call(
             safety_report.assemble_safety_responses,
@@ -525,6 +528,7 @@ rule safety_judges_table:
         **job_logs("tables", "safety_judges"),
     localrule: True
     params:
+        code=code_of(safety_report.write_judges_table),
         judges=SC_MODEL_JUDGES,
         backends={j: config["models"][j]["backend"] for j in SC_MODEL_JUDGES},
     run:

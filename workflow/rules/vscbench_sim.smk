@@ -21,6 +21,7 @@ rule vscbench_simulate:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(safety_simulator.write_simulated_model),
         profile=lambda w: VS["models"][w.model],
         simulation={k: v for k, v in VS.items() if k not in ("models", "findings")},
     run:
@@ -44,6 +45,7 @@ rule vscbench_sra:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(vscbench_findings.write_sra),
         verdicts=config["safety_calibration"]["verdicts"],
     run:
         call(vscbench_findings.write_sra, input, output, params, None, log)
@@ -58,6 +60,8 @@ rule vscbench_tradeoff:
     log:
         **job_logs("tables", "vscbench_tradeoff"),
     localrule: True
+    params:
+        code=code_of(vscbench_findings.write_tradeoff),
     run:
         call(vscbench_findings.write_tradeoff, input, output, params, None, log)
 
@@ -73,6 +77,7 @@ rule vscbench_findings:
         **job_logs("tables", "vscbench_findings"),
     localrule: True
     params:
+        code=code_of(vscbench_findings.write_findings),
         verdicts=config["safety_calibration"]["verdicts"],
         findings_spec=VS["findings"],
     run:
@@ -104,6 +109,7 @@ rule vscbench_figures:
     resources:
         **analysis_resources(),
     params:
+        code=code_of(vscbench_figures.write_figures),
         verdicts=config["safety_calibration"]["verdicts"],
     run:
         call(vscbench_figures.write_figures, input, output, params, None, log)
