@@ -95,8 +95,8 @@ def test_schema_rejects_unknown_resource_keys():
 def job_blocks(output: str) -> list[dict[str, str]]:
     """Each job of a dry run's output: rule name plus its 'key: value' lines."""
     jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-        head = re.match(r"(local)?rule (\w+):", block)
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", output):  # gates are checkpoints
+        head = re.match(r"(local)?(?:rule|checkpoint) (\w+):", block)
         if head:
             fields = dict(re.findall(r"^\s+(\w+): (.*)$", block, flags=re.M))
             jobs.append({"rule": head.group(2), "local": bool(head.group(1)), **fields})
@@ -278,7 +278,7 @@ def test_paper_dry_run_on_the_slurm_profile_lists_scoring_jobs_with_gpus(tmp_pat
     groups = re.findall(r"Group job (pair_\w+) \(jobs in", output)
     assert sorted(groups) == sorted(f"pair_{m}_{e['dataset']}_{e['split']}" for m in config["models"] for e in config["evaluate"])
     ungrouped = job_blocks("\n".join(line for line in output.splitlines()  # without the indented grouped jobs
-                                     if not (line.startswith(" " * 8) or re.match(r" {4}(\[|(local)?rule )", line))))
+                                     if not (line.startswith(" " * 8) or re.match(r" {4}(\[|(local)?(rule|checkpoint) )", line))))
     submitted = [j["rule"] for j in ungrouped if j["rule"] not in local_rules() and not j["output"].startswith("results/tables/")]
     assert sorted(set(submitted)) == ["dataset_manifest", "score_family_gpu"], sorted(set(submitted))
     assert len(submitted) + len(groups) == 42 + 2 + 14
@@ -294,7 +294,7 @@ def local_rules() -> set[str]:
         text = path.read_text()
         for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", text, flags=re.M):
             names |= set(re.findall(r"\w+", block))
-        for name, body in re.findall(r"^rule (\w+):\n((?:(?:    .*)?\n)+)", text, flags=re.M):
+        for name, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:(?:    .*)?\n)+)", text, flags=re.M):
             if re.search(r"^    localrule: True$", body, flags=re.M):
                 names.add(name)
     tables = (REPO / "workflow/rules/tables.smk").read_text()
