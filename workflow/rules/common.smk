@@ -386,10 +386,19 @@ def pending_gates(wildcards):
     return pending
 
 
+def _is_gate(name):
+    """A gate rule, also under a module's prefix (``use rule * from ... as <prefix>_*``)."""
+    return any(name == gate or name.endswith("_" + gate) for gate in GATE_RULES)
+
+
 def wait_for_gates():
-    """Every rule but the gates (and what they need) waits for the pending gates."""
+    """Every rule of this workflow but the gates (and what they need) waits for the pending gates;
+    rules of a workflow that imports this one as a module are left alone."""
     for step in workflow.rules:
-        if step.name not in GATE_RULES:
+        ours = os.path.abspath(str(step.snakefile)).startswith(
+            os.path.abspath(WORKFLOW_DIR) + os.sep
+        )
+        if ours and not _is_gate(step.name):
             if step.input_modifier is None:  # a rule without inputs of its own
                 step.input_modifier = step.output_modifier
             step.set_input(unpack(pending_gates))
