@@ -327,7 +327,7 @@ def _multiple_choice(entry: Mapping[str, str]) -> float:
     """ScienceQA-style accuracy of one variant: its yes-scores per option, grouped by the manifest's pair_id."""
     from prompt_reliability.analysis.helpfulness import multiple_choice_accuracy
 
-    probes = variant_scores(entry["multiple_choice"], entry["helpfulness_split"]).join(
+    probes = variant_scores(entry["multiple_choice"], entry["helpfulness_split"], entry["multiple_choice_manifest"]).join(
         pl.read_parquet(entry["multiple_choice_manifest"]).select("sample_id", "pair_id"), on="sample_id", how="left")
     if probes["pair_id"].null_count():
         raise SafetyCalibrationError(f"{entry['multiple_choice_manifest']}: multiple-choice probes need a pair_id (the "
