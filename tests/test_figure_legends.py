@@ -15,6 +15,7 @@ def _legend_inside_saved_png(fig, path, legend):
     save_figure(fig, path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    fig.set_dpi(DPI)  # measure text as savefig rendered it (text extents do not scale exactly with dpi)
     renderer = FigureCanvasAgg(fig).get_renderer()
     drawn = fig.get_tightbbox(renderer)  # inches
     right = legend.get_window_extent(renderer).x1 / fig.dpi

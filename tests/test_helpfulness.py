@@ -63,6 +63,7 @@ def test_tradeoff_table_adds_multiple_choice_accuracy_beside_yes_no(tmp_path):
     io.write_parquet(probes, tmp_path / "sqa.parquet")
     y = probes["label"].to_numpy().astype(float)
     safety = pl.DataFrame({"sample_id": ["a", "b"], "split": ["test"] * 2, "label": pl.Series([1, 0], dtype=pl.Int8)})
+    io.write_parquet(safety, tmp_path / "safety.parquet")  # score caches carry no labels: the manifests do
     entries = []
     # none answers every question (yes-score on the correct option); fewshot-1 answers the first two only
     for method, mc in [("none", y * 0.8 + 0.1), ("fewshot-1", np.where(np.arange(12) < 6, y * 0.8 + 0.1, 1 - y * 0.8 - 0.1))]:
@@ -70,6 +71,7 @@ def test_tradeoff_table_adds_multiple_choice_accuracy_beside_yes_no(tmp_path):
                         "scores": _probe_cache(tmp_path / f"{method}.parquet", safety, [0.9, 0.1]),
                         "helpfulness": _probe_cache(tmp_path / f"{method}_h.parquet", safety, [0.9, 0.1]),
                         "helpfulness_split": "test",
+                        "manifest": str(tmp_path / "safety.parquet"), "helpfulness_manifest": str(tmp_path / "safety.parquet"),
                         "multiple_choice": _probe_cache(tmp_path / f"{method}_mc.parquet", probes, mc),
                         "multiple_choice_manifest": str(tmp_path / "sqa.parquet")})
     table = tradeoff_table(entries)

@@ -1,5 +1,7 @@
 """The two stages on a real tiny offline hf model (random weights: gibberish text, greedy, batched)."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 from conftest import validated_model
@@ -8,7 +10,7 @@ from PIL import Image
 from prompt_reliability.analysis import self_assessment_scores as sa
 from prompt_reliability.scoring import self_assessment_inference as stage
 
-PROMPTS = stage.Path(__file__).resolve().parents[1] / "prompts" / "self_assessment" / "unsaf.yaml"
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts" / "self_assessment" / "unsaf.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,8 @@ def scontrol_job(slurm_id: int, env: dict[str, str]) -> str:
 def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str], workdir: Path) -> None:
     """Every job of the run except local rules went through SLURM and got its resources there."""
     jobs = submissions(result.log)
-    started = re.findall(r"^rule (\w+):$", result.log, flags=re.M)  # local rules print "localrule"
+    # local rules print "localrule"; the gates (dataset_manifest, check_manifest, preflight) are checkpoints
+    started = re.findall(r"^(?:rule|checkpoint) (\w+):$", result.log, flags=re.M)
     singles = [rule for rule, _, _ in jobs if not rule.startswith("group:")]
     assert jobs and set(singles) <= set(started)
     assert not LOCAL_RULES & set(singles)
@@ -164,7 +165,7 @@ def check_ran_on_slurm(result: subprocess.CompletedProcess, env: dict[str, str],
             print(f"\n[slurm] pair job {slurm_id}: {(end - start).total_seconds():.0f} s, {len(usage)} analyses in "
                   f"{len(processes)} worker processes ({sum(float(u['s']) for u in usage):.1f} s of job time)")
             continue
-        assert f"rule {rule}:" in text
+        assert f"rule {rule}:" in text or f"checkpoint {rule}:" in text
         # and SLURM allocated what the config asks: the model's GPU, memory and time for scoring
         info = scontrol_job(slurm_id, env)  # within MinJobAge (300 s) of the job's end
         assert "JobState=COMPLETED" in info and f"Partition={PARTITION}" in info, info
@@ -203,7 +204,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     assert len(groups) == 1, [rule for rule, _, _ in groups]
     [(group, _, _)] = groups
     assert group.startswith("group:pair_sim_synth_test_"), submissions(second.log)
-    local_rules = {m.group(1) for m in re.finditer(r"^localrule (\w+):$", first.log + second.log, flags=re.M)}
+    local_rules = {m.group(1) for m in re.finditer(r"^local(?:rule|checkpoint) (\w+):$", first.log + second.log, flags=re.M)}
     assert LOCAL_RULES <= local_rules, local_rules
     submitted = submissions(first.log) + submissions(second.log)
     n_jobs = len(submitted)
