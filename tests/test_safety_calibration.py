@@ -237,7 +237,7 @@ def _safety_config(**block):
     ({"scatter_method": "maen"}, r"'safety_calibration.scatter_method' is 'maen', which is none of .* \(did you mean 'mean'\?\)"),
     ({"scatter_method": "family:CoT"}, r"'safety_calibration.scatter_method' is 'family:CoT'"),
     ({"prompting": ["cot", "ptompt"]}, r"'safety_calibration.prompting' is 'ptompt', which is none of \['cot', 'pe'\]"),
-    ({"models": ["sim"]}, r"'safety_calibration.models' lists 'sim', which is not an hf model"),
+    ({"models": ["sim"]}, r"'safety_calibration.models' lists 'sim', which is not an hf or served model"),
     ({"family": "D"}, r"'safety_calibration.family' is 'D'"),
     ({"responses": {"enabled": True, "max_new_tokens": 8, "judges": ["phrase", "tiny-lava"]}},
      r"'safety_calibration.responses.judges' is 'tiny-lava', .* \(did you mean 'tiny-llava'\?\): a judge is 'phrase' or a model"),

@@ -657,6 +657,9 @@ SC = config["safety_calibration"]
 SC_DIR = "results/safety_calibration"
 SC_VERDICTS = SC["verdicts"]
 SC_MODELS = SC["models"]
+# a served model answers in response mode only (first-token scores need logits, IAR activations)
+SC_SERVED_MODELS = [m for m in SC_MODELS if config["models"][m]["backend"] == "served"]
+SC_HF_MODELS = [m for m in SC_MODELS if m not in SC_SERVED_MODELS]
 SC_HELP = SC["helpfulness"]["dataset"]
 # ScienceQA-style multiple choice, scored with the yes/no family
 SC_HELP_MC = SC["helpfulness"]["multiple_choice"]
@@ -702,7 +705,7 @@ def _sc_splits(dataset):
 
 def _sc_pieces(wildcards):
     pieces = per_pair(os.path.join(SC_DIR, "{model}/{dataset}/{split}/sra.parquet"))
-    for model in SC_MODELS:
+    for model in SC_HF_MODELS:
         for dataset, split in PAIRS:
             pieces += [
                 f"{SC_DIR}/{model}/{dataset}/{split}/variants/{variant}.parquet"
@@ -803,7 +806,7 @@ def _sc_variant_keys(wildcards):
 
 def _sc_tradeoff_entries():
     entries = []
-    for model in SC_MODELS:
+    for model in SC_HF_MODELS:
         for dataset, split in PAIRS:
             for variant in SC_VARIANTS:
                 entries.append(

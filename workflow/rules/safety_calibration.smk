@@ -69,7 +69,7 @@ rule safety_steering_vectors:
     log:
         **job_logs("safety_calibration", "steering", "{model}"),
     wildcard_constraints:
-        model=cpu_models(SC_MODELS),
+        model=cpu_models(SC_HF_MODELS),
     resources:
         **scoring_resources(),
     params:
@@ -94,7 +94,7 @@ rule safety_steering_vectors_gpu:
     log:
         **job_logs("safety_calibration", "steering", "{model}"),
     wildcard_constraints:
-        model=gpu_models(SC_MODELS),
+        model=gpu_models(SC_HF_MODELS),
     conda:
         INFERENCE_ENV
     resources:
@@ -138,7 +138,7 @@ rule safety_variant_scores:
     log:
         **job_logs("safety_calibration", "scores", "{model}", "{variant}"),
     wildcard_constraints:
-        model=cpu_models(SC_MODELS),
+        model=cpu_models(SC_HF_MODELS),
         variant=one_of(SC_VARIANTS),
     resources:
         **scoring_resources(),
@@ -167,7 +167,7 @@ rule safety_variant_scores_gpu:
     log:
         **job_logs("safety_calibration", "scores", "{model}", "{variant}"),
     wildcard_constraints:
-        model=gpu_models(SC_MODELS),
+        model=gpu_models(SC_HF_MODELS),
         variant=one_of(SC_VARIANTS),
     conda:
         INFERENCE_ENV
@@ -237,7 +237,7 @@ rule safety_responses:
     log:
         **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
     wildcard_constraints:
-        model=cpu_models(SC_MODELS),
+        model=cpu_models(SC_HF_MODELS),
         variant=one_of(SC_VARIANTS),
     resources:
         **scoring_resources(),
@@ -266,7 +266,7 @@ rule safety_responses_gpu:
     log:
         **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
     wildcard_constraints:
-        model=gpu_models(SC_MODELS),
+        model=gpu_models(SC_HF_MODELS),
         variant=one_of(SC_VARIANTS),
     conda:
         INFERENCE_ENV
@@ -277,6 +277,38 @@ rule safety_responses_gpu:
         function="prompt_reliability.scoring.responses:write_variant_responses",
     script:
         GPU_ADAPTER
+
+
+# A served model's responses: the same conversations sent to its server from where Snakemake runs,
+# each answer cached per (model, variant); no steering (check_safety_config).
+rule safety_responses_served:
+    input:
+        unpack(lambda w: _sc_variant_inputs(w, SC_DATASETS)),
+    output:
+        responses=[
+            os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
+            for d in SC_DATASETS
+        ],
+    log:
+        **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
+    wildcard_constraints:
+        model=one_of(SC_SERVED_MODELS),
+        variant=one_of(SC_VARIANTS),
+    localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
+    params:
+        **{k: v for k, v in SAFETY_RESPONSES_PARAMS.items() if k != "model_config"},
+        model_config=lambda w: served_request_config(w.model),
+        connection=lambda w: served_connection(w.model),
+        request_cache=lambda w: served_request_cache(w.model, "responses", w.variant),
+    run:
+        call(
+            "prompt_reliability.scoring.responses:write_served_responses",
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+        )
 
 
 # Model judges on one responses file: an hf judge (first-token Y/N) is a model step (worker or GPU
@@ -315,6 +347,7 @@ rule safety_judge_responses:
     log:
         **job_logs(*SC_JUDGED_LOG),
     wildcard_constraints:
+        model=one_of(SC_MODELS),  # a served model without logprobs is no scored model
         judge=cpu_models(SC_HF_JUDGES),
         variant=one_of(SC_VARIANTS),
     resources:
@@ -342,6 +375,7 @@ rule safety_judge_responses_gpu:
     log:
         **job_logs(*SC_JUDGED_LOG),
     wildcard_constraints:
+        model=one_of(SC_MODELS),  # a served model without logprobs is no scored model
         judge=gpu_models(SC_HF_JUDGES),
         variant=one_of(SC_VARIANTS),
     conda:
@@ -364,6 +398,7 @@ rule safety_judge_responses_served:
     log:
         **job_logs(*SC_JUDGED_LOG),
     wildcard_constraints:
+        model=one_of(SC_MODELS),  # a served model without logprobs is no scored model
         judge=one_of(SC_SERVED_JUDGES),
         variant=one_of(SC_VARIANTS),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
@@ -478,6 +513,7 @@ rule safety_response_sra:
             "{judge}",
         ),
     wildcard_constraints:
+        model=one_of(SC_MODELS),  # a served model without logprobs is no scored model
         variant=one_of(SC_VARIANTS),
         judge=one_of(SC_JUDGES),
     resources:

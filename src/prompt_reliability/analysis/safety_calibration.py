@@ -79,8 +79,18 @@ def check_safety_config(config: Mapping[str, Any], families: Sequence[str], cali
     block, models = config["safety_calibration"], config["models"]
     problems = []
     for model in block["models"]:
-        if model not in models or models[model]["backend"] != "hf":
-            problems.append(f"config key 'safety_calibration.models' lists {model!r}, which is not an hf model under 'models'")
+        if model not in models or models[model]["backend"] not in ("hf", "served"):
+            problems.append(f"config key 'safety_calibration.models' lists {model!r}, which is not an hf or served "
+                            "model under 'models'")
+    served = [m for m in block["models"] if m in models and models[m]["backend"] == "served"]
+    if served and block["steering"]["layers"]:
+        problems.append(f"config key 'safety_calibration.steering.layers' asks for IAR steering, which needs a model's "
+                        f"activations; the served model(s) {served} under 'safety_calibration.models' expose none: "
+                        "set 'safety_calibration.steering.layers: []' or list only hf models")
+    if served and not block["responses"]["enabled"]:
+        problems.append(f"config key 'safety_calibration.models' lists the served model(s) {served}, which only answer "
+                        "in response mode (first-token scores need logits): set 'safety_calibration.responses.enabled: "
+                        "true' or list only hf models")
     for key in ("dataset", "multiple_choice"):
         helpfulness = block["helpfulness"][key]
         if helpfulness is not None and helpfulness not in config["datasets"]:

@@ -165,7 +165,9 @@ def _self_assessment_runs(config: Mapping[str, Any]) -> bool:
 
 def _safety_tradeoff_runs(config: Mapping[str, Any]) -> bool:
     safety = config["safety_calibration"]
-    return bool(safety["models"] and safety["helpfulness"]["dataset"])
+    # first-token scores only: a served model answers in response mode alone
+    hf = [m for m in safety["models"] if config["models"].get(m, {}).get("backend") == "hf"]
+    return bool(hf and safety["helpfulness"]["dataset"])
 
 
 def _safety_responses_run(config: Mapping[str, Any]) -> bool:

@@ -157,3 +157,46 @@ def write_variant_responses(*, manifests: Sequence[str], responses: Sequence[str
         out.append(table)
     log.info("%s/%s: %d responses in %.1f s", model, variant, sum(t.height for t in out), time.perf_counter() - started)
     return out
+
+
+def write_served_responses(*, manifests: Sequence[str], responses: Sequence[str], model: str,
+                           model_config: Mapping[str, Any], variant: str, datasets: Sequence[Mapping[str, Any]],
+                           max_new_tokens: int, request_cache: str, connection: Mapping[str, Any] | None = None,
+                           lock_manifest: str | None = None, few_shot: Mapping[str, Any] | None = None,
+                           prompting: Mapping[str, Any] | None = None, **_inputs: Any) -> list[pl.DataFrame]:
+    """Rule entry point of a served model: the same conversations as :func:`write_variant_responses` (image
+    first, demonstrations as earlier turns with their images) sent to its server, each answer cached in
+    ``request_cache``. Steering needs the model's activations: a served model has no IAR variant
+    (config check :func:`prompt_reliability.analysis.safety_calibration.check_safety_config`)."""
+    from prompt_reliability.scoring.served import ServedClient, assistant_turn, user_turn
+    from prompt_reliability.scoring.variants import VariantError
+
+    if not len(manifests) == len(responses) == len(datasets):
+        raise ValueError("manifests, responses and datasets must be parallel lists")
+    started = time.perf_counter()
+    client = ServedClient.from_config(model, {**model_config, **(connection or {})}, request_cache)
+    out = []
+    for manifest, target, spec in zip(manifests, responses, datasets):
+        rows = pl.read_parquet(manifest).filter(pl.col("split").is_in(list(spec["splits"])))
+        if not rows.height:
+            raise ValueError(f"{manifest}: no samples in splits {list(spec['splits'])}")
+        conversation = _Conversation(variant, spec["dataset"], lock_manifest=lock_manifest, few_shot=few_shot,
+                                     prompting=prompting, max_new_tokens=max_new_tokens, vectors=None)
+        if conversation.kind["kind"] == "steering":
+            raise VariantError(f"served model {model!r}: variant {variant!r} steers activations, which a server does not expose")
+        conversations = []
+        for sample_id, image, query in zip(rows["sample_id"], rows["image_path"], rows["query"]):
+            turns: list[dict[str, Any]] = []
+            for demo in conversation.plan.for_sample(sample_id) if conversation.plan is not None else ():
+                turns += [user_turn(demo.query, [demo.image_path]), assistant_turn(conversation.reply[demo.label])]
+            conversations.append([*turns, user_turn(conversation.query(query), [image])])
+        texts = [t.strip() for t in client.replies(conversations, max_tokens=conversation.max_new_tokens)]
+        table = rows.select("sample_id", "split", "label", "category", "query").with_columns(
+            pl.Series("response", texts, dtype=pl.Utf8))
+        io.write_parquet(table, target, {"model": model, "variant": variant, "max_new_tokens": conversation.max_new_tokens,
+                                         "decoding": "greedy (temperature 0)", "backend": "served",
+                                         "served_model": client.settings.model, **conversation.provenance})
+        out.append(table)
+    log.info("%s/%s: %d responses in %.1f s (%s)", model, variant, sum(t.height for t in out),
+             time.perf_counter() - started, client.stats.as_dict())
+    return out
