@@ -388,7 +388,7 @@ def pending_gates(wildcards):
 
 def _is_gate(name):
     """A gate rule, also under a module's prefix (``use rule * from ... as <prefix>_*``)."""
-    return any(name == gate or name.endswith("_" + gate) for gate in GATE_RULES)
+    return any(name == gate or name.endswith(f"_{gate}") for gate in GATE_RULES)
 
 
 def wait_for_gates():
