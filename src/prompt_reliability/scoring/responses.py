@@ -120,6 +120,28 @@ class _Conversation:
         return steering.steering(model, self.kind["layer"], vector, self.kind["alpha"])
 
 
+def _dataset_rows(manifests: Sequence[str], responses: Sequence[str],
+                  datasets: Sequence[Mapping[str, Any]]) -> list[tuple[pl.DataFrame, str, Mapping[str, Any]]]:
+    """(rows of the dataset's splits, response file, ``{dataset, splits}``) per dataset of a response job,
+    all read and checked before the caller loads a model or sends a request."""
+    if not len(manifests) == len(responses) == len(datasets):
+        raise ValueError("manifests, responses and datasets must be parallel lists")
+    found = []
+    for manifest, target, spec in zip(manifests, responses, datasets):
+        rows = pl.read_parquet(manifest).filter(pl.col("split").is_in(list(spec["splits"])))
+        if not rows.height:
+            raise ValueError(f"{manifest}: no samples in splits {list(spec['splits'])}")
+        found.append((rows, target, spec))
+    return found
+
+
+def _save_responses(rows: pl.DataFrame, texts: Sequence[str], target: str, metadata: Mapping[str, Any]) -> pl.DataFrame:
+    """The responses table (the samples' ids, labels and queries beside each response), written with ``metadata``."""
+    table = rows.select("sample_id", "split", "label", "category", "query").with_columns(pl.Series("response", texts, dtype=pl.Utf8))
+    io.write_parquet(table, target, metadata)
+    return table
+
+
 def write_variant_responses(*, manifests: Sequence[str], responses: Sequence[str], model: str, model_config: Mapping[str, Any],
                             variant: str, datasets: Sequence[Mapping[str, Any]], max_new_tokens: int,
                             lock_manifest: str | None = None, vectors: str | None = None,
@@ -130,19 +152,15 @@ def write_variant_responses(*, manifests: Sequence[str], responses: Sequence[str
     from prompt_reliability.scoring.backends import hf
     from prompt_reliability.scoring.hf_engines import VLM, adds_special_tokens, render_chat
 
-    if not len(manifests) == len(responses) == len(datasets):
-        raise ValueError("manifests, responses and datasets must be parallel lists")
     started = time.perf_counter()
+    per_dataset = _dataset_rows(manifests, responses, datasets)
     settings = hf.hf_settings(model, model_config)
     with hf._quiet_transformers():
         processor, loaded = hf.load_model(model, settings)
     vlm = VLM(model, loaded, processor, -1, -1, adds_special_tokens(processor, render_chat(processor, "probe")))
     fingerprint = hf.model_fingerprint(settings["path"], None, settings["revision"])
     out = []
-    for manifest, target, spec in zip(manifests, responses, datasets):
-        rows = pl.read_parquet(manifest).filter(pl.col("split").is_in(list(spec["splits"])))
-        if not rows.height:
-            raise ValueError(f"{manifest}: no samples in splits {list(spec['splits'])}")
+    for rows, target, spec in per_dataset:
         conversation = _Conversation(variant, spec["dataset"], lock_manifest=lock_manifest, few_shot=few_shot,
                                      prompting=prompting, max_new_tokens=max_new_tokens, vectors=vectors)
         images = [hf._open_image(p, s, spec["dataset"]) for p, s in zip(rows["image_path"], rows["sample_id"])]
@@ -150,9 +168,7 @@ def write_variant_responses(*, manifests: Sequence[str], responses: Sequence[str
         demos = [conversation.demonstrations(s) for s in rows["sample_id"]]
         with conversation.hook(loaded), progress(rows.height, f"{model}/{variant}/{spec['dataset']} responses") as bar:
             texts = generate_responses(vlm, images, queries, conversation.max_new_tokens, demos, on_sample=bar.update)
-        table = rows.select("sample_id", "split", "label", "category", "query").with_columns(
-            pl.Series("response", texts, dtype=pl.Utf8))
-        io.write_parquet(table, target, {"model": model, "variant": variant, "max_new_tokens": conversation.max_new_tokens,
+        table = _save_responses(rows, texts, target, {"model": model, "variant": variant, "max_new_tokens": conversation.max_new_tokens,
                                          "decoding": "greedy", "model_fingerprint": fingerprint, **conversation.provenance})
         out.append(table)
     log.info("%s/%s: %d responses in %.1f s", model, variant, sum(t.height for t in out), time.perf_counter() - started)
@@ -171,15 +187,11 @@ def write_served_responses(*, manifests: Sequence[str], responses: Sequence[str]
     from prompt_reliability.scoring.served import ServedClient, assistant_turn, user_turn
     from prompt_reliability.scoring.variants import VariantError
 
-    if not len(manifests) == len(responses) == len(datasets):
-        raise ValueError("manifests, responses and datasets must be parallel lists")
     started = time.perf_counter()
+    per_dataset = _dataset_rows(manifests, responses, datasets)
     client = ServedClient.from_config(model, {**model_config, **(connection or {})}, request_cache)
     out = []
-    for manifest, target, spec in zip(manifests, responses, datasets):
-        rows = pl.read_parquet(manifest).filter(pl.col("split").is_in(list(spec["splits"])))
-        if not rows.height:
-            raise ValueError(f"{manifest}: no samples in splits {list(spec['splits'])}")
+    for rows, target, spec in per_dataset:
         conversation = _Conversation(variant, spec["dataset"], lock_manifest=lock_manifest, few_shot=few_shot,
                                      prompting=prompting, max_new_tokens=max_new_tokens, vectors=None)
         if conversation.kind["kind"] == "steering":
@@ -191,9 +203,7 @@ def write_served_responses(*, manifests: Sequence[str], responses: Sequence[str]
                 turns += [user_turn(demo.query, [demo.image_path]), assistant_turn(conversation.reply[demo.label])]
             conversations.append([*turns, user_turn(conversation.query(query), [image])])
         texts = [t.strip() for t in client.replies(conversations, max_tokens=conversation.max_new_tokens)]
-        table = rows.select("sample_id", "split", "label", "category", "query").with_columns(
-            pl.Series("response", texts, dtype=pl.Utf8))
-        io.write_parquet(table, target, {"model": model, "variant": variant, "max_new_tokens": conversation.max_new_tokens,
+        table = _save_responses(rows, texts, target, {"model": model, "variant": variant, "max_new_tokens": conversation.max_new_tokens,
                                          "decoding": "greedy (temperature 0)", "backend": "served",
                                          "served_model": client.settings.model, **conversation.provenance})
         out.append(table)
