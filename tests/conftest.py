@@ -111,6 +111,17 @@ def validated_manifest(name: str, cfg: dict, image_dir):
     return build_manifest(name, validated_dataset(cfg, name), image_dir)
 
 
+def synthetic_manifest_file(workdir: Path, seed: int, train: int, test: int, images: bool = True) -> Path:
+    """``workdir``/manifest.parquet: a seeded synthetic set (32-px images, half unsafe) of ``train`` + ``test`` samples."""
+    from prompt_reliability.base import io
+
+    manifest = validated_manifest("synth", {"adapter": "synthetic", "seed": seed, "image_size": 32, "images": images,
+                                            "splits": {"train": {"n": train, "unsafe_rate": 0.5},
+                                                       "test": {"n": test, "unsafe_rate": 0.5}}}, workdir / "images")
+    io.write_parquet(manifest, workdir / "manifest.parquet")
+    return workdir / "manifest.parquet"
+
+
 def validated_dataset(cfg: dict, name: str = "d") -> dict:
     """A dataset entry with the schema's defaults filled."""
     import copy

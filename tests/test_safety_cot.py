@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, validated_manifest, validated_model
+from conftest import REPO, synthetic_manifest_file, validated_manifest, validated_model
 
 from prompt_reliability.base import io
 from prompt_reliability.data.calibration_prompts import load_method, load_replies
@@ -67,11 +67,7 @@ def test_instruction_method_must_ask_the_label_first(tmp_path):
 
 
 def _manifest(workdir: Path) -> Path:
-    manifest = validated_manifest("synth", {"adapter": "synthetic", "seed": 5, "image_size": 32,
-                                            "splits": {"train": {"n": 4, "unsafe_rate": 0.5}, "test": {"n": 3, "unsafe_rate": 0.5}}},
-                                  workdir / "images")
-    io.write_parquet(manifest, workdir / "manifest.parquet")
-    return workdir / "manifest.parquet"
+    return synthetic_manifest_file(workdir, seed=5, train=4, test=3)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, validated_manifest, validated_model
+from conftest import REPO, synthetic_manifest_file, validated_model
 
 from prompt_reliability.base import io
 from prompt_reliability.scoring.cache import score_to_cache
@@ -19,11 +19,7 @@ TEMPLATE = "Is this image-query pair Unsafe (U) or Safe (S)? Start with the labe
 
 
 def _manifest(workdir: Path, images: bool = True) -> Path:
-    manifest = validated_manifest("synth", {"adapter": "synthetic", "seed": 5, "image_size": 32, "images": images,
-                                        "splits": {"train": {"n": 8, "unsafe_rate": 0.5}, "test": {"n": 4, "unsafe_rate": 0.5}}},
-                              workdir / "images")
-    io.write_parquet(manifest, workdir / "manifest.parquet")
-    return workdir / "manifest.parquet"
+    return synthetic_manifest_file(workdir, seed=5, train=8, test=4, images=images)
 
 
 @pytest.mark.parametrize("shots", [1, 2])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import REPO, validated_manifest, validated_model
+from conftest import REPO, synthetic_manifest_file, validated_model
 
 from prompt_reliability.base import io
 from prompt_reliability.scoring import steering, steering_vectors
@@ -24,11 +24,7 @@ def tiny(tiny_models) -> dict[str, Path]:
 
 
 def _manifest(workdir: Path) -> Path:
-    manifest = validated_manifest("synth", {"adapter": "synthetic", "seed": 3, "image_size": 32,
-                                        "splits": {"train": {"n": 6, "unsafe_rate": 0.5}, "test": {"n": 4, "unsafe_rate": 0.5}}},
-                              workdir / "images")
-    io.write_parquet(manifest, workdir / "manifest.parquet")
-    return workdir / "manifest.parquet"
+    return synthetic_manifest_file(workdir, seed=3, train=6, test=4)
 
 
 REPLIES = REPO / "prompts" / "calibration" / "replies.yaml"
