@@ -1,6 +1,7 @@
 """Slow, obviously-correct references written from the definitions, one per metric (used by the tests and
 the benchmarks): ECE and MCE one bin at a time, the bootstrap one resample at a time (sharing nothing with
-the kernel but the resample indices), Boschloo's test, the hallucination metrics.
+the kernel but the resample indices), Boschloo's test, the hallucination metrics, Platt scaling by Newton's
+method.
 """
 
 from __future__ import annotations
@@ -42,6 +43,31 @@ def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 15, strategy: str = "width",
 def mce(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
     """Maximum over non-empty equal-width bins of ``|mean(y in b) - mean(p in b)|``."""
     return max(abs(np.mean(y[m]) - np.mean(p[m])) for m in calibration_bins(p, n_bins) if m)
+
+
+def platt_newton(x: np.ndarray, y: np.ndarray, max_iter: int = 200) -> tuple[float, float]:
+    """(a, b) of the unregularised logistic regression ``P(y=1) = sigmoid(a * x + b)`` by Newton's method on the
+    score equations ``mean((q - y) x) = mean(q - y) = 0``, from (1, 0): each step solves ``H step = gradient``
+    and is halved while it would grow the gradient's largest entry (the loss is not compared: near the optimum
+    its changes fall below its rounding), until a step moves (a, b) by less than 1e-15 relative."""
+    design = np.column_stack([np.asarray(x, dtype=np.float64), np.ones(len(y))])
+    y = np.asarray(y, dtype=np.float64)
+    beta = np.array([1.0, 0.0])
+
+    def gradient(b: np.ndarray) -> np.ndarray:
+        return design.T @ (1.0 / (1.0 + np.exp(-(design @ b))) - y) / len(y)
+
+    for _ in range(max_iter):
+        q = 1.0 / (1.0 + np.exp(-(design @ beta)))
+        hessian = (design * (q * (1.0 - q))[:, None]).T @ design / len(y)
+        step = np.linalg.solve(hessian, gradient(beta))
+        scale, size = 1.0, np.abs(gradient(beta)).max()
+        while np.abs(gradient(beta - scale * step)).max() > size and scale > 1e-6:
+            scale /= 2.0
+        beta = beta - scale * step
+        if np.abs(scale * step).max() <= 1e-15 * (1.0 + np.abs(beta).max()):
+            break
+    return float(beta[0]), float(beta[1])
 
 
 def brute_force_metrics(y: np.ndarray, scores: np.ndarray, weights: np.ndarray, index_chunks: Iterable[np.ndarray],
