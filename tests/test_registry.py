@@ -87,8 +87,21 @@ BRACKETS = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}|\([^()]*\)", re.S)
 @pytest.mark.parametrize("path", sorted([*REPO.glob("workflow/rules/*.smk"), REPO / "Snakefile",
                                          *(p for p in REPO.glob("src/**/*.py") if p.name != "registry.py")]),
                          ids=lambda p: str(p.relative_to(REPO)))
-def test_no_other_file_lists_the_analyses(path):
+def test_no_other_file_lists_the_analyses_or_spells_a_category(path):
     names = set(ANALYSES)
-    for block in BRACKETS.findall(path.read_text()):
+    text = path.read_text()
+    for block in BRACKETS.findall(text):
         quoted = {m for m in re.findall(r"""["']([a-z_]+)["']""", block) if m in names}
         assert len(quoted) < 3, f"{path.relative_to(REPO)} lists analyses {sorted(quoted)}: derive it from the registry"
+    # a report category is the registry's: tables take their analysis's, figures the analysis that lists them
+    categories = {a.category for a in ANALYSES.values()}
+    spelled = sorted({m for m in re.findall(r"""["']([^"'\n]+)["']""", text) if m in categories})
+    assert not spelled, (f"{path.relative_to(REPO)} spells report categories {spelled}: take them from the registry "
+                         "(table_outputs, figure_output in common.smk)")
+
+
+def test_figure_categories_come_from_the_analysis_that_lists_them():
+    assert registry.figure_owner("topk/{model}/{dataset}/{split}.png").category == ANALYSES["topk"].category
+    assert registry.figure_owner("self_assessment/scale.png").name == "self_assessment_findings"
+    with pytest.raises(KeyError, match="not registered: add it to the figures of its analysis"):
+        registry.figure_owner("topk/other.png")

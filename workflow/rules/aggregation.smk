@@ -10,7 +10,7 @@ rule aggregation:
     output:
         table=per_pair_piece("aggregation"),
     log:
-        **job_logs("aggregation", "{model}", "{dataset}", "{split}"),
+        **pair_logs("aggregation"),
     group:
         PAIR_GROUP
     resources:
@@ -30,7 +30,7 @@ rule topk:
     output:
         table=per_pair_piece("topk"),
     log:
-        **job_logs("topk", "{model}", "{dataset}", "{split}"),
+        **pair_logs("topk"),
     group:
         PAIR_GROUP
     resources:
@@ -46,15 +46,9 @@ rule topk_figure:
     input:
         table=per_pair_piece("topk"),
     output:
-        figure=report(
-            "results/figures/topk/{model}/{dataset}/{split}.png",
-            caption="../report/topk_figure.rst",
-            category="Aggregation",
-            subcategory="{model}",
-            labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
-        ),
+        figure=figure_output("topk/{model}/{dataset}/{split}.png", "topk_figure.rst"),
     log:
-        **job_logs("figures", "topk", "{model}", "{dataset}", "{split}"),
+        **pair_logs("figures", "topk"),
     group:
         PAIR_GROUP
     resources:
@@ -69,12 +63,7 @@ rule topk_figure_pairs:
     input:
         table=table_paths("topk")[0],
     output:
-        figure=report(
-            "results/figures/topk/all_pairs.png",
-            caption="../report/topk_figure_pairs.rst",
-            category="Aggregation",
-            subcategory="All pairs",
-        ),
+        figure=figure_output("topk/all_pairs.png", "topk_figure_pairs.rst"),
     log:
         **job_logs("figures", "topk", "all_pairs"),
     localrule: True

@@ -11,7 +11,7 @@ rule bootstrap:
     output:
         table=per_pair_piece("bootstrap"),
     log:
-        **job_logs("bootstrap", "{model}", "{dataset}", "{split}"),
+        **pair_logs("bootstrap"),
     group:
         PAIR_GROUP
     resources:

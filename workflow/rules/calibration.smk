@@ -10,7 +10,7 @@ rule calibration:
     output:
         table=per_pair_piece("calibration"),
     log:
-        **job_logs("calibration", "{model}", "{dataset}", "{split}"),
+        **pair_logs("calibration"),
     group:
         PAIR_GROUP
     resources:

@@ -23,7 +23,12 @@ from prompt_reliability.base.jobs import (
     use_workers,
 )
 from prompt_reliability.report import report_md
-from prompt_reliability.report.registry import ANALYSES, produced
+from prompt_reliability.report.registry import (
+    ANALYSES,
+    PER_PAIR,
+    figure_owner,
+    produced,
+)
 from prompt_reliability.data.datasets import mark_changed_images
 from prompt_reliability.data.prompts import PromptRegistryError, load_registry
 from prompt_reliability.data.self_assessment_protocol import (
@@ -75,7 +80,7 @@ TINY_MODELS = [
 #   keeps to one thread instead of every job spreading over every core.
 # - GPU steps (`script: GPU_ADAPTER` + `conda: INFERENCE_ENV`): a process and environment of their
 #   own, which claims its GPUs before CUDA loads. Each model step has one rule of each kind, told
-#   apart by the models they match (cpu_models / gpu_models).
+#   apart by the models they match, both unpacking one ModelStep (below).
 threadpool_limits(1)
 GPU_ADAPTER = "../scripts/call.py"  # relative to workflow/rules/
 INFERENCE_ENV = "../../envs/inference.yaml"
@@ -117,14 +122,53 @@ HF_GPU_MODELS = [
 HF_CPU_MODELS = [m for m in models_with_backend(config, "hf") if m not in HF_GPU_MODELS]
 
 
-def gpu_models(models):
-    """The models of ``models`` whose steps are GPU steps (wildcard constraint of a *_gpu rule)."""
-    return one_of([m for m in models if m in HF_GPU_MODELS])
+class ModelStep:
+    """One model step's content, written once and unpacked by its two rules.
 
+    The CPU twin runs ``call(step.function, ...)`` in a worker (``run``); the ``*_gpu`` twin runs
+    ``GPU_ADAPTER`` as a script in ``INFERENCE_ENV``, with ``step.gpu_params`` (the params and the
+    function's name). Both are needed, since Snakemake's ``use rule ... with`` cannot change the
+    execution directive; they repeat only Snakemake's grammar (docs/architecture.md, "A model step
+    is two rules").
 
-def cpu_models(models):
-    """The models of ``models`` whose steps are CPU steps (wildcard constraint of the worker rule)."""
-    return one_of([m for m in models if m not in HF_GPU_MODELS])
+    ``function``: ``"module:function"`` (the Snakemake process never imports torch); ``inputs``: an
+    input function (``unpack``), ``named_inputs``: fixed named inputs; ``on``: the wildcard that says
+    where a job runs and its names, of which ``gpu`` run on GPUs (default: hf models that ask for
+    GPUs); ``constraints``: the two rules' other wildcard constraints.
+    """
+
+    def __init__(
+        self,
+        function,
+        *,
+        output,
+        log,
+        params,
+        on,
+        resources,
+        inputs=None,
+        named_inputs=None,
+        constraints=None,
+        gpu=None,
+    ):
+        wildcard, names = on
+        on_gpus = HF_GPU_MODELS if gpu is None else gpu
+        self.function = function
+        self.inputs = inputs or (lambda wildcards: {})
+        self.named_inputs = named_inputs or {}
+        self.output = output
+        self.log = log
+        self.resources = resources
+        self.params = params
+        self.gpu_params = {**params, "function": function}
+        self.cpu_constraints = {
+            wildcard: one_of([n for n in names if n not in on_gpus]),
+            **(constraints or {}),
+        }
+        self.gpu_constraints = {
+            wildcard: one_of([n for n in names if n in on_gpus]),
+            **(constraints or {}),
+        }
 
 
 # Scoring backends may checkpoint partial work here; removed once a family's cache is written.
@@ -156,6 +200,11 @@ def job_logs(kind, *parts):
         "log": log_path(kind, *parts),
         "usage": os.path.join("results", "benchmarks", kind, *parts) + ".tsv",
     }
+
+
+def pair_logs(*kind):
+    """The logs of a per-pair job: ``job_logs(*kind, "{model}", "{dataset}", "{split}")``."""
+    return job_logs(*kind, "{model}", "{dataset}", "{split}")
 
 
 def analysis_params(*keys):
@@ -488,6 +537,28 @@ def table_outputs(name):
         ),
         "md": md,
     }
+
+
+def figure_output(pattern, caption):
+    """A figure in the HTML report: ``results/figures/<pattern>``, captioned by ``workflow/report/<caption>``,
+    in the category of the analysis that registers it (report/registry.py; an unregistered figure fails
+    here). A per-pair figure is filed under its model and labelled by its pair; the cross-pair figure of
+    an analysis that also has per-pair figures under "All pairs"."""
+    analysis = figure_owner(pattern)
+    place = {}
+    if PER_PAIR in pattern:
+        place = dict(
+            subcategory="{model}",
+            labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
+        )
+    elif any(PER_PAIR in figure for figure in analysis.figures):
+        place = dict(subcategory="All pairs")
+    return report(
+        os.path.join("results", "figures", pattern),
+        caption=f"../report/{caption}",
+        category=analysis.category,
+        **place,
+    )
 
 
 def figure_paths(pattern):

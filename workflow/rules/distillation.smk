@@ -8,36 +8,88 @@ from prompt_reliability.analysis import self_assessment_scores as distil_sa_scor
 from prompt_reliability.data import object_scenes
 from prompt_reliability.report import distillation_tables
 
-# the params of each model step, shared by its CPU and GPU rules
-# how a training job runs, not what it computes (checkpoint interval, activation recomputation):
-# untracked, so changing them re-trains nothing (a checkpoint's fingerprint leaves them out too)
-DIST_HOW_TO_TRAIN = ("checkpoint_steps", "gradient_checkpointing")
-DIST_TRAIN_PARAMS = dict(
-    model_config=student_config,
-    training={k: v for k, v in DIST["training"].items() if k not in DIST_HOW_TO_TRAIN},
-    running=untracked_settings({k: DIST["training"][k] for k in DIST_HOW_TO_TRAIN}),
-    checkpoints=distillation_checkpoints,
-)
-DIST_GENERATE_PARAMS = dict(
-    model_config=student_config,
-    evaluation=DIST["evaluation"],
-    setting=DIST["setting"],
-    k=SA["k"],
-    caption_prompt=DIST["hallucination"]["caption_prompt"],
-)
-DIST_ANSWER_PARAMS = dict(
-    model_config=student_config,
-    evaluation=DIST["evaluation"],
-    setting=DIST["setting"],
-    variant=DIST["variant"],
-)
-
 
 wildcard_constraints:
     student=one_of(DIST_STUDENTS),
     teacher=one_of(DIST_TEACHERS),
     strategy="qa|iq|joint",
     arm=one_of(DIST_ARMS),
+
+
+# how a training job runs, not what it computes (checkpoint interval, activation recomputation):
+# untracked, so changing them re-trains nothing (a checkpoint's fingerprint leaves them out too)
+DIST_HOW_TO_TRAIN = ("checkpoint_steps", "gradient_checkpointing")
+DIST_EVAL = f"{DIST_DIR}/eval/{{student}}/{{arm}}"
+# which images are held out for the students' evaluation (the training data leaves them out)
+DIST_IMAGE_SPLIT = dict(
+    images=DIST["images"], heldout_fraction=DIST["heldout_fraction"], seed=DIST["seed"]
+)
+# The students' model steps (common.smk, ModelStep): students with GPUs in the GPU rules.
+DIST_STEP = dict(
+    on=("student", DIST_STUDENTS), gpu=DIST_GPU_STUDENTS, resources=student_resources()
+)
+# what a student arm's evaluation reads (self-assessment on the held-out images)
+DIST_EVALUATION = dict(
+    model_config=student_config, evaluation=DIST["evaluation"], setting=DIST["setting"]
+)
+DISTILLATION_TRAIN = ModelStep(
+    "prompt_reliability.scoring.distillation:train_adapter",
+    inputs=distillation_student_inputs,
+    named_inputs={"data": f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet"},
+    output={
+        "adapter": directory(
+            f"{DIST_DIR}/adapters/{{student}}/{{teacher}}/{{strategy}}"
+        ),
+        "curve": f"{DIST_DIR}/training/{{student}}/{{teacher}}/{{strategy}}.json",
+    },
+    log=job_logs("distillation", "train", "{student}", "{teacher}", "{strategy}"),
+    **DIST_STEP,
+    params=dict(
+        model_config=student_config,
+        training={
+            k: v for k, v in DIST["training"].items() if k not in DIST_HOW_TO_TRAIN
+        },
+        running=untracked_settings({k: DIST["training"][k] for k in DIST_HOW_TO_TRAIN}),
+        checkpoints=distillation_checkpoints,
+    ),
+)
+DISTILLATION_GENERATE = ModelStep(
+    "prompt_reliability.scoring.student_inference:student_generate",
+    inputs=distillation_arm_inputs,
+    named_inputs={
+        "heldout": f"{DIST_DIR}/heldout_images.parquet",
+        "scenes": f"{DIST_DIR}/hallucination/scenes.parquet",
+        "probes": f"{DIST_DIR}/hallucination/pope_probes.parquet",
+        "prompts": SA_PROMPTS,
+    },
+    output={
+        "generations": f"{DIST_EVAL}/generations.parquet",
+        "pope": f"{DIST_EVAL}/pope.parquet",
+        "captions": f"{DIST_EVAL}/captions.parquet",
+    },
+    log=job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
+    **DIST_STEP,
+    params=dict(
+        **DIST_EVALUATION,
+        k=SA["k"],
+        caption_prompt=DIST["hallucination"]["caption_prompt"],
+    ),
+)
+DISTILLATION_ANSWER = ModelStep(
+    "prompt_reliability.scoring.student_inference:student_answer",
+    inputs=distillation_arm_inputs,
+    named_inputs={
+        "questions": f"{DIST_EVAL}/questions.parquet",
+        "prompts": SA_PROMPTS,
+    },
+    output={"answers": f"{DIST_EVAL}/answers.parquet"},
+    log=job_logs("distillation", "eval", "{student}", "{arm}", "answer"),
+    **DIST_STEP,
+    params=dict(
+        **DIST_EVALUATION,
+        variant=DIST["variant"],
+    ),
+)
 
 
 rule distillation_tiny_student:
@@ -70,12 +122,10 @@ rule distillation_heldout:
         **job_logs("distillation", "heldout"),
     localrule: True
     params:
+        **DIST_IMAGE_SPLIT,
         code=code_of(distillation_data.write_heldout_images),
         manifest=untracked(manifest_path(DIST_DATASET)),
         depends_on=manifest_keys([DIST_DATASET], "samples"),
-        images=DIST["images"],
-        heldout_fraction=DIST["heldout_fraction"],
-        seed=DIST["seed"],
     run:
         call(distillation_data.write_heldout_images, input, output, params, None, log)
 
@@ -113,6 +163,7 @@ rule distillation_data:
         **job_logs("distillation", "data", "{teacher}", "{strategy}"),
     localrule: True
     params:
+        **DIST_IMAGE_SPLIT,
         code=code_of(distillation_data.write_distillation_data),
         manifest=untracked(manifest_path(DIST_DATASET)),
         prompts=untracked(SA_PROMPTS),
@@ -123,9 +174,6 @@ rule distillation_data:
         setting=DIST["setting"],
         k=SA["k"],
         variant=DIST["variant"],
-        images=DIST["images"],
-        heldout_fraction=DIST["heldout_fraction"],
-        seed=DIST["seed"],
     run:
         call(
             distillation_data.write_distillation_data,
@@ -137,46 +185,69 @@ rule distillation_data:
         )
 
 
+rule distillation_train:
+    input:
+        unpack(DISTILLATION_TRAIN.inputs),
+        **DISTILLATION_TRAIN.named_inputs,
+    output:
+        **DISTILLATION_TRAIN.output,
+    log:
+        **DISTILLATION_TRAIN.log,
+    wildcard_constraints:
+        **DISTILLATION_TRAIN.cpu_constraints,
+    resources:
+        **DISTILLATION_TRAIN.resources,
+    params:
+        **DISTILLATION_TRAIN.params,
+    run:
+        call(
+            DISTILLATION_TRAIN.function,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            torch_threads=resources.cpus_per_task,
+        )
+
+
 rule distillation_train_gpu:
     input:
-        unpack(distillation_student_inputs),
-        data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
+        unpack(DISTILLATION_TRAIN.inputs),
+        **DISTILLATION_TRAIN.named_inputs,
     output:
-        adapter=directory(f"{DIST_DIR}/adapters/{{student}}/{{teacher}}/{{strategy}}"),
-        curve=f"{DIST_DIR}/training/{{student}}/{{teacher}}/{{strategy}}.json",
+        **DISTILLATION_TRAIN.output,
     log:
-        **job_logs("distillation", "train", "{student}", "{teacher}", "{strategy}"),
+        **DISTILLATION_TRAIN.log,
     wildcard_constraints:
-        student=one_of(DIST_GPU_STUDENTS),
+        **DISTILLATION_TRAIN.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **student_resources(),
+        **DISTILLATION_TRAIN.resources,
     params:
-        **DIST_TRAIN_PARAMS,
-        function="prompt_reliability.scoring.distillation:train_adapter",
+        **DISTILLATION_TRAIN.gpu_params,
     script:
         GPU_ADAPTER
 
 
-rule distillation_train:
+rule distillation_generate:
     input:
-        unpack(distillation_student_inputs),
-        data=f"{DIST_DIR}/data/{{teacher}}/{{strategy}}.parquet",
+        unpack(DISTILLATION_GENERATE.inputs),
+        **DISTILLATION_GENERATE.named_inputs,
     output:
-        adapter=directory(f"{DIST_DIR}/adapters/{{student}}/{{teacher}}/{{strategy}}"),
-        curve=f"{DIST_DIR}/training/{{student}}/{{teacher}}/{{strategy}}.json",
+        **DISTILLATION_GENERATE.output,
     log:
-        **job_logs("distillation", "train", "{student}", "{teacher}", "{strategy}"),
+        **DISTILLATION_GENERATE.log,
     wildcard_constraints:
-        student=one_of(DIST_CPU_STUDENTS),
+        **DISTILLATION_GENERATE.cpu_constraints,
     resources:
-        **student_resources(),
+        **DISTILLATION_GENERATE.resources,
     params:
-        **DIST_TRAIN_PARAMS,
+        **DISTILLATION_GENERATE.params,
     run:
         call(
-            "prompt_reliability.scoring.distillation:train_adapter",
+            DISTILLATION_GENERATE.function,
             input,
             output,
             params,
@@ -188,67 +259,30 @@ rule distillation_train:
 
 rule distillation_generate_gpu:
     input:
-        unpack(distillation_arm_inputs),
-        heldout=f"{DIST_DIR}/heldout_images.parquet",
-        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
-        probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
-        prompts=SA_PROMPTS,
+        unpack(DISTILLATION_GENERATE.inputs),
+        **DISTILLATION_GENERATE.named_inputs,
     output:
-        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
-        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
-        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
+        **DISTILLATION_GENERATE.output,
     log:
-        **job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
+        **DISTILLATION_GENERATE.log,
     wildcard_constraints:
-        student=one_of(DIST_GPU_STUDENTS),
+        **DISTILLATION_GENERATE.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **student_resources(),
+        **DISTILLATION_GENERATE.resources,
     params:
-        **DIST_GENERATE_PARAMS,
-        function="prompt_reliability.scoring.student_inference:student_generate",
+        **DISTILLATION_GENERATE.gpu_params,
     script:
         GPU_ADAPTER
 
 
-rule distillation_generate:
-    input:
-        unpack(distillation_arm_inputs),
-        heldout=f"{DIST_DIR}/heldout_images.parquet",
-        scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
-        probes=f"{DIST_DIR}/hallucination/pope_probes.parquet",
-        prompts=SA_PROMPTS,
-    output:
-        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
-        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
-        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
-    log:
-        **job_logs("distillation", "eval", "{student}", "{arm}", "generate"),
-    wildcard_constraints:
-        student=one_of(DIST_CPU_STUDENTS),
-    resources:
-        **student_resources(),
-    params:
-        **DIST_GENERATE_PARAMS,
-    run:
-        call(
-            "prompt_reliability.scoring.student_inference:student_generate",
-            input,
-            output,
-            params,
-            wildcards,
-            log,
-            torch_threads=resources.cpus_per_task,
-        )
-
-
 rule distillation_questions:
     input:
-        generations=f"{DIST_DIR}/eval/{{student}}/{{arm}}/generations.parquet",
+        generations=f"{DIST_EVAL}/generations.parquet",
     output:
-        questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
-        parse_report=f"{DIST_DIR}/eval/{{student}}/{{arm}}/parse_report.parquet",
+        questions=f"{DIST_EVAL}/questions.parquet",
+        parse_report=f"{DIST_EVAL}/parse_report.parquet",
     log:
         **job_logs("distillation", "eval", "{student}", "{arm}", "questions"),
     localrule: True
@@ -259,46 +293,23 @@ rule distillation_questions:
         call(distil_sa_scores.write_questions, input, output, params, None, log)
 
 
-rule distillation_answer_gpu:
-    input:
-        unpack(distillation_arm_inputs),
-        questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
-        prompts=SA_PROMPTS,
-    output:
-        answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
-    log:
-        **job_logs("distillation", "eval", "{student}", "{arm}", "answer"),
-    wildcard_constraints:
-        student=one_of(DIST_GPU_STUDENTS),
-    conda:
-        INFERENCE_ENV
-    resources:
-        **student_resources(),
-    params:
-        **DIST_ANSWER_PARAMS,
-        function="prompt_reliability.scoring.student_inference:student_answer",
-    script:
-        GPU_ADAPTER
-
-
 rule distillation_answer:
     input:
-        unpack(distillation_arm_inputs),
-        questions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/questions.parquet",
-        prompts=SA_PROMPTS,
+        unpack(DISTILLATION_ANSWER.inputs),
+        **DISTILLATION_ANSWER.named_inputs,
     output:
-        answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
+        **DISTILLATION_ANSWER.output,
     log:
-        **job_logs("distillation", "eval", "{student}", "{arm}", "answer"),
+        **DISTILLATION_ANSWER.log,
     wildcard_constraints:
-        student=one_of(DIST_CPU_STUDENTS),
+        **DISTILLATION_ANSWER.cpu_constraints,
     resources:
-        **student_resources(),
+        **DISTILLATION_ANSWER.resources,
     params:
-        **DIST_ANSWER_PARAMS,
+        **DISTILLATION_ANSWER.params,
     run:
         call(
-            "prompt_reliability.scoring.student_inference:student_answer",
+            DISTILLATION_ANSWER.function,
             input,
             output,
             params,
@@ -308,15 +319,35 @@ rule distillation_answer:
         )
 
 
+rule distillation_answer_gpu:
+    input:
+        unpack(DISTILLATION_ANSWER.inputs),
+        **DISTILLATION_ANSWER.named_inputs,
+    output:
+        **DISTILLATION_ANSWER.output,
+    log:
+        **DISTILLATION_ANSWER.log,
+    wildcard_constraints:
+        **DISTILLATION_ANSWER.gpu_constraints,
+    conda:
+        INFERENCE_ENV
+    resources:
+        **DISTILLATION_ANSWER.resources,
+    params:
+        **DISTILLATION_ANSWER.gpu_params,
+    script:
+        GPU_ADAPTER
+
+
 rule distillation_scores:
     input:
-        answers=f"{DIST_DIR}/eval/{{student}}/{{arm}}/answers.parquet",
-        parse_report=f"{DIST_DIR}/eval/{{student}}/{{arm}}/parse_report.parquet",
-        pope=f"{DIST_DIR}/eval/{{student}}/{{arm}}/pope.parquet",
-        captions=f"{DIST_DIR}/eval/{{student}}/{{arm}}/captions.parquet",
+        answers=f"{DIST_EVAL}/answers.parquet",
+        parse_report=f"{DIST_EVAL}/parse_report.parquet",
+        pope=f"{DIST_EVAL}/pope.parquet",
+        captions=f"{DIST_EVAL}/captions.parquet",
         scenes=f"{DIST_DIR}/hallucination/scenes.parquet",
     output:
-        score=f"{DIST_DIR}/eval/{{student}}/{{arm}}/score.parquet",
+        score=f"{DIST_EVAL}/score.parquet",
     log:
         **job_logs("distillation", "eval", "{student}", "{arm}", "score"),
     localrule: True
@@ -371,26 +402,14 @@ rule distillation_figures:
             for g in DIST_STRATEGIES
         ],
     output:
-        unf1=report(
-            "results/figures/distillation/unf1.png",
-            caption="../report/distillation_unf1.rst",
-            category="Distillation",
+        unf1=figure_output("distillation/unf1.png", "distillation_unf1.rst"),
+        answer_types=figure_output(
+            "distillation/answer_types.png", "distillation_answer_types.rst"
         ),
-        answer_types=report(
-            "results/figures/distillation/answer_types.png",
-            caption="../report/distillation_answer_types.rst",
-            category="Distillation",
+        hallucination=figure_output(
+            "distillation/hallucination.png", "distillation_hallucination.rst"
         ),
-        hallucination=report(
-            "results/figures/distillation/hallucination.png",
-            caption="../report/distillation_hallucination.rst",
-            category="Distillation",
-        ),
-        loss=report(
-            "results/figures/distillation/training_loss.png",
-            caption="../report/distillation_loss.rst",
-            category="Distillation",
-        ),
+        loss=figure_output("distillation/training_loss.png", "distillation_loss.rst"),
     log:
         **job_logs("figures", "distillation"),
     localrule: True

@@ -10,7 +10,7 @@ rule family_view:
     output:
         table=per_pair_piece("family_view"),
     log:
-        **job_logs("family_view", "{model}", "{dataset}", "{split}"),
+        **pair_logs("family_view"),
     group:
         PAIR_GROUP
     resources:

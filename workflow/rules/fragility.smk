@@ -10,7 +10,7 @@ rule fragility:
     output:
         table=per_pair_piece("fragility"),
     log:
-        **job_logs("fragility", "{model}", "{dataset}", "{split}"),
+        **pair_logs("fragility"),
     group:
         PAIR_GROUP
     resources:
@@ -27,15 +27,11 @@ rule fragility_figure:
     input:
         table=per_pair_piece("fragility"),
     output:
-        figure=report(
-            "results/figures/fragility/{model}/{dataset}/{split}.png",
-            caption="../report/fragility_figure.rst",
-            category="Fragility",
-            subcategory="{model}",
-            labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
+        figure=figure_output(
+            "fragility/{model}/{dataset}/{split}.png", "fragility_figure.rst"
         ),
     log:
-        **job_logs("figures", "fragility", "{model}", "{dataset}", "{split}"),
+        **pair_logs("figures", "fragility"),
     group:
         PAIR_GROUP
     resources:
@@ -57,12 +53,7 @@ rule fragility_gaps_figure:
     input:
         table=table_paths("fragility")[0],
     output:
-        figure=report(
-            "results/figures/fragility/gaps.png",
-            caption="../report/fragility_gaps.rst",
-            category="Fragility",
-            subcategory="All pairs",
-        ),
+        figure=figure_output("fragility/gaps.png", "fragility_gaps.rst"),
     log:
         **job_logs("figures", "fragility_gaps"),
     localrule: True

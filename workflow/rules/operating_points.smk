@@ -11,7 +11,7 @@ rule operating_points:
     output:
         table=per_pair_piece("operating_points"),
     log:
-        **job_logs("operating_points", "{model}", "{dataset}", "{split}"),
+        **pair_logs("operating_points"),
     group:
         PAIR_GROUP
     resources:

@@ -8,7 +8,7 @@ rule per_prompt:
     output:
         table=per_pair_piece("per_prompt"),
     log:
-        **job_logs("per_prompt", "{model}", "{dataset}", "{split}"),
+        **pair_logs("per_prompt"),
     group:
         PAIR_GROUP
     resources:

@@ -11,7 +11,7 @@ rule reliability:
     output:
         table=per_pair_piece("reliability"),
     log:
-        **job_logs("reliability", "{model}", "{dataset}", "{split}"),
+        **pair_logs("reliability"),
     group:
         PAIR_GROUP
     resources:
@@ -32,7 +32,7 @@ rule ranking_distribution:
     output:
         table=per_pair_piece("ranking_distribution"),
     log:
-        **job_logs("ranking_distribution", "{model}", "{dataset}", "{split}"),
+        **pair_logs("ranking_distribution"),
     group:
         PAIR_GROUP
     resources:
@@ -57,7 +57,7 @@ rule ece_variants:
     output:
         table=per_pair_piece("ece_variants"),
     log:
-        **job_logs("ece_variants", "{model}", "{dataset}", "{split}"),
+        **pair_logs("ece_variants"),
     group:
         PAIR_GROUP
     resources:
@@ -74,15 +74,11 @@ rule reliability_diagram:
         matrix=per_pair_piece("matrix"),
         lock="results/lock/{model}.json",
     output:
-        figure=report(
-            "results/figures/reliability/{model}/{dataset}/{split}.png",
-            caption="../report/reliability_diagram.rst",
-            category="Reliability",
-            subcategory="{model}",
-            labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
+        figure=figure_output(
+            "reliability/{model}/{dataset}/{split}.png", "reliability_diagram.rst"
         ),
     log:
-        **job_logs("figures", "reliability", "{model}", "{dataset}", "{split}"),
+        **pair_logs("figures", "reliability"),
     group:
         PAIR_GROUP
     resources:
@@ -105,12 +101,7 @@ rule reliability_deltas_figure:
     input:
         table=table_paths("reliability")[0],
     output:
-        figure=report(
-            "results/figures/reliability/deltas.png",
-            caption="../report/reliability_deltas.rst",
-            category="Reliability",
-            subcategory="All pairs",
-        ),
+        figure=figure_output("reliability/deltas.png", "reliability_deltas.rst"),
     log:
         **job_logs("figures", "reliability_deltas"),
     localrule: True

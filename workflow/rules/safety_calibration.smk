@@ -27,7 +27,7 @@ rule safety_sra:
     output:
         table=os.path.join(SC_DIR, "{model}/{dataset}/{split}/sra.parquet"),
     log:
-        **job_logs("safety_calibration", "sra", "{model}", "{dataset}", "{split}"),
+        **pair_logs("safety_calibration", "sra"),
     group:
         PAIR_GROUP
     resources:
@@ -41,42 +41,51 @@ rule safety_sra:
         call(safety_calibration.write_safety_sra, input, output, params, wildcards, log)
 
 
-SAFETY_STEERING_VECTORS_PARAMS = dict(
-    model_config=lambda w: hf_model_config(w.model),
-    manifest=untracked(manifest_path(SC_LOCK["dataset"])),
-    depends_on=lambda w: {
-        **manifest_keys([SC_LOCK["dataset"]], "samples", "labels")(w),
-        "replies": file_key(os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")),
-    },
-    prompts=REGISTRY.text_hash(SC["family"]) if SC_MODELS else "",
-    prompt_dir=untracked(PROMPT_DIR),
-    families=untracked(config["prompts"]),
-    family=SC["family"],
-    prompt_format=config["prompt_format"],
-    split=SC_LOCK["split"],
-    layers=SC["steering"]["layers"],
-    vector=SC["steering"]["vector"],
-    dataset=SC_LOCK["dataset"],
-    replies=untracked(os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")),
+SAFETY_STEERING_VECTORS = ModelStep(
+    "prompt_reliability.scoring.steering_vectors:write_steering_vectors",
+    inputs=lambda w: _sc_model_dir(w.model),
+    output={"vectors": os.path.join(SC_DIR, "steering/{model}.safetensors")},
+    log=job_logs("safety_calibration", "steering", "{model}"),
+    on=("model", SC_HF_MODELS),
+    resources=scoring_resources(),
+    params=dict(
+        model_config=lambda w: hf_model_config(w.model),
+        manifest=untracked(manifest_path(SC_LOCK["dataset"])),
+        depends_on=lambda w: {
+            **manifest_keys([SC_LOCK["dataset"]], "samples", "labels")(w),
+            "replies": file_key(os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")),
+        },
+        prompts=REGISTRY.text_hash(SC["family"]) if SC_MODELS else "",
+        prompt_dir=untracked(PROMPT_DIR),
+        families=untracked(config["prompts"]),
+        family=SC["family"],
+        prompt_format=config["prompt_format"],
+        split=SC_LOCK["split"],
+        layers=SC["steering"]["layers"],
+        vector=SC["steering"]["vector"],
+        dataset=SC_LOCK["dataset"],
+        replies=untracked(os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")),
+    ),
 )
 
 
 rule safety_steering_vectors:
     input:
-        unpack(lambda w: _sc_model_dir(w.model)),
+        unpack(SAFETY_STEERING_VECTORS.inputs),
+        **SAFETY_STEERING_VECTORS.named_inputs,
     output:
-        vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
+        **SAFETY_STEERING_VECTORS.output,
     log:
-        **job_logs("safety_calibration", "steering", "{model}"),
+        **SAFETY_STEERING_VECTORS.log,
     wildcard_constraints:
-        model=cpu_models(SC_HF_MODELS),
+        **SAFETY_STEERING_VECTORS.cpu_constraints,
     resources:
-        **scoring_resources(),
+        **SAFETY_STEERING_VECTORS.resources,
     params:
-        **SAFETY_STEERING_VECTORS_PARAMS,
+        **SAFETY_STEERING_VECTORS.params,
     run:
         call(
-            "prompt_reliability.scoring.steering_vectors:write_steering_vectors",
+            SAFETY_STEERING_VECTORS.function,
             input,
             output,
             params,
@@ -88,65 +97,78 @@ rule safety_steering_vectors:
 
 rule safety_steering_vectors_gpu:
     input:
-        unpack(lambda w: _sc_model_dir(w.model)),
+        unpack(SAFETY_STEERING_VECTORS.inputs),
+        **SAFETY_STEERING_VECTORS.named_inputs,
     output:
-        vectors=os.path.join(SC_DIR, "steering/{model}.safetensors"),
+        **SAFETY_STEERING_VECTORS.output,
     log:
-        **job_logs("safety_calibration", "steering", "{model}"),
+        **SAFETY_STEERING_VECTORS.log,
     wildcard_constraints:
-        model=gpu_models(SC_HF_MODELS),
+        **SAFETY_STEERING_VECTORS.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources(),
+        **SAFETY_STEERING_VECTORS.resources,
     params:
-        **SAFETY_STEERING_VECTORS_PARAMS,
-        function="prompt_reliability.scoring.steering_vectors:write_steering_vectors",
+        **SAFETY_STEERING_VECTORS.gpu_params,
     script:
         GPU_ADAPTER
 
 
 # One job per (model, variant) scores every dataset it needs: the evaluation datasets with the
 # calibration family, the helpfulness set with its yes/no family (torch loads once per job).
-SAFETY_VARIANT_SCORES_PARAMS = dict(
-    model_config=lambda w: hf_model_config(w.model),
-    manifests=untracked([manifest_path(d) for d in SC_SCORED]),
-    lock_manifest=lambda w: untracked(
-        manifest_path(SC_LOCK["dataset"]) if w.variant.startswith("fewshot-") else None
+SAFETY_VARIANT_SCORES = ModelStep(
+    "prompt_reliability.scoring.variants:score_variant_datasets",
+    inputs=_sc_variant_inputs,
+    output={
+        "scores": [
+            os.path.join(SC_DIR, "scores/{model}/{variant}/") + f"{d}.parquet"
+            for d in SC_SCORED
+        ]
+    },
+    log=job_logs("safety_calibration", "scores", "{model}", "{variant}"),
+    on=("model", SC_HF_MODELS),
+    constraints={"variant": one_of(SC_VARIANTS)},
+    resources=scoring_resources(),
+    params=dict(
+        model_config=lambda w: hf_model_config(w.model),
+        manifests=untracked([manifest_path(d) for d in SC_SCORED]),
+        lock_manifest=lambda w: untracked(
+            manifest_path(SC_LOCK["dataset"])
+            if w.variant.startswith("fewshot-")
+            else None
+        ),
+        depends_on=_sc_variant_keys,
+        prompts={d: _sc_scored_spec(d)["prompts"] for d in SC_SCORED},
+        datasets=[
+            {k: v for k, v in _sc_scored_spec(d).items() if k != "prompts"}
+            for d in SC_SCORED
+        ],
+        prompt_format=config["prompt_format"],
+        work_dir=untracked(os.path.join(SC_DIR, "chunks")),
+        few_shot=SC_FEW_SHOT,
+        prompting=SC_PROMPTING,
     ),
-    depends_on=_sc_variant_keys,
-    prompts={d: _sc_scored_spec(d)["prompts"] for d in SC_SCORED},
-    datasets=[
-        {k: v for k, v in _sc_scored_spec(d).items() if k != "prompts"}
-        for d in SC_SCORED
-    ],
-    prompt_format=config["prompt_format"],
-    work_dir=untracked(os.path.join(SC_DIR, "chunks")),
-    few_shot=SC_FEW_SHOT,
-    prompting=SC_PROMPTING,
 )
 
 
 rule safety_variant_scores:
     input:
-        unpack(_sc_variant_inputs),
+        unpack(SAFETY_VARIANT_SCORES.inputs),
+        **SAFETY_VARIANT_SCORES.named_inputs,
     output:
-        scores=[
-            os.path.join(SC_DIR, "scores/{model}/{variant}/") + f"{d}.parquet"
-            for d in SC_SCORED
-        ],
+        **SAFETY_VARIANT_SCORES.output,
     log:
-        **job_logs("safety_calibration", "scores", "{model}", "{variant}"),
+        **SAFETY_VARIANT_SCORES.log,
     wildcard_constraints:
-        model=cpu_models(SC_HF_MODELS),
-        variant=one_of(SC_VARIANTS),
+        **SAFETY_VARIANT_SCORES.cpu_constraints,
     resources:
-        **scoring_resources(),
+        **SAFETY_VARIANT_SCORES.resources,
     params:
-        **SAFETY_VARIANT_SCORES_PARAMS,
+        **SAFETY_VARIANT_SCORES.params,
     run:
         call(
-            "prompt_reliability.scoring.variants:score_variant_datasets",
+            SAFETY_VARIANT_SCORES.function,
             input,
             output,
             params,
@@ -158,24 +180,20 @@ rule safety_variant_scores:
 
 rule safety_variant_scores_gpu:
     input:
-        unpack(_sc_variant_inputs),
+        unpack(SAFETY_VARIANT_SCORES.inputs),
+        **SAFETY_VARIANT_SCORES.named_inputs,
     output:
-        scores=[
-            os.path.join(SC_DIR, "scores/{model}/{variant}/") + f"{d}.parquet"
-            for d in SC_SCORED
-        ],
+        **SAFETY_VARIANT_SCORES.output,
     log:
-        **job_logs("safety_calibration", "scores", "{model}", "{variant}"),
+        **SAFETY_VARIANT_SCORES.log,
     wildcard_constraints:
-        model=gpu_models(SC_HF_MODELS),
-        variant=one_of(SC_VARIANTS),
+        **SAFETY_VARIANT_SCORES.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources(),
+        **SAFETY_VARIANT_SCORES.resources,
     params:
-        **SAFETY_VARIANT_SCORES_PARAMS,
-        function="prompt_reliability.scoring.variants:score_variant_datasets",
+        **SAFETY_VARIANT_SCORES.gpu_params,
     script:
         GPU_ADAPTER
 
@@ -217,35 +235,48 @@ rule safety_variant_sra:
 
 
 # Response mode (VSCBench's protocol): one job per (model, variant) answers every evaluation dataset.
-SAFETY_RESPONSES_PARAMS = dict(
-    model_config=lambda w: hf_model_config(w.model),
+SAFETY_RESPONSE_SETTINGS = dict(
     datasets=[{"dataset": d, "splits": _sc_splits(d)} for d in SC_DATASETS],
     max_new_tokens=SC["responses"]["max_new_tokens"],
     few_shot=SC_FEW_SHOT,
     prompting=SC_PROMPTING,
 )
+SAFETY_RESPONSES = ModelStep(
+    "prompt_reliability.scoring.responses:write_variant_responses",
+    inputs=lambda w: _sc_variant_inputs(w, SC_DATASETS),
+    output={
+        "responses": [
+            os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
+            for d in SC_DATASETS
+        ]
+    },
+    log=job_logs("safety_calibration", "responses", "{model}", "{variant}"),
+    on=("model", SC_HF_MODELS),
+    constraints={"variant": one_of(SC_VARIANTS)},
+    resources=scoring_resources(),
+    params=dict(
+        model_config=lambda w: hf_model_config(w.model), **SAFETY_RESPONSE_SETTINGS
+    ),
+)
 
 
 rule safety_responses:
     input:
-        unpack(lambda w: _sc_variant_inputs(w, SC_DATASETS)),
+        unpack(SAFETY_RESPONSES.inputs),
+        **SAFETY_RESPONSES.named_inputs,
     output:
-        responses=[
-            os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
-            for d in SC_DATASETS
-        ],
+        **SAFETY_RESPONSES.output,
     log:
-        **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
+        **SAFETY_RESPONSES.log,
     wildcard_constraints:
-        model=cpu_models(SC_HF_MODELS),
-        variant=one_of(SC_VARIANTS),
+        **SAFETY_RESPONSES.cpu_constraints,
     resources:
-        **scoring_resources(),
+        **SAFETY_RESPONSES.resources,
     params:
-        **SAFETY_RESPONSES_PARAMS,
+        **SAFETY_RESPONSES.params,
     run:
         call(
-            "prompt_reliability.scoring.responses:write_variant_responses",
+            SAFETY_RESPONSES.function,
             input,
             output,
             params,
@@ -257,24 +288,20 @@ rule safety_responses:
 
 rule safety_responses_gpu:
     input:
-        unpack(lambda w: _sc_variant_inputs(w, SC_DATASETS)),
+        unpack(SAFETY_RESPONSES.inputs),
+        **SAFETY_RESPONSES.named_inputs,
     output:
-        responses=[
-            os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
-            for d in SC_DATASETS
-        ],
+        **SAFETY_RESPONSES.output,
     log:
-        **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
+        **SAFETY_RESPONSES.log,
     wildcard_constraints:
-        model=gpu_models(SC_HF_MODELS),
-        variant=one_of(SC_VARIANTS),
+        **SAFETY_RESPONSES.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources(),
+        **SAFETY_RESPONSES.resources,
     params:
-        **SAFETY_RESPONSES_PARAMS,
-        function="prompt_reliability.scoring.responses:write_variant_responses",
+        **SAFETY_RESPONSES.gpu_params,
     script:
         GPU_ADAPTER
 
@@ -283,20 +310,17 @@ rule safety_responses_gpu:
 # each answer cached per (model, variant); no steering (check_safety_config).
 rule safety_responses_served:
     input:
-        unpack(lambda w: _sc_variant_inputs(w, SC_DATASETS)),
+        unpack(SAFETY_RESPONSES.inputs),
     output:
-        responses=[
-            os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
-            for d in SC_DATASETS
-        ],
+        **SAFETY_RESPONSES.output,
     log:
-        **job_logs("safety_calibration", "responses", "{model}", "{variant}"),
+        **SAFETY_RESPONSES.log,
     wildcard_constraints:
         model=one_of(SC_SERVED_MODELS),
         variant=one_of(SC_VARIANTS),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        **{k: v for k, v in SAFETY_RESPONSES_PARAMS.items() if k != "model_config"},
+        **SAFETY_RESPONSE_SETTINGS,
         model_config=lambda w: served_request_config(w.model),
         connection=lambda w: served_connection(w.model),
         request_cache=lambda w: served_request_cache(w.model, "responses", w.variant),
@@ -317,46 +341,54 @@ rule safety_responses_served:
 SC_JUDGED = os.path.join(
     SC_DIR, "responses/{model}/{variant}/{dataset}.judged/{judge}.parquet"
 )
-SC_JUDGED_LOG = (
-    "safety_calibration",
-    "judge",
-    "{judge}",
-    "{model}",
-    "{variant}",
-    "{dataset}",
+SC_RESPONSES_FILE = os.path.join(
+    SC_DIR, "responses/{model}/{variant}/{dataset}.parquet"
 )
-SAFETY_JUDGE_PARAMS = dict(
+# the judged responses: of a scored model (a served model without logprobs is none), any variant
+SC_JUDGED_CONSTRAINTS = {"model": one_of(SC_MODELS), "variant": one_of(SC_VARIANTS)}
+# an hf judge's config (path resolved) or what shapes a served judge's requests, its prompt
+SC_JUDGE_SETTINGS = dict(
     judge_config=lambda w: _sc_judge_config(w.judge),
     prompt_dir=untracked(SC_JUDGE_PROMPTS),
     prompt_format=config["prompt_format"],
-    work_dir=lambda w: os.path.join(
-        SC_DIR, "chunks/judge", w.judge, w.model, w.variant, w.dataset
-    ),
 )
-SC_RESPONSES_FILE = os.path.join(
-    SC_DIR, "responses/{model}/{variant}/{dataset}.parquet"
+SAFETY_JUDGE_RESPONSES = ModelStep(
+    "prompt_reliability.scoring.judging:write_response_judgement",
+    inputs=_sc_judge_inputs,
+    named_inputs={"responses": SC_RESPONSES_FILE},
+    output={"judgement": SC_JUDGED},
+    log=job_logs(
+        "safety_calibration", "judge", "{judge}", "{model}", "{variant}", "{dataset}"
+    ),
+    on=("judge", SC_HF_JUDGES),
+    constraints=SC_JUDGED_CONSTRAINTS,
+    resources=scoring_resources("judge"),
+    params=dict(
+        **SC_JUDGE_SETTINGS,
+        work_dir=lambda w: os.path.join(
+            SC_DIR, "chunks/judge", w.judge, w.model, w.variant, w.dataset
+        ),
+    ),
 )
 
 
 rule safety_judge_responses:
     input:
-        unpack(_sc_judge_inputs),
-        responses=SC_RESPONSES_FILE,
+        unpack(SAFETY_JUDGE_RESPONSES.inputs),
+        **SAFETY_JUDGE_RESPONSES.named_inputs,
     output:
-        judgement=SC_JUDGED,
+        **SAFETY_JUDGE_RESPONSES.output,
     log:
-        **job_logs(*SC_JUDGED_LOG),
+        **SAFETY_JUDGE_RESPONSES.log,
     wildcard_constraints:
-        model=one_of(SC_MODELS),  # a served model without logprobs is no scored model
-        judge=cpu_models(SC_HF_JUDGES),
-        variant=one_of(SC_VARIANTS),
+        **SAFETY_JUDGE_RESPONSES.cpu_constraints,
     resources:
-        **scoring_resources("judge"),
+        **SAFETY_JUDGE_RESPONSES.resources,
     params:
-        **SAFETY_JUDGE_PARAMS,
+        **SAFETY_JUDGE_RESPONSES.params,
     run:
         call(
-            "prompt_reliability.scoring.judging:write_response_judgement",
+            SAFETY_JUDGE_RESPONSES.function,
             input,
             output,
             params,
@@ -368,42 +400,38 @@ rule safety_judge_responses:
 
 rule safety_judge_responses_gpu:
     input:
-        unpack(_sc_judge_inputs),
-        responses=SC_RESPONSES_FILE,
+        unpack(SAFETY_JUDGE_RESPONSES.inputs),
+        **SAFETY_JUDGE_RESPONSES.named_inputs,
     output:
-        judgement=SC_JUDGED,
+        **SAFETY_JUDGE_RESPONSES.output,
     log:
-        **job_logs(*SC_JUDGED_LOG),
+        **SAFETY_JUDGE_RESPONSES.log,
     wildcard_constraints:
-        model=one_of(SC_MODELS),  # a served model without logprobs is no scored model
-        judge=gpu_models(SC_HF_JUDGES),
-        variant=one_of(SC_VARIANTS),
+        **SAFETY_JUDGE_RESPONSES.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources("judge"),
+        **SAFETY_JUDGE_RESPONSES.resources,
     params:
-        **SAFETY_JUDGE_PARAMS,
-        function="prompt_reliability.scoring.judging:write_response_judgement",
+        **SAFETY_JUDGE_RESPONSES.gpu_params,
     script:
         GPU_ADAPTER
 
 
 rule safety_judge_responses_served:
     input:
-        prompt=os.path.join(SC_JUDGE_PROMPTS, "judge.yaml"),
-        responses=SC_RESPONSES_FILE,
+        unpack(SAFETY_JUDGE_RESPONSES.inputs),  # the judge's prompt (a served judge is no tiny model)
+        **SAFETY_JUDGE_RESPONSES.named_inputs,
     output:
-        judgement=SC_JUDGED,
+        **SAFETY_JUDGE_RESPONSES.output,
     log:
-        **job_logs(*SC_JUDGED_LOG),
+        **SAFETY_JUDGE_RESPONSES.log,
     wildcard_constraints:
-        model=one_of(SC_MODELS),  # a served model without logprobs is no scored model
+        **SC_JUDGED_CONSTRAINTS,
         judge=one_of(SC_SERVED_JUDGES),
-        variant=one_of(SC_VARIANTS),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        **SAFETY_JUDGE_PARAMS,
+        **SAFETY_JUDGE_RESPONSES.params,
         connection=lambda w: served_connection(w.judge),
         request_cache=lambda w: served_request_cache(
             w.judge, "judge", w.model, w.variant, w.dataset
@@ -414,31 +442,38 @@ rule safety_judge_responses_served:
 
 # Every model judge on the labelled responses (prompts/judge/labelled_responses.csv): its kappa.
 SC_LABELLED_JUDGED = os.path.join(SC_DIR, "judges/{judge}.parquet")
-SAFETY_LABELLED_PARAMS = dict(
-    judge_config=lambda w: _sc_judge_config(w.judge),
-    prompt_dir=untracked(SC_JUDGE_PROMPTS),
-    prompt_format=config["prompt_format"],
-    work_dir=lambda w: os.path.join(SC_DIR, "chunks/judge", w.judge, "labelled"),
+SAFETY_JUDGE_LABELLED = ModelStep(
+    "prompt_reliability.scoring.judging:write_labelled_judgement",
+    inputs=_sc_judge_inputs,
+    named_inputs={"labelled": SC_LABELLED},
+    output={"judgement": SC_LABELLED_JUDGED},
+    log=job_logs("safety_calibration", "judge", "{judge}", "labelled"),
+    on=("judge", SC_HF_JUDGES),
+    resources=scoring_resources("judge"),
+    params=dict(
+        **SC_JUDGE_SETTINGS,
+        work_dir=lambda w: os.path.join(SC_DIR, "chunks/judge", w.judge, "labelled"),
+    ),
 )
 
 
 rule safety_judge_labelled:
     input:
-        unpack(_sc_judge_inputs),
-        labelled=SC_LABELLED,
+        unpack(SAFETY_JUDGE_LABELLED.inputs),
+        **SAFETY_JUDGE_LABELLED.named_inputs,
     output:
-        judgement=SC_LABELLED_JUDGED,
+        **SAFETY_JUDGE_LABELLED.output,
     log:
-        **job_logs("safety_calibration", "judge", "{judge}", "labelled"),
+        **SAFETY_JUDGE_LABELLED.log,
     wildcard_constraints:
-        judge=cpu_models(SC_HF_JUDGES),
+        **SAFETY_JUDGE_LABELLED.cpu_constraints,
     resources:
-        **scoring_resources("judge"),
+        **SAFETY_JUDGE_LABELLED.resources,
     params:
-        **SAFETY_LABELLED_PARAMS,
+        **SAFETY_JUDGE_LABELLED.params,
     run:
         call(
-            "prompt_reliability.scoring.judging:write_labelled_judgement",
+            SAFETY_JUDGE_LABELLED.function,
             input,
             output,
             params,
@@ -450,38 +485,37 @@ rule safety_judge_labelled:
 
 rule safety_judge_labelled_gpu:
     input:
-        unpack(_sc_judge_inputs),
-        labelled=SC_LABELLED,
+        unpack(SAFETY_JUDGE_LABELLED.inputs),
+        **SAFETY_JUDGE_LABELLED.named_inputs,
     output:
-        judgement=SC_LABELLED_JUDGED,
+        **SAFETY_JUDGE_LABELLED.output,
     log:
-        **job_logs("safety_calibration", "judge", "{judge}", "labelled"),
+        **SAFETY_JUDGE_LABELLED.log,
     wildcard_constraints:
-        judge=gpu_models(SC_HF_JUDGES),
+        **SAFETY_JUDGE_LABELLED.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources("judge"),
+        **SAFETY_JUDGE_LABELLED.resources,
     params:
-        **SAFETY_LABELLED_PARAMS,
-        function="prompt_reliability.scoring.judging:write_labelled_judgement",
+        **SAFETY_JUDGE_LABELLED.gpu_params,
     script:
         GPU_ADAPTER
 
 
 rule safety_judge_labelled_served:
     input:
-        prompt=os.path.join(SC_JUDGE_PROMPTS, "judge.yaml"),
-        labelled=SC_LABELLED,
+        unpack(SAFETY_JUDGE_LABELLED.inputs),  # the judge's prompt (a served judge is no tiny model)
+        **SAFETY_JUDGE_LABELLED.named_inputs,
     output:
-        judgement=SC_LABELLED_JUDGED,
+        **SAFETY_JUDGE_LABELLED.output,
     log:
-        **job_logs("safety_calibration", "judge", "{judge}", "labelled"),
+        **SAFETY_JUDGE_LABELLED.log,
     wildcard_constraints:
         judge=one_of(SC_SERVED_JUDGES),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        **SAFETY_LABELLED_PARAMS,
+        **SAFETY_JUDGE_LABELLED.params,
         connection=lambda w: served_connection(w.judge),
         request_cache=lambda w: served_request_cache(w.judge, "judge", "labelled"),
     run:
@@ -596,10 +630,8 @@ rule safety_calibration_scatter:
     input:
         table="results/tables/safety_calibration.parquet",
     output:
-        figure=report(
-            "results/figures/safety_calibration_{dataset}.png",
-            caption="../report/safety_calibration_scatter.rst",
-            category="Safety calibration",
+        figure=figure_output(
+            "safety_calibration_{dataset}.png", "safety_calibration_scatter.rst"
         ),
     log:
         **job_logs("figures", "safety_calibration", "{dataset}"),
@@ -647,11 +679,7 @@ rule safety_pareto:
     input:
         tradeoff="results/tables/safety_tradeoff.parquet",
     output:
-        figure=report(
-            "results/figures/safety_pareto.png",
-            caption="../report/safety_pareto.rst",
-            category="Safety calibration",
-        ),
+        figure=figure_output("safety_pareto.png", "safety_pareto.rst"),
     log:
         **job_logs("figures", "safety_pareto"),
     localrule: True

@@ -6,17 +6,10 @@ from prompt_reliability.data import matrix
 from prompt_reliability.scoring import cache
 from prompt_reliability.scoring.cache import SCORING_VERSION
 
-# What score_family and score_family_gpu pass (a model step's params are written once, for its CPU
-# and its GPU rule).
-SCORE_FAMILY_PARAMS = dict(
-    model_config=lambda w: (
-        hf_model_config(w.model)
-        if config["models"][w.model]["backend"] == "hf"
-        else model_config(w.model)
-    ),
-    # keys (docs/architecture.md, "What re-runs what"): model settings (Keyed: batch and chunk
-    # size passed on, not keyed), the family's texts and label tokens, the prompt format, the
-    # samples the model sees, the scoring contract's version; paths untracked
+# What a score cache is keyed on besides the model's settings (docs/architecture.md, "What re-runs
+# what"): the family's texts and label tokens, the prompt format, the samples the model sees, the
+# scoring contract's version; paths untracked. The same for every backend.
+SCORE_FAMILY_KEYS = dict(
     manifest=lambda w: untracked(manifest_path(w.dataset)),
     depends_on=scoring_keys,
     version=SCORING_VERSION,
@@ -26,24 +19,42 @@ SCORE_FAMILY_PARAMS = dict(
     prompt_format=config["prompt_format"],
     work_dir=untracked(CHUNK_DIR),
 )
+# score_family and score_family_gpu (common.smk, ModelStep); score_family_served shares its output
+# and log. Model settings are Keyed: batch and chunk size passed on, not keyed.
+SCORE_FAMILY = ModelStep(
+    "prompt_reliability.scoring.cache:score_family",
+    inputs=scoring_inputs,
+    output={"scores": "results/scores/{model}/{dataset}/{family}.parquet"},
+    log=job_logs("scores", "{model}", "{dataset}", "{family}"),
+    on=("model", models_with_backend(config, "simulate", "import", "hf")),
+    resources=scoring_resources(),
+    params=dict(
+        model_config=lambda w: (
+            hf_model_config(w.model)
+            if config["models"][w.model]["backend"] == "hf"
+            else model_config(w.model)
+        ),
+        **SCORE_FAMILY_KEYS,
+    ),
+)
 
 
 rule score_family:
     input:
-        unpack(scoring_inputs),
+        unpack(SCORE_FAMILY.inputs),
     output:
-        scores="results/scores/{model}/{dataset}/{family}.parquet",
+        **SCORE_FAMILY.output,
     log:
-        **job_logs("scores", "{model}", "{dataset}", "{family}"),
+        **SCORE_FAMILY.log,
     wildcard_constraints:
-        model=cpu_models(models_with_backend(config, "simulate", "import", "hf")),
+        **SCORE_FAMILY.cpu_constraints,
     resources:
-        **scoring_resources(),
+        **SCORE_FAMILY.resources,
     params:
-        **SCORE_FAMILY_PARAMS,
+        **SCORE_FAMILY.params,
     run:
         call(
-            cache.score_family,
+            SCORE_FAMILY.function,
             input,
             output,
             params,
@@ -59,45 +70,37 @@ rule score_family:
 
 rule score_family_gpu:
     input:
-        unpack(scoring_inputs),
+        unpack(SCORE_FAMILY.inputs),
     output:
-        scores="results/scores/{model}/{dataset}/{family}.parquet",
+        **SCORE_FAMILY.output,
     log:
-        **job_logs("scores", "{model}", "{dataset}", "{family}"),
+        **SCORE_FAMILY.log,
     wildcard_constraints:
-        model=gpu_models(MODELS),
+        **SCORE_FAMILY.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources(),
+        **SCORE_FAMILY.resources,
     params:
-        **SCORE_FAMILY_PARAMS,
-        function="prompt_reliability.scoring.cache:score_family",
+        **SCORE_FAMILY.gpu_params,
     script:
         GPU_ADAPTER
 
 
 rule score_family_served:
     input:
-        unpack(scoring_inputs),
+        unpack(SCORE_FAMILY.inputs),
     output:
-        scores="results/scores/{model}/{dataset}/{family}.parquet",
+        **SCORE_FAMILY.output,
     log:
-        **job_logs("scores", "{model}", "{dataset}", "{family}"),
+        **SCORE_FAMILY.log,
     wildcard_constraints:
         model=one_of([m for m in MODELS if config["models"][m]["backend"] == "served"]),
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
+        **SCORE_FAMILY_KEYS,
         model_config=lambda w: served_request_config(w.model),
         connection=lambda w: served_connection(w.model),
-        manifest=lambda w: untracked(manifest_path(w.dataset)),
-        depends_on=scoring_keys,
-        version=SCORING_VERSION,
-        prompt_dir=untracked(PROMPT_DIR),
-        prompts=prompts_hash,
-        families=untracked(config["prompts"]),
-        prompt_format=config["prompt_format"],
-        work_dir=untracked(CHUNK_DIR),
         request_cache=lambda w: served_request_cache(
             w.model, "scores", w.dataset, w.family
         ),
@@ -136,7 +139,7 @@ rule split_matrix:
     output:
         split_matrix=per_pair_piece("matrix"),
     log:
-        **job_logs("split_matrix", "{model}", "{dataset}", "{split}"),
+        **pair_logs("split_matrix"),
     group:
         PAIR_GROUP
     resources:

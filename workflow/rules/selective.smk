@@ -14,7 +14,7 @@ rule selective:
         curves=per_pair_piece("selective_curves"),
         table=per_pair_piece("selective"),
     log:
-        **job_logs("selective", "{model}", "{dataset}", "{split}"),
+        **pair_logs("selective"),
     group:
         PAIR_GROUP
     resources:
@@ -30,15 +30,12 @@ rule selective_figure:
     input:
         curves=per_pair_piece("selective_curves"),
     output:
-        figure=report(
-            "results/figures/selective/{model}/{dataset}/{split}/risk_coverage.png",
-            caption="../report/selective_figure.rst",
-            category="Uncertainty",
-            subcategory="{model}",
-            labels={"model": "{model}", "dataset": "{dataset}", "split": "{split}"},
+        figure=figure_output(
+            "selective/{model}/{dataset}/{split}/risk_coverage.png",
+            "selective_figure.rst",
         ),
     log:
-        **job_logs("selective_figure", "{model}", "{dataset}", "{split}"),
+        **pair_logs("selective_figure"),
     group:
         PAIR_GROUP
     resources:

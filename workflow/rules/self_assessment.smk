@@ -17,32 +17,84 @@ from prompt_reliability.report.figures import (
 # (SA_* names and helpers: common.smk; the block is checked with the config there)
 
 
-SELF_ASSESSMENT_GENERATE_PARAMS = dict(
-    model_config=lambda w: hf_model_config(w.model),
+SA_RUN = "results/self_assessment/{model}/{dataset}/{setting}"
+SA_SETTING = {"setting": one_of(SA_ALL_SETTINGS)}
+# a run of a model that writes text (hf or served): its parsing and scores
+SA_GEN_RUN = {"model": one_of(SA_GEN_MODELS), **SA_SETTING}
+SA_SERVED_RUN = {"model": one_of(SA_SERVED_MODELS), **SA_SETTING}
+# what stage 1 is keyed on besides the model and settings: the prompts and the samples it sees
+SA_GENERATE_KEYS = dict(
     manifest=lambda w: untracked(manifest_path(w.dataset)),
     prompts=untracked(SA_PROMPTS),
     depends_on=sa_keys,
-    settings=sa_settings(),
+)
+# stage 2 reads the questions: keyed on the prompts only
+SA_ANSWER_KEYS = dict(
+    prompts=untracked(SA_PROMPTS),
+    depends_on={"prompts": file_key(SA_PROMPTS)},
+)
+# a served model's two stages: what shapes its requests, how they reach the server, the settings they
+# read (no batch size: the server batches) and the cache of answered requests, shared by both stages
+SA_SERVED = dict(
+    model_config=lambda w: served_request_config(w.model),
+    connection=lambda w: served_connection(w.model),
+    settings=sa_served_settings(),
+    request_cache=lambda w: served_request_cache(
+        w.model, "self_assessment", w.dataset, w.setting
+    ),
+)
+SELF_ASSESSMENT_GENERATE = ModelStep(
+    "prompt_reliability.scoring.self_assessment_inference:generate_questions",
+    inputs=sa_model_inputs,
+    output={"generations": f"{SA_RUN}/generations.parquet"},
+    log=job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
+    on=("model", SA_HF_MODELS),
+    constraints=SA_SETTING,
+    resources=scoring_resources(),
+    params=dict(
+        model_config=lambda w: hf_model_config(w.model),
+        **SA_GENERATE_KEYS,
+        settings=sa_settings(),
+    ),
+)
+SELF_ASSESSMENT_ANSWER = ModelStep(
+    "prompt_reliability.scoring.self_assessment_inference:answer_questions",
+    named_inputs={
+        "questions": f"{SA_RUN}/questions.parquet",
+        "model_dir": lambda w: (
+            [tiny_model_folder(w.model)] if w.model in TINY_MODELS else []
+        ),
+    },
+    output={"answers": f"{SA_RUN}/answers.parquet"},
+    log=job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
+    on=("model", SA_HF_MODELS),
+    constraints=SA_SETTING,
+    resources=scoring_resources(),
+    params=dict(
+        model_config=lambda w: hf_model_config(w.model),
+        **SA_ANSWER_KEYS,
+        settings=sa_settings(),
+    ),
 )
 
 
 rule self_assessment_generate:
     input:
-        unpack(sa_model_inputs),
+        unpack(SELF_ASSESSMENT_GENERATE.inputs),
+        **SELF_ASSESSMENT_GENERATE.named_inputs,
     output:
-        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+        **SELF_ASSESSMENT_GENERATE.output,
     log:
-        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
+        **SELF_ASSESSMENT_GENERATE.log,
     wildcard_constraints:
-        model=cpu_models(SA_HF_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
+        **SELF_ASSESSMENT_GENERATE.cpu_constraints,
     resources:
-        **scoring_resources(),
+        **SELF_ASSESSMENT_GENERATE.resources,
     params:
-        **SELF_ASSESSMENT_GENERATE_PARAMS,
+        **SELF_ASSESSMENT_GENERATE.params,
     run:
         call(
-            "prompt_reliability.scoring.self_assessment_inference:generate_questions",
+            SELF_ASSESSMENT_GENERATE.function,
             input,
             output,
             params,
@@ -54,21 +106,66 @@ rule self_assessment_generate:
 
 rule self_assessment_generate_gpu:
     input:
-        unpack(sa_model_inputs),
+        unpack(SELF_ASSESSMENT_GENERATE.inputs),
+        **SELF_ASSESSMENT_GENERATE.named_inputs,
     output:
-        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+        **SELF_ASSESSMENT_GENERATE.output,
     log:
-        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
+        **SELF_ASSESSMENT_GENERATE.log,
     wildcard_constraints:
-        model=gpu_models(SA_HF_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
+        **SELF_ASSESSMENT_GENERATE.gpu_constraints,
     conda:
         INFERENCE_ENV
     resources:
-        **scoring_resources(),
+        **SELF_ASSESSMENT_GENERATE.resources,
     params:
-        **SELF_ASSESSMENT_GENERATE_PARAMS,
-        function="prompt_reliability.scoring.self_assessment_inference:generate_questions",
+        **SELF_ASSESSMENT_GENERATE.gpu_params,
+    script:
+        GPU_ADAPTER
+
+
+rule self_assessment_answer:
+    input:
+        unpack(SELF_ASSESSMENT_ANSWER.inputs),
+        **SELF_ASSESSMENT_ANSWER.named_inputs,
+    output:
+        **SELF_ASSESSMENT_ANSWER.output,
+    log:
+        **SELF_ASSESSMENT_ANSWER.log,
+    wildcard_constraints:
+        **SELF_ASSESSMENT_ANSWER.cpu_constraints,
+    resources:
+        **SELF_ASSESSMENT_ANSWER.resources,
+    params:
+        **SELF_ASSESSMENT_ANSWER.params,
+    run:
+        call(
+            SELF_ASSESSMENT_ANSWER.function,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
+            torch_threads=resources.cpus_per_task,
+        )
+
+
+rule self_assessment_answer_gpu:
+    input:
+        unpack(SELF_ASSESSMENT_ANSWER.inputs),
+        **SELF_ASSESSMENT_ANSWER.named_inputs,
+    output:
+        **SELF_ASSESSMENT_ANSWER.output,
+    log:
+        **SELF_ASSESSMENT_ANSWER.log,
+    wildcard_constraints:
+        **SELF_ASSESSMENT_ANSWER.gpu_constraints,
+    conda:
+        INFERENCE_ENV
+    resources:
+        **SELF_ASSESSMENT_ANSWER.resources,
+    params:
+        **SELF_ASSESSMENT_ANSWER.gpu_params,
     script:
         GPU_ADAPTER
 
@@ -78,23 +175,15 @@ rule self_assessment_generate_gpu:
 # exactly the requests it lacks.
 rule self_assessment_generate_served:
     output:
-        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+        **SELF_ASSESSMENT_GENERATE.output,
     log:
-        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
+        **SELF_ASSESSMENT_GENERATE.log,
     wildcard_constraints:
-        model=one_of(SA_SERVED_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
+        **SA_SERVED_RUN,
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        model_config=lambda w: served_request_config(w.model),
-        connection=lambda w: served_connection(w.model),
-        manifest=lambda w: untracked(manifest_path(w.dataset)),
-        prompts=untracked(SA_PROMPTS),
-        depends_on=sa_keys,
-        settings=sa_served_settings(),
-        request_cache=lambda w: served_request_cache(
-            w.model, "self_assessment", w.dataset, w.setting
-        ),
+        **SA_GENERATE_KEYS,
+        **SA_SERVED,
     run:
         call(
             self_assessment_inference.generate_questions,
@@ -108,24 +197,17 @@ rule self_assessment_generate_served:
 
 rule self_assessment_answer_served:
     input:
-        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
+        questions=f"{SA_RUN}/questions.parquet",
     output:
-        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
+        **SELF_ASSESSMENT_ANSWER.output,
     log:
-        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
+        **SELF_ASSESSMENT_ANSWER.log,
     wildcard_constraints:
-        model=one_of(SA_SERVED_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
+        **SA_SERVED_RUN,
     localrule: True  # requests: where Snakemake runs (reaches the server; compute nodes may lack internet)
     params:
-        model_config=lambda w: served_request_config(w.model),
-        connection=lambda w: served_connection(w.model),
-        prompts=untracked(SA_PROMPTS),
-        depends_on={"prompts": file_key(SA_PROMPTS)},
-        settings=sa_served_settings(),
-        request_cache=lambda w: served_request_cache(
-            w.model, "self_assessment", w.dataset, w.setting
-        ),
+        **SA_ANSWER_KEYS,
+        **SA_SERVED,
     run:
         call(
             self_assessment_inference.answer_questions,
@@ -139,15 +221,14 @@ rule self_assessment_answer_served:
 
 rule self_assessment_questions:
     input:
-        generations="results/self_assessment/{model}/{dataset}/{setting}/generations.parquet",
+        generations=f"{SA_RUN}/generations.parquet",
     output:
-        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
-        parse_report="results/self_assessment/{model}/{dataset}/{setting}/parse_report.parquet",
+        questions=f"{SA_RUN}/questions.parquet",
+        parse_report=f"{SA_RUN}/parse_report.parquet",
     log:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "questions"),
     wildcard_constraints:
-        model=one_of(SA_GEN_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
+        **SA_GEN_RUN,
     localrule: True
     params:
         code=code_of(self_assessment_scores.write_questions),
@@ -156,78 +237,16 @@ rule self_assessment_questions:
         call(self_assessment_scores.write_questions, input, output, params, None, log)
 
 
-SELF_ASSESSMENT_ANSWER_PARAMS = dict(
-    model_config=lambda w: hf_model_config(w.model),
-    prompts=untracked(SA_PROMPTS),
-    depends_on={"prompts": file_key(SA_PROMPTS)},
-    settings=sa_settings(),
-)
-
-
-rule self_assessment_answer:
-    input:
-        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
-        model_dir=lambda w: (
-            [tiny_model_folder(w.model)] if w.model in TINY_MODELS else []
-        ),
-    output:
-        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
-    log:
-        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
-    wildcard_constraints:
-        model=cpu_models(SA_HF_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
-    resources:
-        **scoring_resources(),
-    params:
-        **SELF_ASSESSMENT_ANSWER_PARAMS,
-    run:
-        call(
-            "prompt_reliability.scoring.self_assessment_inference:answer_questions",
-            input,
-            output,
-            params,
-            wildcards,
-            log,
-            torch_threads=resources.cpus_per_task,
-        )
-
-
-rule self_assessment_answer_gpu:
-    input:
-        questions="results/self_assessment/{model}/{dataset}/{setting}/questions.parquet",
-        model_dir=lambda w: (
-            [tiny_model_folder(w.model)] if w.model in TINY_MODELS else []
-        ),
-    output:
-        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
-    log:
-        **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
-    wildcard_constraints:
-        model=gpu_models(SA_HF_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
-    conda:
-        INFERENCE_ENV
-    resources:
-        **scoring_resources(),
-    params:
-        **SELF_ASSESSMENT_ANSWER_PARAMS,
-        function="prompt_reliability.scoring.self_assessment_inference:answer_questions",
-    script:
-        GPU_ADAPTER
-
-
 rule self_assessment_scores:
     input:
-        answers="results/self_assessment/{model}/{dataset}/{setting}/answers.parquet",
-        parse_report="results/self_assessment/{model}/{dataset}/{setting}/parse_report.parquet",
+        answers=f"{SA_RUN}/answers.parquet",
+        parse_report=f"{SA_RUN}/parse_report.parquet",
     output:
-        scores="results/self_assessment/{model}/{dataset}/{setting}/scores.parquet",
+        scores=f"{SA_RUN}/scores.parquet",
     log:
         **job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "scores"),
     wildcard_constraints:
-        model=one_of(SA_GEN_MODELS),
-        setting=one_of(SA_ALL_SETTINGS),
+        **SA_GEN_RUN,
     localrule: True
     params:
         code=code_of(self_assessment_scores.write_scores),
@@ -314,10 +333,8 @@ rule self_assessment_figure:
     input:
         table="results/tables/self_assessment.parquet",
     output:
-        figure=report(
-            "results/figures/self_assessment/answer_types.png",
-            caption="../report/self_assessment_figure.rst",
-            category="Self-assessment",
+        figure=figure_output(
+            "self_assessment/answer_types.png", "self_assessment_figure.rst"
         ),
     log:
         **job_logs("figures", "self_assessment"),
@@ -364,10 +381,8 @@ rule metric_stability_figure:
     input:
         table="results/tables/metric_stability.parquet",
     output:
-        figure=report(
-            "results/figures/self_assessment/metric_stability.png",
-            caption="../report/metric_stability_figure.rst",
-            category="Self-assessment",
+        figure=figure_output(
+            "self_assessment/metric_stability.png", "metric_stability_figure.rst"
         ),
     log:
         **job_logs("figures", "metric_stability"),
@@ -417,10 +432,8 @@ rule metric_sample_size_figure:
     input:
         table="results/tables/metric_sample_size.parquet",
     output:
-        figure=report(
-            "results/figures/self_assessment/metric_sample_size.png",
-            caption="../report/metric_sample_size_figure.rst",
-            category="Self-assessment",
+        figure=figure_output(
+            "self_assessment/metric_sample_size.png", "metric_sample_size_figure.rst"
         ),
     log:
         **job_logs("figures", "metric_sample_size"),
@@ -467,21 +480,14 @@ rule self_assessment_findings_figures:
     input:
         table="results/tables/self_assessment.parquet",
     output:
-        instruction=report(
-            "results/figures/self_assessment/instruction_tuning.png",
-            caption="../report/self_assessment_instruction.rst",
-            category="Self-assessment",
+        instruction=figure_output(
+            "self_assessment/instruction_tuning.png", "self_assessment_instruction.rst"
         ),
-        prompt_variants=report(
-            "results/figures/self_assessment/prompt_variants.png",
-            caption="../report/self_assessment_prompt_variants.rst",
-            category="Self-assessment",
+        prompt_variants=figure_output(
+            "self_assessment/prompt_variants.png",
+            "self_assessment_prompt_variants.rst",
         ),
-        scale=report(
-            "results/figures/self_assessment/scale.png",
-            caption="../report/self_assessment_scale.rst",
-            category="Self-assessment",
-        ),
+        scale=figure_output("self_assessment/scale.png", "self_assessment_scale.rst"),
     log:
         **job_logs("figures", "self_assessment_findings"),
     localrule: True

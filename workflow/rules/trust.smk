@@ -13,7 +13,7 @@ rule trust:
     output:
         table=per_pair_piece("trust"),
     log:
-        **job_logs("trust", "{model}", "{dataset}", "{split}"),
+        **pair_logs("trust"),
     group:
         PAIR_GROUP
     resources:

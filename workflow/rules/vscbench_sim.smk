@@ -89,21 +89,9 @@ rule vscbench_figures:
         sra="results/tables/vscbench_sra.parquet",
         tradeoff="results/tables/vscbench_tradeoff.parquet",
     output:
-        scatter=report(
-            "results/figures/vscbench/sra_scatter.png",
-            caption="../report/vscbench_scatter.rst",
-            category="VSCBench (simulated)",
-        ),
-        categories=report(
-            "results/figures/vscbench/categories.png",
-            caption="../report/vscbench_categories.rst",
-            category="VSCBench (simulated)",
-        ),
-        pareto=report(
-            "results/figures/vscbench/pareto.png",
-            caption="../report/vscbench_pareto.rst",
-            category="VSCBench (simulated)",
-        ),
+        scatter=figure_output("vscbench/sra_scatter.png", "vscbench_scatter.rst"),
+        categories=figure_output("vscbench/categories.png", "vscbench_categories.rst"),
+        pareto=figure_output("vscbench/pareto.png", "vscbench_pareto.rst"),
     log:
         **job_logs("figures", "vscbench"),
     resources:

@@ -7,7 +7,8 @@ Every list the workflow and the report need is derived from :data:`ANALYSES` (in
   ``function`` from that table; ``made_from="rule"`` is written by a rule of its own in the method's
   rule file;
 - each table's outputs, its HTML-report category and caption ``workflow/report/<caption>``
-  (``table_outputs`` in ``common.smk``);
+  (``table_outputs`` in ``common.smk``), and each figure's category (``figure_output``: the category of
+  the analysis that lists the figure);
 - the run's final targets (``final_targets`` in ``common.smk``): every table whose ``needs`` holds for
   the config, with its figures, and REPORT.md;
 - the claims check's inputs: the produced tables that the claims files name;
@@ -293,3 +294,11 @@ def summaries() -> list[Analysis]:
 
 def assembled() -> list[Analysis]:
     return [a for a in ANALYSES.values() if a.made_from == PIECES]
+
+
+def figure_owner(pattern: str) -> Analysis:
+    """The analysis that lists figure ``pattern`` (relative to the figures folder): its category is the figure's."""
+    for analysis in ANALYSES.values():
+        if pattern in analysis.figures:
+            return analysis
+    raise KeyError(f"figure {pattern!r} is not registered: add it to the figures of its analysis in report/registry.py")
