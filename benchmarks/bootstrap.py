@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     brute = brute_force_metrics(y, scores, weights, bs.resample_indices(args.n, args.brute_resamples, 42, args.chunk_size))
     brute_measured_s = time.perf_counter() - start
     brute_s = brute_measured_s * args.resamples / args.brute_resamples
-    _, resampled, _, _ = bs.bootstrap_metrics(y, scores, PREVALENCES, n_resamples=args.brute_resamples, seed=42, chunk_size=args.chunk_size)
+    _, resampled, *_ = bs.bootstrap_metrics(y, scores, PREVALENCES, n_resamples=args.brute_resamples, seed=42, chunk_size=args.chunk_size)
     max_abs_diff = float(np.abs(resampled - brute).max())
 
     figures = {

@@ -34,7 +34,7 @@ def test_vectorised_equals_brute_force_on_the_same_resamples():
     y, selected, mean = pair()
     scores = np.stack([selected, mean])
     weights = np.stack([bs.prevalence_weights(y, p) for p in PREVALENCES])
-    point, resampled, _, _ = bs.bootstrap_metrics(y, scores, PREVALENCES, n_resamples=57, seed=42, chunk_size=5)
+    point, resampled, *_ = bs.bootstrap_metrics(y, scores, PREVALENCES, n_resamples=57, seed=42, chunk_size=5)
     # the brute force draws nothing itself: it loops over the kernel's own resample indices, with per-sample weights
     expected = brute_force_metrics(y, scores, weights, bs.resample_indices(len(y), 57, 42, 5))
     assert resampled.shape == expected.shape == (57, 4, 2, 2)
@@ -76,7 +76,7 @@ def test_native_weighted_metrics_equal_unweighted():
     # a target equal to the native prevalence gives weights of exactly 1 too
     assert (bs.prevalence_weights(y, float(np.mean(y))) == 1).all()
     scores = np.stack([selected, mean])
-    point, resampled, _, _ = bs.bootstrap_metrics(y, scores, ["native"], n_resamples=40, seed=42)
+    point, resampled, *_ = bs.bootstrap_metrics(y, scores, ["native"], n_resamples=40, seed=42)
     for s, p in enumerate(scores):
         assert abs(point[0, s, 0] - metrics.nll(y, p)) < 1e-12
         assert abs(point[0, s, 1] - metrics.ece(y, p)) < 1e-12
@@ -302,7 +302,7 @@ def test_clustered_resample_equals_the_samples_it_draws():
     keys = [f"k{i % 13}" if i % 5 else None for i in range(40)]  # shared keys and keyless singletons
     clusters, n_clusters = resampling.cluster_index(keys)
     scores = np.stack([selected, mean])
-    _, resampled, _, _ = bs.bootstrap_metrics(y, scores, ["native", 0.1], n_resamples=7, seed=9, chunk_size=3,
+    _, resampled, *_ = bs.bootstrap_metrics(y, scores, ["native", 0.1], n_resamples=7, seed=9, chunk_size=3,
                                               clusters=clusters)
     drawn = np.concatenate(list(resampling.resample_indices(n_clusters, 7, 9, 3)))
     members = [np.flatnonzero(clusters == c) for c in range(n_clusters)]

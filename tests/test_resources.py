@@ -273,15 +273,17 @@ def test_paper_dry_run_on_the_slurm_profile_lists_scoring_jobs_with_gpus(tmp_pat
         assert (int(res["gpu"]), int(res["mem_mb"]), int(res["runtime"]), int(res["cpus_per_task"])) == (
             want["gpu"], want["mem_mb"], want["runtime"], want["cpus_per_task"]), job
     # What `config/paper.yaml` submits: the 42 scoring jobs, one job per evaluation pair (its
-    # analyses, grouped; their blocks are indented in the dry run) and the two dataset manifests;
-    # everything else runs on the submit host.
+    # analyses, grouped; their blocks are indented in the dry run), one bootstrap per evaluation
+    # split (it resamples the split once for every model) and the two dataset manifests; everything
+    # else runs on the submit host.
     groups = re.findall(r"Group job (pair_\w+) \(jobs in", output)
     assert sorted(groups) == sorted(f"pair_{m}_{e['dataset']}_{e['split']}" for m in config["models"] for e in config["evaluate"])
     ungrouped = job_blocks("\n".join(line for line in output.splitlines()  # without the indented grouped jobs
                                      if not (line.startswith(" " * 8) or re.match(r" {4}(\[|(local)?(rule|checkpoint) )", line))))
     submitted = [j["rule"] for j in ungrouped if j["rule"] not in local_rules() and not j["output"].startswith("results/tables/")]
-    assert sorted(set(submitted)) == ["dataset_manifest", "score_family_gpu"], sorted(set(submitted))
-    assert len(submitted) + len(groups) == 42 + 2 + 14
+    assert sorted(set(submitted)) == ["bootstrap", "dataset_manifest", "score_family_gpu"], sorted(set(submitted))
+    assert submitted.count("bootstrap") == len(config["evaluate"])
+    assert len(submitted) + len(groups) == 42 + 2 + 2 + 14
 
 
 def local_rules() -> set[str]:

@@ -57,7 +57,7 @@ CONFIG = {
 LOCAL_RULES = {"all", "scores", "score_matrix", "per_prompt_table", "lock", "check_manifest"}
 # The analyses of one evaluation pair, which travel as one SLURM job (group pair_{model}_{dataset}_{split}).
 PAIR_RULES = {"split_matrix", "per_prompt", "fragility", "fragility_figure", "reliability", "ranking_distribution", "ece_variants",
-              "reliability_diagram", "aggregation", "topk", "topk_figure", "calibration", "bootstrap", "selective",
+              "reliability_diagram", "aggregation", "topk", "topk_figure", "calibration", "selective",
               "selective_figure", "operating_points", "family_view", "safety_sra"}
 SUBMITTED = re.compile(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
@@ -199,11 +199,11 @@ def test_slurm_run_matches_local_run(slurm_cluster, slurm_profile, tmp_path):
     second = run(on_slurm, "--profile", str(slurm_profile), env=slurm_cluster)
     assert second.returncode == 0, second.log[-6000:]
     check_ran_on_slurm(second, slurm_cluster, on_slurm)
-    # one sbatch per evaluation pair (here one pair), none per analysis rule
-    groups = submissions(second.log)
-    assert len(groups) == 1, [rule for rule, _, _ in groups]
-    [(group, _, _)] = groups
-    assert group.startswith("group:pair_sim_synth_test_"), submissions(second.log)
+    # one sbatch per evaluation pair (here one pair) and one bootstrap per evaluation split (it resamples
+    # the split once for every model), none per other analysis rule
+    jobs = sorted(rule for rule, _, _ in submissions(second.log))
+    assert len(jobs) == 2 and jobs[0] == "bootstrap", jobs
+    assert jobs[1].startswith("group:pair_sim_synth_test_"), jobs
     local_rules = {m.group(1) for m in re.finditer(r"^local(?:rule|checkpoint) (\w+):$", first.log + second.log, flags=re.M)}
     assert LOCAL_RULES <= local_rules, local_rules
     submitted = submissions(first.log) + submissions(second.log)

@@ -65,6 +65,7 @@ def test_label_mass_mean_and_worst_prompt_on_the_split_only():
 def test_missing_data_is_nan_with_a_reason_not_zero():
     imported = [pl.DataFrame({"sample_id": ["a", "b"], "prompt_id": ["A1", "A1"], "label_mass": [None, None]},
                              schema_overrides={"label_mass": pl.Float64})]
-    row = trust.trust_row(np.array([1, 1]), np.array([0.2, 0.9]), imported, ["a", "b"], n_resamples=10, seed=0)
+    auroc = trust.auroc_with_ci(np.array([1, 1]), np.array([0.2, 0.9]), n_resamples=10, seed=0)
+    row = trust.trust_row(np.array([1, 1]), imported, ["a", "b"], auroc)
     assert np.isnan(row["label_mass_mean"]) and np.isnan(row["auroc"]) and row["chance_level"] is None
     assert "imported" in row["note"] and "one class" in row["note"]

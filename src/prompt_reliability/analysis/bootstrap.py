@@ -39,8 +39,8 @@ move only by floating-point noise) and memory stays at about 28 bytes x chunk_si
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -124,63 +124,105 @@ def cluster_sums(design: np.ndarray, clusters: np.ndarray, n_clusters: int) -> n
     return out
 
 
-def resampled_sums(design: np.ndarray, n_resamples: int, seed: int, chunk_size: int,
-                   per_chunk: Sequence[Any] = (), per_chunk_resamples: int = 0,
-                   clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(n_resamples x m) column sums of ``design`` over every resample: ``C @ design``, chunk by chunk;
-    and (per_chunk_resamples x len(per_chunk)) values of each function of a per-sample count chunk in
-    ``per_chunk`` on the first ``per_chunk_resamples`` resamples (the same count matrices).
+def resampled_sums(design: np.ndarray | list[np.ndarray], n_resamples: int, seed: int, chunk_size: int,
+                   per_chunk: Sequence[tuple[Callable[[np.ndarray], np.ndarray], int]] = (),
+                   clusters: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(n_resamples x m) column sums of ``design`` over every resample: ``C @ design``, chunk by chunk (a list
+    of designs: their columns side by side, each its own product, so each block's sums are the ones it
+    gets alone);
+    and for each ``(function, first)`` of ``per_chunk`` the function's values (one per resample) on the
+    first ``first`` resamples, from the same per-sample count matrices.
 
     With ``clusters`` (each row's cluster, numbered 0..G-1) the resamples draw G clusters with
     replacement; ``C`` is then over clusters and multiplies the per-cluster sums of ``design``.
     """
-    if clusters is None:
-        units = design
-    else:
-        units = cluster_sums(design, clusters, int(clusters.max()) + 1 if len(clusters) else 0)
-    sums = np.empty((n_resamples, design.shape[1]))
-    extra = np.empty((per_chunk_resamples, len(per_chunk)))
+    blocks = list(design) if isinstance(design, list) else [design]  # one product per block: as if each were alone
+    if clusters is not None:
+        blocks = [cluster_sums(block, clusters, int(clusters.max()) + 1 if len(clusters) else 0) for block in blocks]
+    edges = np.cumsum([0, *(block.shape[1] for block in blocks)])
+    sums = np.empty((n_resamples, edges[-1]))
+    firsts = [min(first, n_resamples) for _, first in per_chunk]
+    extra = [np.empty(first) for first in firsts]
     start = 0
-    for indices in resample_indices(units.shape[0], n_resamples, seed, chunk_size):
+    for indices in resample_indices(blocks[0].shape[0], n_resamples, seed, chunk_size):
         counts = resample_counts(indices)
-        sums[start:start + len(indices)] = counts @ units
-        if start < per_chunk_resamples:
-            head = counts[:per_chunk_resamples - start]
-            if clusters is not None:
-                head = head[:, clusters]  # each sample counted as often as its cluster was drawn
-            extra[start:start + len(head)] = np.column_stack([function(head) for function in per_chunk])
+        for block, left, right in zip(blocks, edges[:-1], edges[1:]):
+            sums[start:start + len(indices), left:right] = counts @ block
+        if start < max(firsts, default=0):
+            per_sample = counts if clusters is None else counts[:, clusters]  # each sample as often as its cluster
+            for (function, _), first, out in zip(per_chunk, firsts, extra):
+                if start < first:
+                    head = per_sample[:first - start]
+                    out[start:start + len(head)] = function(head)
         start += len(indices)
     return sums, extra
 
 
-def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, prevalences: Sequence[str | float], *, n_resamples: int, seed: int,
-                      chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS,
-                      smece_resamples: int = 0,
-                      clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Point and resampled [NLL, ECE] of every score (rows of ``scores``) at every prevalence, and its smooth ECE.
+class Resampled(NamedTuple):
+    """What :func:`bootstrap_metrics` returns."""
 
-    Returns ``point`` (P x S x 2) on the original sample, ``resampled`` (B x P x S x 2), the smooth
-    ECE point estimates (S) and, at native prevalence, ``smece_resamples`` resamples of it
-    (min(smece_resamples, B) x S; bandwidth fixed, :mod:`.smooth_ece`). ``clusters``: each sample's
-    cluster (:func:`.resampling.cluster_index`) for a clustered bootstrap; None = independent.
+    point: np.ndarray  # P x S x 2: [NLL, ECE] on the original sample
+    resampled: np.ndarray  # B x P x S x 2
+    smooth_point: np.ndarray  # S: smooth ECE of each score (NaN without smece_resamples)
+    smooth_resampled: np.ndarray  # min(smece_resamples, B) x S, native prevalence, bandwidth fixed
+    extra: list[np.ndarray]  # one array per ``extra`` function: its values on its first resamples
+
+
+def bootstrap_score_sets(y: np.ndarray, score_sets: Sequence[np.ndarray], prevalences: Sequence[str | float], *,
+                         n_resamples: int, seed: int, chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS,
+                         smece_resamples: int = 0, clusters: np.ndarray | None = None,
+                         extra: Sequence[Sequence[tuple[Callable[[np.ndarray], np.ndarray], int]]] = ()) -> list[Resampled]:
+    """:func:`bootstrap_metrics` of several score sets on the same samples (e.g. every model of one
+    evaluation split) from one stream of resamples: drawing and counting the resamples, most of the
+    cost, is done once; each set's sums are its own product with the shared count chunk, so every
+    set's result is the one it would get alone. ``extra``: one list of per-chunk functions per set.
     """
     weights = np.array([class_weights(y, prevalence) for prevalence in prevalences])
-    design = design_matrix(y, scores, n_bins, eps)
-    scores = np.atleast_2d(scores)
-    n_scores = scores.shape[0]
-    smooth_point = np.full(n_scores, np.nan)
-    smooth = []
-    smece_resamples = min(smece_resamples, n_resamples)
+    score_sets = [np.atleast_2d(scores) for scores in score_sets]
+    extra = list(extra) or [()] * len(score_sets)
+    designs = [design_matrix(y, scores, n_bins, eps) for scores in score_sets]
+    smooth_points, per_chunk, owners = [], [], []
     if smece_resamples:
         from prompt_reliability.analysis import smooth_ece
+    for k, scores in enumerate(score_sets):
+        smooth_point = np.full(scores.shape[0], np.nan)
+        if smece_resamples:
+            for j, p in enumerate(scores):
+                smooth_point[j], sigma = smooth_ece.smece(y, p)
+                per_chunk.append((smooth_ece.FixedBandwidth(y, p, sigma), smece_resamples))
+                owners.append((k, "smooth"))
+        smooth_points.append(smooth_point)
+        for function in extra[k]:
+            per_chunk.append(function)
+            owners.append((k, "extra"))
+    widths = np.cumsum([0, *(design.shape[1] for design in designs)])
+    sums, values = resampled_sums(designs, n_resamples, seed, chunk_size, per_chunk, clusters)
+    results = []
+    for k, (scores, design) in enumerate(zip(score_sets, designs)):
+        n_scores = scores.shape[0]
+        point = metrics_from_sums(weighted_sums(design.sum(axis=0), weights, n_scores))
+        resampled = metrics_from_sums(weighted_sums(sums[:, widths[k]:widths[k + 1]], weights, n_scores))
+        smooth = [v for v, (owner, kind) in zip(values, owners) if owner == k and kind == "smooth"]
+        results.append(Resampled(point, resampled, smooth_points[k],
+                                 np.column_stack(smooth) if smooth else np.empty((0, n_scores)),
+                                 [v for v, (owner, kind) in zip(values, owners) if owner == k and kind == "extra"]))
+    return results
 
-        for k, p in enumerate(scores):
-            smooth_point[k], sigma = smooth_ece.smece(y, p)
-            smooth.append(smooth_ece.FixedBandwidth(y, p, sigma))
-    point = metrics_from_sums(weighted_sums(design.sum(axis=0), weights, n_scores))
-    sums, smooth_resampled = resampled_sums(design, n_resamples, seed, chunk_size, smooth, smece_resamples, clusters)
-    resampled = metrics_from_sums(weighted_sums(sums, weights, n_scores))
-    return point, resampled, smooth_point, smooth_resampled
+
+def bootstrap_metrics(y: np.ndarray, scores: np.ndarray, prevalences: Sequence[str | float], *, n_resamples: int, seed: int,
+                      chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS,
+                      smece_resamples: int = 0, clusters: np.ndarray | None = None,
+                      extra: Sequence[tuple[Callable[[np.ndarray], np.ndarray], int]] = ()) -> Resampled:
+    """Point and resampled [NLL, ECE] of every score (rows of ``scores``) at every prevalence, and its smooth ECE.
+
+    The smooth ECE's resamples are at native prevalence, on the first ``smece_resamples`` resamples
+    (bandwidth fixed, :mod:`.smooth_ece`). ``clusters``: each sample's cluster
+    (:func:`.resampling.cluster_index`) for a clustered bootstrap; None = independent. ``extra``:
+    further ``(function of a per-sample count chunk, first resamples)`` computed on the same resamples.
+    """
+    return bootstrap_score_sets(y, [scores], prevalences, n_resamples=n_resamples, seed=seed, chunk_size=chunk_size,
+                                n_bins=n_bins, eps=eps, smece_resamples=smece_resamples, clusters=clusters,
+                                extra=[extra])[0]
 
 
 def percentile_ci(deltas: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -205,9 +247,17 @@ def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prev
 
     The same resamples serve every prevalence, both scores and the smooth ECE (a paired bootstrap).
     """
-    point, resampled, smooth_point, smooth_resampled = bootstrap_metrics(
+    draws = bootstrap_metrics(
         y, np.stack([selected, mean]), prevalences, n_resamples=n_resamples, seed=seed, chunk_size=chunk_size,
         n_bins=n_bins, eps=eps, smece_resamples=smece_resamples, clusters=clusters)
+    return delta_table(draws, prevalences, n_resamples=n_resamples, confidence=confidence, unit=unit,
+                       n_clusters=len(y) if clusters is None else (int(clusters.max()) + 1 if len(clusters) else 0))
+
+
+def delta_table(draws: Resampled, prevalences: Sequence[str | float], *, n_resamples: int, confidence: float, unit: str,
+                n_clusters: int) -> pl.DataFrame:
+    """The selected - mean rows of :func:`bootstrap_deltas` from the draws of the score pair (selected, mean)."""
+    point, resampled, smooth_point, smooth_resampled = draws.point, draws.resampled, draws.smooth_point, draws.smooth_resampled
     delta = point[:, 0] - point[:, 1]  # P x 2: selected - mean
     deltas = resampled[:, :, 0] - resampled[:, :, 1]  # B x P x 2
     low, high = percentile_ci(deltas, confidence)
@@ -225,7 +275,6 @@ def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prev
                      "ci_low": float(smooth_low), "ci_high": float(smooth_high),
                      "p_value": float(bootstrap_p_value(smooth_deltas)), "n_resamples": len(smooth_deltas),
                      "ci_method": SMOOTH_CI_METHOD})
-    n_clusters = len(y) if clusters is None else (int(clusters.max()) + 1 if len(clusters) else 0)
     return pl.DataFrame(rows).with_columns(pl.lit(unit).alias("unit"), pl.lit(n_clusters, dtype=pl.Int64).alias("clusters"))
 
 

@@ -8,15 +8,14 @@ Two checks, each undefined (NaN, with a ``note``) rather than zero when its data
   the model mostly wanted to say something else, and ``p_unsafe`` compares two unlikely tokens.
   Imported scores carry no mass: NaN.
 - **Ranking**: AUROC of the mean score over prompts (the lock's prompts) with its percentile
-  bootstrap CI (``analysis.trust.resamples`` resamples; seed, chunk size and confidence of
-  ``analysis.bootstrap``, so its first resamples are the bootstrap table's). ``chance_level`` is true when the CI contains or lies below 0.5: on this
-  pair the model's score does not rank unsafe above safe better than a coin. A split with one class
-  has no AUROC (NaN, ``chance_level`` null).
+  bootstrap CI on the first ``analysis.trust.resamples`` of the bootstrap job's resamples (same
+  seed, chunk size, confidence and resampling unit as the bootstrap table: :mod:`.split_bootstrap`).
+  ``chance_level`` is true when the CI contains or lies below 0.5: on this pair the model's score
+  does not rank unsafe above safe better than a coin. A split with one class has no AUROC (NaN,
+  ``chance_level`` null).
 
-A resample is not materialised: one ``bincount`` per chunk of resamples counts the drawn samples per
-(distinct score, class), and over the distinct scores in ascending order, with ``P_g`` / ``N_g`` the
-drawn unsafe / safe counts at score ``g``, ``AUROC = sum_g P_g (N_<g + N_g / 2) / (P N)``, ties
-counting half as in :func:`metrics.auroc`. No loop over samples or resamples.
+A resample is not materialised: the AUROC of a resample is computed from its count vector
+(:class:`metrics.CountedAUROC`), a few passes over a chunk of count vectors.
 """
 
 from __future__ import annotations
@@ -28,9 +27,8 @@ import numpy as np
 import polars as pl
 
 from prompt_reliability.analysis import bootstrap, metrics
-from prompt_reliability.analysis.lockfile import locked_scores, read_lock
-from prompt_reliability.base import io, tables
-from prompt_reliability.data.matrix import split_rows
+from prompt_reliability.analysis.resampling import resample_counts
+from prompt_reliability.base import tables
 
 TABLE_COLUMNS = ("model", "dataset", "split", "n", "label_mass_mean", "label_mass_worst", "worst_prompt", "auroc",
                  "auroc_ci_low", "auroc_ci_high", "chance_level", "n_resamples", "note")
@@ -38,34 +36,27 @@ TABLE_COLUMNS = ("model", "dataset", "split", "n", "label_mass_mean", "label_mas
 
 def resampled_auroc(y: np.ndarray, p: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """AUROC of each resample (rows of ``indices``, the drawn sample numbers); NaN for a resample that drew
-    one class only. Exact: the Mann-Whitney count is summed in integers, divided once."""
-    y = np.asarray(y)
-    p = np.asarray(p, dtype=np.float64)
-    distinct, group = np.unique(p, return_inverse=True)  # group = rank of the sample's score among the distinct ones
-    n_keys = 2 * len(distinct)
-    key = 2 * group + (y == 1)  # (score group, class) of every sample
-    rows = len(indices)
-    flat = key[indices] + (np.arange(rows, dtype=np.int64) * n_keys)[:, None]
-    drawn = np.bincount(flat.ravel(), minlength=rows * n_keys).reshape(rows, -1, 2)  # resample x group x class
-    safe, unsafe = drawn[..., 0], drawn[..., 1]
-    safe_below = np.cumsum(safe, axis=1) - safe
-    twice_wins = (unsafe * (2 * safe_below + safe)).sum(axis=1)  # ties count half
-    pairs = unsafe.sum(axis=1) * safe.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, twice_wins / (2.0 * pairs), np.nan)
+    one class only (:class:`metrics.CountedAUROC` on the resamples' count matrix)."""
+    return metrics.CountedAUROC(y, p)(resample_counts(np.asarray(indices)))
+
+
+def auroc_interval(point: float, resampled: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """``(auroc, ci_low, ci_high, resamples used)``: the percentile CI over the resamples that drew both classes."""
+    if np.isnan(point):
+        return point, float("nan"), float("nan"), 0
+    resampled = resampled[~np.isnan(resampled)]
+    low, high = bootstrap.percentile_ci(resampled, confidence)
+    return point, float(low), float(high), len(resampled)
 
 
 def auroc_with_ci(y: np.ndarray, p: np.ndarray, *, n_resamples: int, seed: int, chunk_size: int = 256,
                   confidence: float = 0.95) -> tuple[float, float, float, int]:
-    """``(auroc, ci_low, ci_high, resamples used)``; the CI over the resamples that drew both classes."""
-    point = metrics.auroc(y, p)
-    if np.isnan(point):
-        return point, float("nan"), float("nan"), 0
-    resampled = np.concatenate([resampled_auroc(y, p, indices)
+    """``(auroc, ci_low, ci_high, resamples used)`` on independent resamples of its own (the workflow's
+    trust rows take theirs from the bootstrap job's resamples, :mod:`.split_bootstrap`)."""
+    counted = metrics.CountedAUROC(y, p)
+    resampled = np.concatenate([counted(resample_counts(indices))
                                 for indices in bootstrap.resample_indices(len(y), n_resamples, seed, chunk_size)])
-    resampled = resampled[~np.isnan(resampled)]
-    low, high = bootstrap.percentile_ci(resampled, confidence)
-    return point, float(low), float(high), len(resampled)
+    return auroc_interval(metrics.auroc(y, p), resampled, confidence)
 
 
 def label_mass(caches: Sequence[pl.DataFrame], sample_ids: Sequence[str]) -> tuple[float, float, str | None]:
@@ -80,33 +71,23 @@ def label_mass(caches: Sequence[pl.DataFrame], sample_ids: Sequence[str]) -> tup
     return float(rows["label_mass"].mean()), float(per_prompt["label_mass"][0]), per_prompt["prompt_id"][0]
 
 
-def trust_row(y: np.ndarray, mean_score: np.ndarray, caches: Sequence[pl.DataFrame], sample_ids: Sequence[str], *,
-              n_resamples: int, seed: int, chunk_size: int = 256, confidence: float = 0.95) -> dict[str, Any]:
+def trust_row(y: np.ndarray, caches: Sequence[pl.DataFrame], sample_ids: Sequence[str],
+              auroc: tuple[float, float, float, int]) -> dict[str, Any]:
+    """One evaluation pair's row: label mass from the score caches, and ``auroc`` = :func:`auroc_interval`."""
     mass_mean, mass_worst, worst_prompt = label_mass(caches, sample_ids)
-    auroc, low, high, used = auroc_with_ci(y, mean_score, n_resamples=n_resamples, seed=seed, chunk_size=chunk_size,
-                                           confidence=confidence)
+    point, low, high, used = auroc
     notes = []
     if np.isnan(mass_mean):
         notes.append("no label mass in the score cache (imported scores)")
-    if np.isnan(auroc):
+    if np.isnan(point):
         notes.append("AUROC undefined: the split holds one class")
     return {"n": len(y), "label_mass_mean": mass_mean, "label_mass_worst": mass_worst, "worst_prompt": worst_prompt,
-            "auroc": auroc, "auroc_ci_low": low, "auroc_ci_high": high,
-            "chance_level": None if np.isnan(auroc) else bool(low <= 0.5), "n_resamples": used,
+            "auroc": point, "auroc_ci_low": low, "auroc_ci_high": high,
+            "chance_level": None if np.isnan(point) else bool(low <= 0.5), "n_resamples": used,
             "note": "; ".join(notes)}
 
 
-def write_trust(*, matrix: str, lock: str, caches: Sequence[str], table: str, model: str, dataset: str, split: str,
-                analysis: Mapping[str, Any]) -> pl.DataFrame:
-    """Rule ``trust``: one evaluation pair's row (label mass from the score caches, AUROC of the mean with its CI)."""
-    full = pl.read_parquet(matrix)
-    rows = split_rows(full, split, matrix)
-    scores = locked_scores(rows, read_lock(lock, full))
-    settings = analysis["bootstrap"]
-    row = trust_row(rows["label"].to_numpy(), scores["mean"], [pl.read_parquet(c) for c in caches], rows["sample_id"],
-                    n_resamples=analysis["trust"]["resamples"], seed=settings["seed"],
-                    chunk_size=settings["chunk_size"], confidence=settings["confidence"])
-    piece = tables.label_pair(pl.DataFrame([row], schema_overrides={"worst_prompt": pl.Utf8, "chance_level": pl.Boolean}),
-                              model, dataset, split).select(TABLE_COLUMNS)
-    io.write_parquet(piece, table)
-    return piece
+def trust_piece(row: Mapping[str, Any], model: str, dataset: str, split: str) -> pl.DataFrame:
+    """The trust table's piece of one evaluation pair."""
+    return tables.label_pair(pl.DataFrame([row], schema_overrides={"worst_prompt": pl.Utf8, "chance_level": pl.Boolean}),
+                             model, dataset, split).select(TABLE_COLUMNS)
