@@ -78,3 +78,12 @@ def test_smoothed_curve_is_relplots_smoother_with_a_resampled_band():
     np.testing.assert_allclose(curve["lower"], np.percentile(bags, 2.5, axis=0), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(curve["upper"], np.percentile(bags, 97.5, axis=0), rtol=1e-9, atol=1e-12)
     assert (curve["lower"] <= curve["mu"] + 1e-12).mean() > 0.9 and (curve["mu"] <= curve["upper"] + 1e-12).mean() > 0.9
+
+
+@pytest.mark.parametrize(("points", "sigma"), [(201, 0.05), (200, 0.3), (1001, 0.16)])
+def test_the_reflected_operator_is_relplots_convolution_of_each_unit(points, sigma):
+    from relplot.kernels import ReflectedGaussianKernel
+
+    kernel = ReflectedGaussianKernel(sigma)
+    by_relplot = np.stack([kernel.convolve(unit, points) for unit in np.eye(points)])
+    np.testing.assert_allclose(se._reflected_operator(points, sigma), by_relplot, rtol=1e-12, atol=1e-12)

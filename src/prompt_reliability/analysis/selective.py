@@ -64,13 +64,19 @@ def n_retained(coverage: float, n: int) -> int:
     return math.ceil(round(coverage * n, 9))
 
 
-def retained(uncertainty: np.ndarray, coverage: float, tiebreak: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask of the ``ceil(coverage * n)`` least uncertain samples (ties by ``tiebreak``, else by position)."""
-    keep = np.zeros(len(uncertainty), dtype=bool)
+def retention_order(uncertainty: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Samples from least to most uncertain (ties by ``tiebreak``, else by position)."""
     if tiebreak is None:
-        order = np.argsort(uncertainty, kind="stable")
-    else:
-        order = np.lexsort((np.asarray(tiebreak), metrics.snap_ties(uncertainty)))
+        return np.argsort(uncertainty, kind="stable")
+    return np.lexsort((np.asarray(tiebreak), metrics.snap_ties(uncertainty)))
+
+
+def retained(uncertainty: np.ndarray, coverage: float, tiebreak: np.ndarray | None = None,
+             order: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the ``ceil(coverage * n)`` least uncertain samples (ties by ``tiebreak``, else by position);
+    ``order``: :func:`retention_order`, when already known."""
+    keep = np.zeros(len(uncertainty), dtype=bool)
+    order = retention_order(uncertainty, tiebreak) if order is None else order
     keep[order[:n_retained(coverage, len(uncertainty))]] = True
     return keep
 
@@ -78,9 +84,10 @@ def retained(uncertainty: np.ndarray, coverage: float, tiebreak: np.ndarray | No
 def risk_coverage(y: np.ndarray, p: np.ndarray, uncertainty: np.ndarray, coverages: Sequence[float], *, n_bins: int = 15,
                   eps: float = metrics.EPS, threshold: float = 0.5, tiebreak: np.ndarray | None = None) -> pl.DataFrame:
     """One row per coverage: ``coverage, n_retained, error, nll, ece`` of ``p`` on the retained samples."""
+    order = retention_order(uncertainty, tiebreak)  # one sort serves every coverage
     rows = []
     for coverage in coverages:
-        keep = retained(uncertainty, coverage, tiebreak)
+        keep = retained(uncertainty, coverage, order=order)
         rows.append({"coverage": float(coverage), "n_retained": int(keep.sum()),
                      "error": metrics.error_rate(y[keep], p[keep], threshold),
                      "nll": metrics.nll(y[keep], p[keep], eps), "ece": metrics.ece(y[keep], p[keep], n_bins)})
