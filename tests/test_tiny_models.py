@@ -80,3 +80,20 @@ def test_paper_config_names_the_tiny_stand_in_of_every_model(repo):
     assert set(stand_ins) == set(yaml.safe_load(text)["models"])
     assert set(stand_ins.values()) <= set(ARCHITECTURES)
     assert stand_ins["qwen3vl_30b_a3b"] == "qwen3_vl_moe" and stand_ins["minicpm_v4_6"] == "minicpmv4_6"
+
+
+def test_shape_defaults_are_the_schemas_and_cover_every_size(repo):
+    # the schema is the one place of the defaults: a config without `shape` and a library call without
+    # one build the same model; a partial shape keeps the schema's other sizes
+    import yaml
+
+    from prompt_reliability.base.config import validate_config
+    from prompt_reliability.scoring.tiny_models import TinyShape, default_shape
+
+    shape = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())[
+        "definitions"]["tiny_model"]["properties"]["shape"]
+    assert list(default_shape()) == list(TinyShape.__dataclass_fields__) == list(shape["properties"])
+    assert tiny_spec("llava")["shape"] == default_shape()
+    assert tiny_spec("llava", shape={"layers": 1})["shape"] == {**default_shape(), "layers": 1}
+    filled = validate_config({"shape": {"layers": 1}}, {"type": "object", "properties": {"shape": shape}})
+    assert filled["shape"] == tiny_spec("llava", shape={"layers": 1})["shape"]

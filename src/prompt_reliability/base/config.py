@@ -39,6 +39,10 @@ ALL_PROMPTS = "all"
 # --- 1. the schema -------------------------------------------------------------------------------
 
 
+# the schema of this repository's workflow (the package is used from its checkout: src/ beside workflow/)
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+
+
 def load_schema(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
@@ -386,9 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m prompt_reliability.base.config CONFIG.yaml", file=sys.stderr)
         return 2
-    schema = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
     try:
-        validate_config(load_config_file(args[0]), schema)
+        validate_config(load_config_file(args[0]), SCHEMA)
     except ConfigError as err:
         print(f"Invalid configuration: {err}", file=sys.stderr)
         return 1

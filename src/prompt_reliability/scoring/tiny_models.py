@@ -13,11 +13,12 @@ pass by accident. The same (architecture, shape, seed) always gives the same fil
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +35,33 @@ class TinyModelError(ValueError):
 
 @dataclass(frozen=True)
 class TinyShape:
-    """Sizes of a tiny model. ``image_side`` is the side (px) every image is resized to."""
+    """Sizes of a tiny model: config ``tiny.shape``, whose keys, limits and defaults are the schema's
+    (``definitions.tiny_model.shape``; :func:`default_shape`). ``image_side`` is the side (px) every
+    image is resized to."""
 
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate: int = 128
-    vision_hidden: int = 32
-    vision_layers: int = 1
-    vision_heads: int = 2
-    image_side: int = 64
-    vocab: int = 600
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    image_side: int
+    vocab: int
 
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
+
+
+@functools.cache
+def default_shape() -> dict[str, int]:
+    """The sizes a tiny model has where its config gives none: the schema's defaults of ``tiny_model.shape``."""
+    from prompt_reliability.base.config import SCHEMA, load_schema
+
+    properties = load_schema(SCHEMA)["definitions"]["tiny_model"]["properties"]["shape"]["properties"]
+    return {key: spec["default"] for key, spec in properties.items()}
 
 
 @dataclass(frozen=True)
@@ -515,7 +527,7 @@ def tiny_spec(arch: str, seed: int = 0, shape: Mapping[str, int] | TinyShape | N
         unknown = sorted(set(shape or {}) - set(TinyShape.__dataclass_fields__))
         if unknown:
             raise TinyModelError(f"tiny model shape has unknown keys {unknown}; allowed: {sorted(TinyShape.__dataclass_fields__)}")
-        resolved = replace(TinyShape(), **dict(shape or {}))
+        resolved = TinyShape(**{**default_shape(), **dict(shape or {})})
     if resolved.hidden % resolved.heads or resolved.heads % resolved.kv_heads:
         raise TinyModelError(f"tiny model shape: hidden ({resolved.hidden}) must divide by heads ({resolved.heads}) "
                              f"and heads by kv_heads ({resolved.kv_heads})")
