@@ -34,5 +34,10 @@ rule bootstrap:
         models=MODELS,
     run:
         call(
-            split_bootstrap.write_split_bootstrap, input, output, params, wildcards, log
+            split_bootstrap.write_split_bootstrap,
+            input,
+            output,
+            params,
+            wildcards,
+            log,
         )

@@ -41,13 +41,14 @@ rule safety_sra:
         call(safety_calibration.write_safety_sra, input, output, params, wildcards, log)
 
 
+# the model steps of an hf model under safety calibration (common.smk, ModelStep)
+SC_HF_STEP = dict(on=("model", SC_HF_MODELS), resources=scoring_resources())
 SAFETY_STEERING_VECTORS = ModelStep(
     "prompt_reliability.scoring.steering_vectors:write_steering_vectors",
     inputs=lambda w: _sc_model_dir(w.model),
     output={"vectors": os.path.join(SC_DIR, "steering/{model}.safetensors")},
     log=job_logs("safety_calibration", "steering", "{model}"),
-    on=("model", SC_HF_MODELS),
-    resources=scoring_resources(),
+    **SC_HF_STEP,
     params=dict(
         model_config=lambda w: hf_model_config(w.model),
         manifest=untracked(manifest_path(SC_LOCK["dataset"])),
@@ -127,9 +128,8 @@ SAFETY_VARIANT_SCORES = ModelStep(
         ]
     },
     log=job_logs("safety_calibration", "scores", "{model}", "{variant}"),
-    on=("model", SC_HF_MODELS),
+    **SC_HF_STEP,
     constraints={"variant": one_of(SC_VARIANTS)},
-    resources=scoring_resources(),
     params=dict(
         model_config=lambda w: hf_model_config(w.model),
         manifests=untracked([manifest_path(d) for d in SC_SCORED]),
@@ -251,9 +251,8 @@ SAFETY_RESPONSES = ModelStep(
         ]
     },
     log=job_logs("safety_calibration", "responses", "{model}", "{variant}"),
-    on=("model", SC_HF_MODELS),
+    **SC_HF_STEP,
     constraints={"variant": one_of(SC_VARIANTS)},
-    resources=scoring_resources(),
     params=dict(
         model_config=lambda w: hf_model_config(w.model), **SAFETY_RESPONSE_SETTINGS
     ),

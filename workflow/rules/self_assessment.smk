@@ -43,18 +43,23 @@ SA_SERVED = dict(
         w.model, "self_assessment", w.dataset, w.setting
     ),
 )
+# an hf model's two stages (common.smk, ModelStep): one job per model x dataset x setting, the model's
+# config (path resolved) and the self-assessment settings they read
+SA_HF_STEP = dict(
+    on=("model", SA_HF_MODELS), constraints=SA_SETTING, resources=scoring_resources()
+)
+SA_HF_SETTINGS = dict(
+    model_config=lambda w: hf_model_config(w.model), settings=sa_settings()
+)
 SELF_ASSESSMENT_GENERATE = ModelStep(
     "prompt_reliability.scoring.self_assessment_inference:generate_questions",
     inputs=sa_model_inputs,
     output={"generations": f"{SA_RUN}/generations.parquet"},
     log=job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "generate"),
-    on=("model", SA_HF_MODELS),
-    constraints=SA_SETTING,
-    resources=scoring_resources(),
+    **SA_HF_STEP,
     params=dict(
-        model_config=lambda w: hf_model_config(w.model),
+        **SA_HF_SETTINGS,
         **SA_GENERATE_KEYS,
-        settings=sa_settings(),
     ),
 )
 SELF_ASSESSMENT_ANSWER = ModelStep(
@@ -67,13 +72,10 @@ SELF_ASSESSMENT_ANSWER = ModelStep(
     },
     output={"answers": f"{SA_RUN}/answers.parquet"},
     log=job_logs("self_assessment", "{model}", "{dataset}", "{setting}", "answer"),
-    on=("model", SA_HF_MODELS),
-    constraints=SA_SETTING,
-    resources=scoring_resources(),
+    **SA_HF_STEP,
     params=dict(
-        model_config=lambda w: hf_model_config(w.model),
+        **SA_HF_SETTINGS,
         **SA_ANSWER_KEYS,
-        settings=sa_settings(),
     ),
 )
 
