@@ -45,3 +45,20 @@ def test_claims_section_counts_verdicts_per_paper():
                             "(core: 1 reproduced, 1 contradicted; vscbench: 1 weaker).")
     assert "### core" in text and "### vscbench" in text
     assert "| c2 | 8 | 14 | 12/14 | reproduced | 0.0550 |" in text
+
+
+def test_claims_of_a_paper_this_config_does_not_run_are_one_line_not_a_table():
+    claims = pl.DataFrame({"claim": ["c1", "c2", "u1", "u2"], "this_run": ["14", "8", None, None],
+                           "pairs": [14, 14, None, None], "paper": ["14/14", "12/14", "4/4", "5/5"],
+                           "verdict": ["reproduced", "reproduced", "not testable", "not testable"],
+                           "p_value": [1.0, 0.055, None, None], "paper_name": ["core", "core", "unsaf", "unsaf"],
+                           "paper_table": ["T1", "T1", "F2", "F3"], "note": ["", "", "missing", "missing"]})
+    text = report_md.claims_section(claims)
+    assert "Of 2 claims checked on this run, 2 reproduced." in text
+    assert "Not run in this config, so not counted: the claims of unsaf (2)" in text
+    assert "### unsaf" not in text and "| u1 |" not in text
+    # a paper with one testable claim keeps its table, its untestable claims counted
+    partly = claims.with_columns(pl.when(pl.col("claim") == "u1").then(pl.lit("reproduced")).otherwise(pl.col("verdict"))
+                                 .alias("verdict"))
+    text = report_md.claims_section(partly)
+    assert "### unsaf" in text and "1 not testable" in text and "Not run in this config" not in text

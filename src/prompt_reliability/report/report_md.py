@@ -96,6 +96,15 @@ def claims_section(claims: pl.DataFrame | None) -> str:
     if claims is None:
         return tables.markdown_section("Claims check", "The claims table was not produced in this run.")
     papers = list(dict.fromkeys(claims["paper_name"].to_list()))
+    # a paper none of whose claims this run can test (its method is off in this config) gets one line, not a table
+    untested = [p for p in papers
+                if (claims.filter(pl.col("paper_name") == p)["verdict"] == "not testable").all()]
+    if len(untested) < len(papers):
+        papers = [p for p in papers if p not in untested]
+        skipped = claims.filter(pl.col("paper_name").is_in(untested))
+        claims = claims.filter(pl.col("paper_name").is_in(papers))
+    else:
+        untested, skipped = [], claims.clear()
     summary = f"Of {claims.height} claims checked on this run, {_verdict_counts(claims)}"
     if len(papers) > 1:
         per_paper = "; ".join(f"{p}: {_verdict_counts(claims.filter(pl.col('paper_name') == p))}" for p in papers)
@@ -104,6 +113,10 @@ def claims_section(claims: pl.DataFrame | None) -> str:
                 "test finds this run's rate below the paper's (p < 0.05, column `p_value`); a \"best\" claim is "
                 "*weaker* when its row is not this run's best but beats at least half of its rivals (rule: "
                 "`workflow/claims/README.md`). Table `tables/claims.csv`.\n")
+    if untested:
+        counts = ", ".join(f"{p} ({skipped.filter(pl.col('paper_name') == p).height})" for p in untested)
+        summary += (f"\nNot run in this config, so not counted: the claims of {counts}; their tables are not produced "
+                    "here (`tables/claims.csv` lists them as not testable).\n")
     shown = claims.select("claim", "this_run", "pairs", "paper", "verdict", "p_value", "paper_table", "note")
     blocks = []
     for paper in papers:
