@@ -26,6 +26,8 @@ rule bootstrap:
         ),
     log:
         **job_logs("bootstrap", "{dataset}", "{split}"),
+    # the longest analysis job (all models of a split): started first, it is not the run's tail
+    priority: 10
     resources:
         **analysis_resources(),
     params:

@@ -285,9 +285,12 @@ class CountedAUROC:
     def __call__(self, counts: np.ndarray) -> np.ndarray:
         counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
         running = np.zeros((len(counts), len(self.safe_columns) + 1))
-        np.cumsum(counts[:, self.safe_columns], axis=1, out=running[:, 1:])
-        unsafe_drawn = counts[:, self.unsafe_columns]
-        twice_wins = (unsafe_drawn * (running[:, self.below] + running[:, self.through])).sum(axis=1)
+        np.cumsum(np.take(counts, self.safe_columns, axis=1), axis=1, out=running[:, 1:])  # take: 2x a fancy index
+        unsafe_drawn = np.take(counts, self.unsafe_columns, axis=1)
+        beaten = np.take(running, self.below, axis=1)
+        beaten += np.take(running, self.through, axis=1)
+        beaten *= unsafe_drawn
+        twice_wins = beaten.sum(axis=1)
         pairs = unsafe_drawn.sum(axis=1) * running[:, -1]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(pairs > 0, twice_wins / (2.0 * pairs), np.nan)
