@@ -11,20 +11,29 @@ min_version("9.0")
 # workflow.basedir is then the importing workflow's folder.
 WORKFLOW_DIR = os.fspath(workflow.current_basedir)
 
-# The embedded default applies only when no --configfile is given: Snakemake would otherwise
-# merge its nested dicts (models, datasets) into the user's config.
-if not workflow.overwrite_configfiles:
-
-    configfile: os.path.join(WORKFLOW_DIR, "config.yaml")
-
-
-# The config is validated (schema, defaults) and cross-checked in workflow/rules/common.smk.
-
 # Scripts import this workflow's own package, whatever is installed in the environment.
 sys.path.insert(0, os.path.join(WORKFLOW_DIR, "src"))
 from prompt_reliability.base.runtime import use_package_from
 
 use_package_from(os.path.join(WORKFLOW_DIR, "src"))
+
+# The embedded default applies only when no --configfile is given: Snakemake would otherwise
+# merge its nested dicts (models, datasets) into the user's config. Its syntax is checked first,
+# so that an error names the file, line and column (Snakemake's own message names neither; it
+# reads a --configfile before this file runs: README, "Your own models and datasets").
+if not workflow.overwrite_configfiles:
+    from snakemake.exceptions import WorkflowError
+    from prompt_reliability.base.config import ConfigError, load_config_file
+
+    try:
+        load_config_file(os.path.join(WORKFLOW_DIR, "config.yaml"))
+    except ConfigError as err:
+        raise WorkflowError(f"Invalid configuration: {err}") from None
+
+    configfile: os.path.join(WORKFLOW_DIR, "config.yaml")
+
+
+# The config is validated (schema, defaults) and cross-checked in workflow/rules/common.smk.
 
 
 report: "workflow/report/workflow.rst"

@@ -393,3 +393,44 @@ def test_yaml_syntax_error_in_a_config_names_file_line_and_fix(tmp_path, capsys)
     assert main([str(good)]) == 1 and "'analysis.ece_bin' is not a known key" in capsys.readouterr().err
     good.write_text(yaml.safe_dump(DEFAULT))
     assert main([str(good)]) == 0
+
+
+BROKEN_YAML = "datasets:\n  d: {adapter: synthetic\nmodels: {sim: {backend: simulate}}\n"
+
+
+@pytest.mark.workflow
+def test_what_a_user_sees_for_a_yaml_syntax_error(tmp_path):
+    """A syntax error in a --configfile: Snakemake reads the file while it parses its command line,
+    before this workflow's code runs, and its message names neither file nor line (the README says so
+    and points to the checker); the checker names file, line, column and the fix. A syntax error in
+    the embedded default (config.yaml, read by the Snakefile) gets the checker's message from the run."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "my.yaml"
+    bad.write_text(BROKEN_YAML)
+    result = run_snakemake(tmp_path, "--configfile", str(bad), "-n", check=False)
+    seen = result.stdout + result.stderr
+    assert result.returncode != 0 and "Config file is not valid JSON or YAML" in seen and "my.yaml" not in seen
+    assert "python -m prompt_reliability.base.config my.yaml" in (REPO / "README.md").read_text()
+    checker = subprocess.run([sys.executable, "-m", "prompt_reliability.base.config", str(bad)], capture_output=True,
+                             text=True, cwd=tmp_path)
+    assert checker.returncode == 1 and checker.stdout == ""
+    assert checker.stderr == (f"Invalid configuration: {bad}, line 3, column 7: not valid YAML (expected ',' or '}}', but "
+                              "got ':'); fix the syntax there (closing quotes and brackets, indentation with spaces, "
+                              "'key: value' with a space after the colon)\n")
+
+    # the embedded default, broken in a copy of the workflow
+    import shutil
+
+    checkout, workdir = tmp_path / "checkout", tmp_path / "run"
+    for folder in ("workflow", "src", "prompts", "profiles"):
+        shutil.copytree(REPO / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "Snakefile", checkout / "Snakefile")
+    (checkout / "config.yaml").write_text(BROKEN_YAML)
+    workdir.mkdir()
+    result = run_snakemake(workdir, "-n", check=False, snakefile=checkout / "Snakefile")
+    seen = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"Invalid configuration: {checkout / 'config.yaml'}, line 3, column 7: not valid YAML" in seen
+    assert "fix the syntax there" in seen

@@ -1,9 +1,13 @@
 """What re-runs what (issue 23): each kind of change re-runs exactly the jobs whose result it changes, in
 one run, and then a dry run has nothing to do.
 
-One study (a local CSV dataset with images, a simulated model and a tiny hf model built by the
-workflow) is run once; then, one after the other, each change below is made and the workflow run
-again; the test asserts the exact set of jobs that ran, and that ``-n`` then finds nothing to do.
+Two studies share one copy of this checkout. The core study (a local CSV dataset with images, a
+simulated model and a tiny hf model built by the workflow) is run once; then, one after the other,
+each change below is made and the workflow run again; the test asserts the exact set of jobs that
+ran, and that ``-n`` then finds nothing to do. The model-steps study runs every other kind of model
+step (safety-calibration variants, steering vectors, responses, an hf judge, self-assessment
+generation and answering, imported answers) and checks that a corrected label re-runs no model step
+but the judge (whose question names the label) and that a clone re-runs nothing.
 """
 
 from __future__ import annotations
@@ -50,18 +54,23 @@ MANIFEST = {job("dataset_manifest", dataset="mine"), job("check_manifest", datas
 PREFLIGHT = {job("preflight")}
 
 
-def write_study(root: Path) -> Path:
-    """The checkout (a copy of this working tree) and the study folder: CSV, images, prompts, config."""
-    from PIL import Image
-
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A copy of this working tree (its tracked and untracked files), shared by the module's tests."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
-    checkout = root / "checkout"
+    checkout = tmp_path_factory.mktemp("rerun") / "checkout"
     for name in files:
         if (REPO / name).is_file():
             (checkout / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, checkout / name)
-    study = root / "study"
+    return checkout
+
+
+def write_study(study: Path, **extra) -> Path:
+    """The study folder: CSV, images, prompts, config (``extra``: more config keys)."""
+    from PIL import Image
+
     (study / "data/images").mkdir(parents=True)
     shutil.copytree(REPO / "prompts", study / "prompts")
     rng = np.random.default_rng(0)
@@ -78,9 +87,10 @@ def write_study(root: Path) -> Path:
         "prompt_dir": "prompts",
         "lock": {"dataset": "mine", "split": "train"},
         "evaluate": [{"dataset": "mine", "split": "test"}],
+        **extra,
     }
     (study / "config.yaml").write_text(yaml.safe_dump(config))
-    return checkout
+    return study
 
 
 def snakemake(checkout: Path, study: Path, *args: str) -> str:
@@ -107,11 +117,23 @@ def executed(log: str) -> set:
     return jobs
 
 
-def run_once(checkout: Path, study: Path) -> set:
+def run_once(checkout: Path, study: Path, targets=TARGETS) -> set:
     """One run, the jobs it executed (target rules left out), and then nothing left to do."""
-    ran = executed(snakemake(checkout, study, "--cores", "2", *TARGETS))
-    assert "Nothing to be done" in snakemake(checkout, study, "-n", *TARGETS)
+    ran = executed(snakemake(checkout, study, "--cores", "2", *targets))
+    assert "Nothing to be done" in snakemake(checkout, study, "-n", *targets)
     return ran
+
+
+def clone(checkout: Path, study: Path, root: Path) -> tuple[Path, Path]:
+    """Another clone of the same commit at another place, and the study copied with ``results/`` (its
+    times kept) but without .snakemake (no metadata); everything else gets new times, as a clone of a
+    repository holding the study would (its data, prompts, config and imported files)."""
+    cloned, moved = root / "clone", root / "moved" / study.name
+    shutil.copytree(checkout, cloned)
+    shutil.copytree(study, moved, ignore=shutil.ignore_patterns(".snakemake"))
+    for path in [*cloned.rglob("*"), *(p for p in moved.rglob("*") if "results" not in p.relative_to(moved).parts)]:
+        path.touch()
+    return cloned, moved
 
 
 def edit_yaml(path: Path, change) -> None:
@@ -120,9 +142,8 @@ def edit_yaml(path: Path, change) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def test_each_change_reruns_exactly_what_it_changes_in_one_run(tmp_path):
-    checkout = write_study(tmp_path)
-    study = tmp_path / "study"
+def test_each_change_reruns_exactly_what_it_changes_in_one_run(checkout, tmp_path):
+    study = write_study(tmp_path / "study")
     first = run_once(checkout, study)
     assert scoring("sim", *FAMILIES) | scoring("tiny", *FAMILIES) <= first
 
@@ -161,14 +182,63 @@ def test_each_change_reruns_exactly_what_it_changes_in_one_run(tmp_path):
     module.write_text(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
     assert run_once(checkout, study) == set()
     module.write_text(source + "\nDECILES_NOTE = 'an edit'\n")
-    assert run_once(checkout, study) == analyses("sim", "fragility") | analyses("tiny", "fragility")
+    try:
+        assert run_once(checkout, study) == analyses("sim", "fragility") | analyses("tiny", "fragility")
 
-    # another clone of the same commit at another place, the study copied with its times but not
-    # .snakemake (no metadata): nothing; the clone's files are new (git gives them new times)
-    clone, moved = tmp_path / "clone", tmp_path / "moved" / "study"
-    shutil.copytree(checkout, clone)
-    shutil.copytree(study, moved, ignore=shutil.ignore_patterns(".snakemake"))
-    for path in [*clone.rglob("*"), *(moved / "prompts").rglob("*"), moved / "config.yaml"]:
-        path.touch()
-    assert "Nothing to be done" in snakemake(clone, moved, "-n", *TARGETS)
-    assert executed(snakemake(clone, moved, "--cores", "2", *TARGETS)) == set()
+        # another clone of the same commit at another place, results/ copied: nothing
+        cloned, moved = clone(checkout, study, tmp_path)
+        assert "Nothing to be done" in snakemake(cloned, moved, "-n", *TARGETS)
+        assert executed(snakemake(cloned, moved, "--cores", "2", *TARGETS)) == set()
+    finally:
+        module.write_text(source)  # the checkout is shared with the next test
+
+
+# --- the other model steps: safety calibration (scores, steering, responses, judges), self-assessment
+
+VARIANTS = ("none", "fewshot-1", "iar-L1-a1", "pe")
+JUDGES = ("phrase", "tiny")
+MODEL_STEPS_TARGETS = ["results/tables/safety_calibration.parquet", "results/tables/safety_responses.parquet",
+                       "results/tables/safety_judges.parquet", "results/tables/self_assessment.parquet"]
+# the model steps of this study (rule names), none of which a corrected label may re-run but the judge
+MODEL_STEP_RULES = {"tiny_model", "preflight", "score_family", "safety_variant_scores", "safety_steering_vectors",
+                    "safety_responses", "safety_judge_responses", "safety_judge_labelled", "self_assessment_generate",
+                    "self_assessment_answer"}
+
+
+def write_model_steps_study(study: Path) -> Path:
+    study = write_study(
+        study,
+        safety_calibration={"models": ["tiny"], "few_shot": {"shots": [1]}, "steering": {"layers": [1], "alphas": [1.0]},
+                            "prompting": ["pe"], "responses": {"enabled": True, "max_new_tokens": 4, "judges": list(JUDGES)}},
+        self_assessment={"models": ["tiny"], "settings": ["open"], "images": 2, "k": 1, "max_new_tokens": 8,
+                         "imports": {"harness": "answers.jsonl"}},
+    )
+    shutil.copy2(REPO / ".test/unsaf_import/answers/harness.jsonl", study / "answers.jsonl")
+    config = yaml.safe_load((study / "config.yaml").read_text())
+    config["models"].pop("sim")  # the tiny model alone: every model step is an hf one
+    (study / "config.yaml").write_text(yaml.safe_dump(config))
+    return study
+
+
+def test_model_steps_rerun_on_what_they_read_not_on_labels_or_a_clone(checkout, tmp_path):
+    study = write_model_steps_study(tmp_path / "study")
+    first = run_once(checkout, study, MODEL_STEPS_TARGETS)
+    assert MODEL_STEP_RULES <= {rule for rule, _ in first}, "every kind of model step ran"
+
+    # one corrected test label: the manifest, the matrix and what reads labels; the model judge
+    # re-judges (its question names the request's label); no other model step (the lock split's
+    # labels, which the few-shot demonstrations and the steering vectors read, are unchanged)
+    csv = study / "data/mine.csv"
+    csv.write_text(csv.read_text().replace("test3,test,unsafe", "test3,test,safe"))
+    pair = {"model": "tiny", "dataset": "mine", "split": "test"}
+    assert run_once(checkout, study, MODEL_STEPS_TARGETS) == (
+        MANIFEST | {job("score_matrix", model="tiny", dataset="mine"), job("lock", model="tiny")}
+        | {job(rule, **pair) for rule in ("split_matrix", "safety_sra")}
+        | {job("safety_variant_sra", method=v, **pair) for v in VARIANTS}
+        | {job("safety_judge_responses", judge="tiny", model="tiny", variant=v, dataset="mine") for v in VARIANTS}
+        | {job("safety_response_sra", variant=v, judge=j, **pair) for v in VARIANTS for j in JUDGES}
+        | {job("safety_calibration_table"), job("safety_responses_table")})
+
+    # another clone with results/ copied, the study's files (data, prompts, imported answers) new: nothing
+    cloned, moved = clone(checkout, study, tmp_path)
+    assert "Nothing to be done" in snakemake(cloned, moved, "-n", *MODEL_STEPS_TARGETS)

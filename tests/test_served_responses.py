@@ -61,9 +61,11 @@ def test_served_model_responses_are_judged_and_a_second_run_sends_nothing(tmp_pa
         table = pl.read_parquet(tmp_path / target)
         assert set(table["model"]) == {"gpt"} and set(table["method"]) == set(variants)
         assert set(table["judge"]) == {"phrase"}
+        labels = pl.read_parquet(tmp_path / "results/data/synth.parquet").select("sample_id", "label")
         for variant, answered in responses.items():
+            assert "label" not in answered.columns  # responses carry no labels: the SRA joins them
             split = answered["split"][0]
-            rows = answered.filter(pl.col("split") == split)
+            rows = answered.filter(pl.col("split") == split).join(labels, on="sample_id", how="left")
             refused = rows["response"] == REFUSAL
             unsafe, safe = rows["label"] == 1, rows["label"] == 0
             row = table.filter((pl.col("method") == variant) & (pl.col("split") == split)

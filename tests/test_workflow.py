@@ -50,6 +50,25 @@ def test_changing_analysis_params_reruns_only_analyses(import_run_copy):
     assert not {"dataset_manifest", "score_family", "score_matrix"} & set(jobs), jobs
 
 
+def test_report_reruns_only_on_what_it_renders_and_imports_on_their_content(import_run_copy):
+    """REPORT.md renders part of the config (models, prompts, lock, seeds, the hash of what changes
+    results): a setting of how jobs run rewrites nothing. Imported score files with new times and the
+    same bytes (a clone) rebuild no manifest."""
+    workdir = import_run_copy
+    config_path = workdir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["workers"] = {"max_jobs": 7, "max_rss_mb": 999}
+    config["resources"] = {"analysis_mem_mb": 1234, "analysis_runtime": 7}
+    config_path.write_text(yaml.safe_dump(config))
+    for imported in (workdir / "imports").iterdir():
+        imported.touch()
+    assert dry_run_jobs(workdir, "--configfile", str(config_path)) == {}
+    # what it reads does re-run it (the check above can fail): a table with other content
+    table = workdir / "results/tables/per_prompt.parquet"
+    pl.read_parquet(table).reverse().write_parquet(table)
+    assert "report_md" in dry_run_jobs(workdir, "--configfile", str(config_path))
+
+
 def test_malformed_import_line_names_file_and_line(import_workdir):
     path = import_workdir / "imports/m2_b.jsonl"
     lines = path.read_text().splitlines()

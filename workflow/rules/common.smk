@@ -310,8 +310,12 @@ def manifest_inputs(wildcards):
     marker that changes when an image file's bytes differ from the manifest's (mark_changed_images).
     """
     cfg = config["datasets"][wildcards.dataset]
-    if cfg["adapter"] == "scores":
-        return {"score_files": import_files(config, wildcards.dataset)}
+    if (
+        cfg["adapter"] == "scores"
+    ):  # source files: mtimes ignored (a clone), contents keyed
+        return {
+            "score_files": [ancient(f) for f in import_files(config, wildcards.dataset)]
+        }
     if cfg["adapter"] in ("local", "vscbench"):
         marker = f"results/data/.{wildcards.dataset}.images_changed"
         mark_changed_images(
@@ -336,6 +340,8 @@ def local_source_keys(wildcards):
     the manifest (its content keys then decide what re-runs) and a moved or cloned file does not.
     """
     cfg = config["datasets"][wildcards.dataset]
+    if cfg["adapter"] == "scores":
+        return {f: file_key(f) for f in import_files(config, wildcards.dataset)}
     if cfg["adapter"] not in ("local", "vscbench") or not os.path.exists(cfg["path"]):
         return {}
     if os.path.isdir(
@@ -453,27 +459,44 @@ def wait_for_gates():
             step.set_input(unpack(pending_gates))
 
 
+def stored_manifest_keys(dataset):
+    """The content keys the manifest job wrote (results/data/{dataset}.keys.json), {} before it ran:
+    the step waits for the manifest (a gate) and is re-evaluated then."""
+    try:
+        with open(f"results/data/{dataset}.keys.json") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
 def manifest_keys(datasets, *kinds):
     """Params function: ``{dataset: {kind: key}}`` of the manifests' content keys (kinds: ``samples``,
-    the sample inputs a model sees; ``labels``, splits, labels, categories and pairs).
+    the sample inputs a model sees; ``splits``, which split each sample is in; ``labels``, splits,
+    labels, categories and pairs).
     """
 
     def keys(wildcards):
         names = datasets(wildcards) if callable(datasets) else datasets
         found = {}
         for name in names:
-            path = f"results/data/{name}.keys.json"
-            try:
-                with open(path) as handle:
-                    stored = json.load(handle)
-            except (OSError, ValueError):
-                stored = (
-                    {}
-                )  # not built yet: the step waits for the manifest and is re-evaluated then
+            stored = stored_manifest_keys(name)
             found[name] = {kind: stored.get(kind, "pending") for kind in kinds}
         return found
 
     return keys
+
+
+def lock_split_keys(wildcards):
+    """Params entry of a step that learns from the lock split (few-shot demonstrations, steering
+    vectors): the lock dataset's sample inputs and the lock split's labels, so a corrected label in
+    another split re-runs nothing of it."""
+    stored = stored_manifest_keys(SC_LOCK["dataset"])
+    return {
+        "lock": {
+            "samples": stored.get("samples", "pending"),
+            "labels": stored.get("split_labels", {}).get(SC_LOCK["split"], "pending"),
+        }
+    }
 
 
 _CODE_KEYS = {}
@@ -719,8 +742,36 @@ def report_run_info():
             "analysis.seed": config["analysis"]["seed"],
             "analysis.bootstrap.seed": config["analysis"]["bootstrap"]["seed"],
         },
-        "config_hash": report_md.config_hash(config),
+        "config_hash": report_md.config_hash(results_config()),
     }
+
+
+def results_config():
+    """The config without what never changes a result (how and where jobs run: workers, resources,
+    batch and chunk sizes, a served model's connection, a training's checkpointing): REPORT.md's
+    config hash digests this, so that tuning a run neither changes the hash nor rewrites the report.
+    """
+    run_only_model_keys = ("resources", *RUN_ONLY_MODEL_KEYS, *SERVED_CONNECTION_KEYS)
+    out = {k: v for k, v in config.items() if k not in ("workers", "resources")}
+    out["models"] = {
+        name: {k: v for k, v in cfg.items() if k not in run_only_model_keys}
+        for name, cfg in config["models"].items()
+    }
+    out["self_assessment"] = {
+        k: v for k, v in config["self_assessment"].items() if k != "batch_size"
+    }
+    dist = config["distillation"]
+    out["distillation"] = {
+        **dist,
+        "students": {
+            name: {k: v for k, v in cfg.items() if k != "resources"}
+            for name, cfg in dist["students"].items()
+        },
+        "training": {
+            k: v for k, v in dist["training"].items() if k not in DIST_HOW_TO_TRAIN
+        },
+    }
+    return out
 
 
 # Safety calibration (rules: safety_calibration.smk)
@@ -797,11 +848,26 @@ def _sc_response_pieces(wildcards):
 
 
 def _sc_judge_inputs(wildcards):
-    """A model judge's folder (a tiny model) and its prompt: re-judge when either changes."""
-    inputs = {"prompt": os.path.join(SC_JUDGE_PROMPTS, "judge.yaml")}
+    """A model judge's folder (a tiny model); its prompts are keyed by content (_sc_judge_keys)."""
     if wildcards.judge in TINY_MODELS:
-        inputs["judge_dir"] = tiny_model_folder(wildcards.judge)
-    return inputs
+        return {"judge_dir": tiny_model_folder(wildcards.judge)}
+    return {}
+
+
+def _sc_judge_keys(wildcards):
+    """A judge depends on its prompt files (prompts/judge/*.yaml), by content, and on what it judges:
+    the labelled responses file, or the dataset's labels (the judge's question names the request's
+    label: a corrected label re-judges; the responses themselves are an input file).
+    """
+    keys = {
+        name: file_key(os.path.join(SC_JUDGE_PROMPTS, name))
+        for name in ("judge.yaml", "labels.yaml")
+    }
+    if "dataset" in wildcards.keys():
+        keys.update(manifest_keys([wildcards.dataset], "labels")(wildcards))
+    else:
+        keys["labelled"] = file_key(SC_LABELLED)
+    return keys
 
 
 def _sc_judge_config(judge):
@@ -831,48 +897,52 @@ def _sc_scored_spec(dataset):
     }
 
 
-def _sc_variant_inputs(wildcards, datasets=None):
-    """What a variant's job reads. Variant scoring (``datasets`` None) is keyed on the manifests'
-    content keys (_sc_variant_keys), so its inputs are the model and the steering vectors only; the
-    response jobs (``datasets``: the evaluation sets) still take the manifests, the lock manifest and
-    the calibration prompt as files.
+def _sc_variant_inputs(wildcards):
+    """What a variant's job (scores or responses) reads as files: the model and, for a steering
+    variant, its vectors. The manifests, the calibration prompts and the replies are keyed by content
+    (_sc_variant_keys), so a corrected label or a fresh clone re-runs no model step.
     """
-    if datasets is None:
-        inputs = _sc_model_dir(wildcards.model)
-        if wildcards.variant.startswith("iar-"):
-            inputs["vectors"] = f"{SC_DIR}/steering/{wildcards.model}.safetensors"
-        return inputs
-    inputs = {
-        "manifests": [f"results/data/{d}.parquet" for d in datasets],
-        **_sc_model_dir(wildcards.model),
-    }
+    inputs = _sc_model_dir(wildcards.model)
     if wildcards.variant.startswith("iar-"):
         inputs["vectors"] = f"{SC_DIR}/steering/{wildcards.model}.safetensors"
-    if wildcards.variant.startswith("fewshot-"):
-        inputs["lock_manifest"] = f"results/data/{SC_LOCK['dataset']}.parquet"
-    if wildcards.variant in SC["prompting"]:
-        inputs["calibration_prompt"] = os.path.join(
-            CALIBRATION_PROMPT_DIR, f"{wildcards.variant}.yaml"
-        )
-    if wildcards.variant.startswith("fewshot-"):
-        inputs["replies"] = os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")
     return inputs
 
 
-def _sc_variant_keys(wildcards):
-    """Variant scores read the scored samples (and splits: which samples are scored); a few-shot
-    variant also the lock split's labels (its demonstrations), a prompting variant its prompt file.
+def _sc_variant_keys(datasets, replies=False):
+    """Params function: what a variant's job depends on in what it reads. The datasets' sample inputs
+    and splits (which samples it scores or answers; never their labels, which neither the scores nor
+    the responses see); a few-shot variant also the lock split's samples and labels (its
+    demonstrations and their answers) and, when it answers (``replies``), the reply texts; a
+    prompting variant its prompt file.
     """
-    keys = manifest_keys(SC_SCORED, "samples", "labels")(wildcards)
-    if wildcards.variant.startswith("fewshot-"):
-        keys.update(manifest_keys([SC_LOCK["dataset"]], "samples", "labels")(wildcards))
-    if (
-        wildcards.variant in SC["prompting"]
-    ):  # a calibration prompt (prompts/calibration/)
-        keys["calibration_prompt"] = file_key(
-            os.path.join(CALIBRATION_PROMPT_DIR, f"{wildcards.variant}.yaml")
-        )
+
+    def keys(wildcards):
+        found = manifest_keys(datasets, "samples", "splits")(wildcards)
+        if wildcards.variant.startswith("fewshot-"):
+            found.update(lock_split_keys(wildcards))
+            if replies:
+                found["replies"] = file_key(
+                    os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")
+                )
+        if wildcards.variant in SC["prompting"]:  # a prompt of prompts/calibration/
+            found["calibration_prompt"] = file_key(
+                os.path.join(CALIBRATION_PROMPT_DIR, f"{wildcards.variant}.yaml")
+            )
+        return found
+
     return keys
+
+
+def _sc_variant_manifests(datasets):
+    """Params of a variant's job: where the manifests are (untracked: keyed by _sc_variant_keys)."""
+    return dict(
+        manifests=untracked([manifest_path(d) for d in datasets]),
+        lock_manifest=lambda w: untracked(
+            manifest_path(SC_LOCK["dataset"])
+            if w.variant.startswith("fewshot-")
+            else None
+        ),
+    )
 
 
 def _sc_tradeoff_entries():
@@ -919,6 +989,9 @@ DIST_GPU_STUDENTS = [
 ]
 DIST_CPU_STUDENTS = [s for s in DIST_STUDENTS if s not in DIST_GPU_STUDENTS]
 DIST_DIR = "results/distillation"
+# how a training job runs, not what it computes (checkpoint interval, activation recomputation); a
+# checkpoint's fingerprint leaves them out too
+DIST_HOW_TO_TRAIN = ("checkpoint_steps", "gradient_checkpointing")
 
 
 def student_config(wildcards):

@@ -16,9 +16,7 @@ wildcard_constraints:
     arm=one_of(DIST_ARMS),
 
 
-# how a training job runs, not what it computes (checkpoint interval, activation recomputation):
-# untracked, so changing them re-trains nothing (a checkpoint's fingerprint leaves them out too)
-DIST_HOW_TO_TRAIN = ("checkpoint_steps", "gradient_checkpointing")
+# DIST_HOW_TO_TRAIN (common.smk): untracked, so changing them re-trains nothing
 DIST_EVAL = f"{DIST_DIR}/eval/{{student}}/{{arm}}"
 # which images are held out for the students' evaluation (the training data leaves them out)
 DIST_IMAGE_SPLIT = dict(
@@ -28,9 +26,14 @@ DIST_IMAGE_SPLIT = dict(
 DIST_STEP = dict(
     on=("student", DIST_STUDENTS), gpu=DIST_GPU_STUDENTS, resources=student_resources()
 )
-# what a student arm's evaluation reads (self-assessment on the held-out images)
+# what a student arm's evaluation reads (self-assessment on the held-out images); the
+# self-assessment prompt file is keyed by content, not an input (its path differs between clones)
 DIST_EVALUATION = dict(
-    model_config=student_config, evaluation=DIST["evaluation"], setting=DIST["setting"]
+    model_config=student_config,
+    evaluation=DIST["evaluation"],
+    setting=DIST["setting"],
+    prompts=untracked(SA_PROMPTS),
+    depends_on={"prompts": file_key(SA_PROMPTS)},
 )
 DISTILLATION_TRAIN = ModelStep(
     "prompt_reliability.scoring.distillation:train_adapter",
@@ -60,7 +63,6 @@ DISTILLATION_GENERATE = ModelStep(
         "heldout": f"{DIST_DIR}/heldout_images.parquet",
         "scenes": f"{DIST_DIR}/hallucination/scenes.parquet",
         "probes": f"{DIST_DIR}/hallucination/pope_probes.parquet",
-        "prompts": SA_PROMPTS,
     },
     output={
         "generations": f"{DIST_EVAL}/generations.parquet",
@@ -80,7 +82,6 @@ DISTILLATION_ANSWER = ModelStep(
     inputs=distillation_arm_inputs,
     named_inputs={
         "questions": f"{DIST_EVAL}/questions.parquet",
-        "prompts": SA_PROMPTS,
     },
     output={"answers": f"{DIST_EVAL}/answers.parquet"},
     log=job_logs("distillation", "eval", "{student}", "{arm}", "answer"),
@@ -132,8 +133,8 @@ rule distillation_heldout:
 
 rule distillation_scenes:
     input:
-        objects=(
-            [DIST["hallucination"]["objects"]]
+        objects=(  # a source file: its mtime is ignored (a clone), its content keyed
+            [ancient(DIST["hallucination"]["objects"])]
             if DIST["hallucination"]["objects"]
             else []
         ),
@@ -149,6 +150,11 @@ rule distillation_scenes:
         seed=DIST["hallucination"]["seed"],
         image_size=DIST["hallucination"]["image_size"],
         objects_file=DIST["hallucination"]["objects"],
+        depends_on=(
+            {"objects": file_key(DIST["hallucination"]["objects"])}
+            if DIST["hallucination"]["objects"]
+            else {}
+        ),
     run:
         call(object_scenes.write_object_scenes, None, output, params, None, log)
 

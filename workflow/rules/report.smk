@@ -33,7 +33,11 @@ rule claims:
         call(claims_check.write_claims, input, output, params, wildcards, log)
 
 
-# REPORT.md is the last file of every run: it reads every table, figure, manifest and lock.
+# REPORT.md is the last file of every run: it reads every table, manifest and lock and links every
+# figure. Its params are only what it renders of the config (report_run_info), so a setting of how
+# jobs run (workers, resources, batch sizes) does not rewrite it. Figures stay plain inputs (a
+# redrawn figure rewrites it): with ancient() ones, Snakemake would drop the job as a dependant of a
+# re-running figure without checking its own params (docs/architecture.md, "What re-runs what").
 rule report_md:
     input:
         tables_in=sorted(PRODUCED_TABLES),

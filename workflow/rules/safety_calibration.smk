@@ -52,8 +52,9 @@ SAFETY_STEERING_VECTORS = ModelStep(
     params=dict(
         model_config=lambda w: hf_model_config(w.model),
         manifest=untracked(manifest_path(SC_LOCK["dataset"])),
+        # the vectors contrast the lock split's unsafe and safe rows: its labels, not the test split's
         depends_on=lambda w: {
-            **manifest_keys([SC_LOCK["dataset"]], "samples", "labels")(w),
+            **lock_split_keys(w),
             "replies": file_key(os.path.join(CALIBRATION_PROMPT_DIR, "replies.yaml")),
         },
         prompts=REGISTRY.text_hash(SC["family"]) if SC_MODELS else "",
@@ -132,13 +133,8 @@ SAFETY_VARIANT_SCORES = ModelStep(
     constraints={"variant": one_of(SC_VARIANTS)},
     params=dict(
         model_config=lambda w: hf_model_config(w.model),
-        manifests=untracked([manifest_path(d) for d in SC_SCORED]),
-        lock_manifest=lambda w: untracked(
-            manifest_path(SC_LOCK["dataset"])
-            if w.variant.startswith("fewshot-")
-            else None
-        ),
-        depends_on=_sc_variant_keys,
+        **_sc_variant_manifests(SC_SCORED),
+        depends_on=_sc_variant_keys(SC_SCORED),
         prompts={d: _sc_scored_spec(d)["prompts"] for d in SC_SCORED},
         datasets=[
             {k: v for k, v in _sc_scored_spec(d).items() if k != "prompts"}
@@ -235,7 +231,11 @@ rule safety_variant_sra:
 
 
 # Response mode (VSCBench's protocol): one job per (model, variant) answers every evaluation dataset.
+# The responses carry no labels (the judges and the response SRA join them from the manifest): keyed
+# on the sample inputs and splits, so a corrected label re-answers nothing.
 SAFETY_RESPONSE_SETTINGS = dict(
+    **_sc_variant_manifests(SC_DATASETS),
+    depends_on=_sc_variant_keys(SC_DATASETS, replies=True),
     datasets=[{"dataset": d, "splits": _sc_splits(d)} for d in SC_DATASETS],
     max_new_tokens=SC["responses"]["max_new_tokens"],
     few_shot=SC_FEW_SHOT,
@@ -243,7 +243,7 @@ SAFETY_RESPONSE_SETTINGS = dict(
 )
 SAFETY_RESPONSES = ModelStep(
     "prompt_reliability.scoring.responses:write_variant_responses",
-    inputs=lambda w: _sc_variant_inputs(w, SC_DATASETS),
+    inputs=_sc_variant_inputs,
     output={
         "responses": [
             os.path.join(SC_DIR, "responses/{model}/{variant}/") + f"{d}.parquet"
@@ -345,9 +345,11 @@ SC_RESPONSES_FILE = os.path.join(
 )
 # the judged responses: of a scored model (a served model without logprobs is none), any variant
 SC_JUDGED_CONSTRAINTS = {"model": one_of(SC_MODELS), "variant": one_of(SC_VARIANTS)}
-# an hf judge's config (path resolved) or what shapes a served judge's requests, its prompt
+# an hf judge's config (path resolved) or what shapes a served judge's requests, its prompt (keyed by
+# content, with what it judges: _sc_judge_keys)
 SC_JUDGE_SETTINGS = dict(
     judge_config=lambda w: _sc_judge_config(w.judge),
+    depends_on=_sc_judge_keys,
     prompt_dir=untracked(SC_JUDGE_PROMPTS),
     prompt_format=config["prompt_format"],
 )
@@ -364,6 +366,7 @@ SAFETY_JUDGE_RESPONSES = ModelStep(
     resources=scoring_resources("judge"),
     params=dict(
         **SC_JUDGE_SETTINGS,
+        manifest=lambda w: untracked(manifest_path(w.dataset)),  # the requests' labels
         work_dir=lambda w: os.path.join(
             SC_DIR, "chunks/judge", w.judge, w.model, w.variant, w.dataset
         ),
@@ -419,7 +422,7 @@ rule safety_judge_responses_gpu:
 
 rule safety_judge_responses_served:
     input:
-        unpack(SAFETY_JUDGE_RESPONSES.inputs),  # the judge's prompt (a served judge is no tiny model)
+        unpack(SAFETY_JUDGE_RESPONSES.inputs),  # nothing: a served judge is no tiny model
         **SAFETY_JUDGE_RESPONSES.named_inputs,
     output:
         **SAFETY_JUDGE_RESPONSES.output,
@@ -444,13 +447,15 @@ SC_LABELLED_JUDGED = os.path.join(SC_DIR, "judges/{judge}.parquet")
 SAFETY_JUDGE_LABELLED = ModelStep(
     "prompt_reliability.scoring.judging:write_labelled_judgement",
     inputs=_sc_judge_inputs,
-    named_inputs={"labelled": SC_LABELLED},
     output={"judgement": SC_LABELLED_JUDGED},
     log=job_logs("safety_calibration", "judge", "{judge}", "labelled"),
     on=("judge", SC_HF_JUDGES),
     resources=scoring_resources("judge"),
     params=dict(
         **SC_JUDGE_SETTINGS,
+        labelled=untracked(
+            SC_LABELLED
+        ),  # a source file: keyed by content (_sc_judge_keys)
         work_dir=lambda w: os.path.join(SC_DIR, "chunks/judge", w.judge, "labelled"),
     ),
 )
@@ -504,7 +509,7 @@ rule safety_judge_labelled_gpu:
 
 rule safety_judge_labelled_served:
     input:
-        unpack(SAFETY_JUDGE_LABELLED.inputs),  # the judge's prompt (a served judge is no tiny model)
+        unpack(SAFETY_JUDGE_LABELLED.inputs),  # nothing: a served judge is no tiny model
         **SAFETY_JUDGE_LABELLED.named_inputs,
     output:
         **SAFETY_JUDGE_LABELLED.output,
@@ -531,6 +536,7 @@ rule safety_response_sra:
             )
         ),
         responses=SC_RESPONSES_FILE,
+        manifest="results/data/{dataset}.parquet",  # labels and categories
     output:
         table=os.path.join(
             SC_DIR, "{model}/{dataset}/{split}/responses/{variant}/{judge}.parquet"
@@ -589,7 +595,6 @@ rule safety_responses_table:
 
 rule safety_judges_table:
     input:
-        labelled=SC_LABELLED,
         judgements=[SC_LABELLED_JUDGED.format(judge=j) for j in SC_MODEL_JUDGES],
     output:
         **table_outputs("safety_judges"),
@@ -598,6 +603,8 @@ rule safety_judges_table:
     localrule: True
     params:
         code=code_of(safety_report.write_judges_table),
+        labelled=untracked(SC_LABELLED),
+        depends_on={"labelled": file_key(SC_LABELLED)},
         judges=SC_MODEL_JUDGES,
         backends={j: config["models"][j]["backend"] for j in SC_MODEL_JUDGES},
     run:

@@ -257,9 +257,8 @@ rule self_assessment_scores:
         call(self_assessment_scores.write_scores, input, output, params, wildcards, log)
 
 
+# The simulator picks the dataset's images (never its labels): keyed on the sample inputs.
 rule self_assessment_simulate:
-    input:
-        manifest="results/data/{dataset}.parquet",
     output:
         generations=sa_setting_files("generations.parquet"),
         questions=sa_setting_files("questions.parquet"),
@@ -274,6 +273,8 @@ rule self_assessment_simulate:
     localrule: True
     params:
         code=code_of(self_assessment_simulation.simulate_run),
+        manifest=lambda w: untracked(manifest_path(w.dataset)),
+        depends_on=manifest_keys(lambda w: [w.dataset], "samples"),
         profile=lambda w: SA["simulate"][w.model],
         simulation=SA["simulation"],
         settings=SA_SETTINGS,
@@ -292,9 +293,10 @@ rule self_assessment_simulate:
         )
 
 
+# Answers produced elsewhere: a source file, its mtime ignored (a clone), its content keyed.
 rule self_assessment_import:
     input:
-        source=lambda w: SA_IMPORTS[w.name],
+        source=lambda w: ancient(SA_IMPORTS[w.name]),
     output:
         scores="results/self_assessment/imported/{name}/scores.parquet",
         answers="results/self_assessment/imported/{name}/answers.parquet",
@@ -305,6 +307,7 @@ rule self_assessment_import:
     localrule: True
     params:
         code=code_of(self_assessment_imports.import_answers),
+        depends_on=lambda w: {"source": file_key(SA_IMPORTS[w.name])},
         ece_bins=config["analysis"]["ece_bins"],
     run:
         call(self_assessment_imports.import_answers, input, output, params, None, log)

@@ -30,6 +30,7 @@ import polars as pl
 from prompt_reliability.analysis import metrics
 from prompt_reliability.analysis.lockfile import locked_scores, read_lock
 from prompt_reliability.base import io
+from prompt_reliability.data.datasets import with_labels
 from prompt_reliability.data.matrix import split_rows
 
 log = logging.getLogger("prompt_reliability")
@@ -257,12 +258,13 @@ def response_flags(responses: pl.DataFrame, judge: str, judgement: pl.DataFrame 
     return joined["flag"].to_numpy().astype(np.float64)
 
 
-def write_response_sra(*, responses: str, table: str, model: str, dataset: str, split: str, variant: str, judge: str,
-                       threshold: float, verdicts: Mapping[str, Mapping[str, float]], judgement: str | None = None) -> pl.DataFrame:
-    """SRA per category of one variant's responses as one judge decides them (columns :data:`RESPONSE_COLUMNS`).
-    A flag (or an hf judge's p(Y)) at or above ``threshold`` counts as refused/warned; unjudged
-    responses are left out of the accuracies and counted in ``n_unjudged``."""
-    answered = pl.read_parquet(responses).filter(pl.col("split") == split)
+def write_response_sra(*, responses: str, manifest: str, table: str, model: str, dataset: str, split: str, variant: str,
+                       judge: str, threshold: float, verdicts: Mapping[str, Mapping[str, float]],
+                       judgement: str | None = None) -> pl.DataFrame:
+    """SRA per category of one variant's responses as one judge decides them (columns :data:`RESPONSE_COLUMNS`);
+    labels and categories come from ``manifest``. A flag (or an hf judge's p(Y)) at or above ``threshold``
+    counts as refused/warned; unjudged responses are left out of the accuracies and counted in ``n_unjudged``."""
+    answered = with_labels(pl.read_parquet(responses), manifest, responses).filter(pl.col("split") == split)
     if not answered.height:
         raise SafetyCalibrationError(f"{responses}: no responses in split {split!r}")
     flags = response_flags(answered, judge, pl.read_parquet(judgement) if judgement else None)

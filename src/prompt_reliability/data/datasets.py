@@ -36,9 +36,11 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "pair_id": pl.Utf8,  # optional: matched safe/unsafe look-alikes share one (issue 14)
     "image_sha256": pl.Utf8,  # content of the image file, so that new bytes under an old path re-score
 }
-# What a model sees of a sample (its scores depend on these, never on its label, split or path) and
-# what the analyses further read of it; each gets one content key (manifest_keys).
+# What a model sees of a sample (its scores depend on these, never on its label, split or path), which
+# split each sample is in (model steps that work on some splits only), and what the analyses further
+# read of it; each gets one content key (manifest_keys).
 SAMPLE_INPUT_COLUMNS = ("sample_id", "query", "image_sha256")
+SAMPLE_SPLIT_COLUMNS = ("sample_id", "split")
 SAMPLE_LABEL_COLUMNS = ("sample_id", "split", "label", "category", "pair_id")
 # The documented default (schema, datasets.labels): anything else (yes/no, U/S) needs an explicit
 # 'labels' mapping, so that "yes" is never silently unsafe.
@@ -133,16 +135,24 @@ def mark_changed_images(manifest_path: str | Path, stats_path: str | Path, marke
             marker.write_text(content)
 
 
-def manifest_keys(manifest: pl.DataFrame) -> dict[str, str]:
-    """Content keys of a manifest: ``samples`` (ids, queries, image contents: what scores depend on) and
-    ``labels`` (ids, splits, labels, categories, pairs). Row order and image paths do not count."""
+def _columns_key(rows: pl.DataFrame, columns: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for column in columns:
+        digest.update(column.encode() + b"\0" + "\x1f".join("" if v is None else str(v) for v in rows[column]).encode() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def manifest_keys(manifest: pl.DataFrame) -> dict[str, Any]:
+    """Content keys of a manifest: ``samples`` (ids, queries, image contents: what scores depend on),
+    ``splits`` (ids and splits: which samples a step that reads some splits sees), ``labels`` (ids,
+    splits, labels, categories, pairs) and ``split_labels`` (the labels key of each split alone: a step
+    that learns from the lock split's labels, such as few-shot demonstrations or steering vectors, does
+    not re-run when a test label is corrected). Row order and image paths do not count."""
     rows = manifest.sort("sample_id")
-    keys = {}
-    for key, columns in (("samples", SAMPLE_INPUT_COLUMNS), ("labels", SAMPLE_LABEL_COLUMNS)):
-        digest = hashlib.sha256()
-        for column in columns:
-            digest.update(column.encode() + b"\0" + "\x1f".join("" if v is None else str(v) for v in rows[column]).encode() + b"\0")
-        keys[key] = digest.hexdigest()[:20]
+    keys: dict[str, Any] = {key: _columns_key(rows, columns) for key, columns in (
+        ("samples", SAMPLE_INPUT_COLUMNS), ("splits", SAMPLE_SPLIT_COLUMNS), ("labels", SAMPLE_LABEL_COLUMNS))}
+    keys["split_labels"] = {split: _columns_key(rows.filter(pl.col("split") == split), SAMPLE_LABEL_COLUMNS)
+                            for split in sorted(rows["split"].unique().to_list())}
     return keys
 
 
@@ -177,6 +187,19 @@ def write_manifest(*, manifest: str, content_keys: str, dataset: str, dataset_co
     io.write_json({"dataset": dataset, "n": built.height, **manifest_keys(built)}, content_keys)
     log.info("wrote %s: %s", manifest, split_counts(built))
     return built
+
+
+def with_labels(answered: pl.DataFrame, manifest: str, responses: str) -> pl.DataFrame:
+    """``answered`` (a responses table) with each sample's ``label`` and ``category`` from ``manifest``:
+    responses carry neither (a corrected label re-answers nothing, it re-judges)."""
+    rows = pl.read_parquet(manifest, columns=["sample_id", "label", "category"])
+    joined = answered.drop("label", "category", strict=False).join(rows, on="sample_id", how="left",
+                                                                   maintain_order="left")
+    missing = joined.filter(pl.col("label").is_null())["sample_id"]
+    if len(missing):
+        raise DatasetError(f"{responses}: {len(missing)} responses to samples that {manifest} lacks "
+                         f"(e.g. {missing.head(3).to_list()}); re-run the responses of this dataset")
+    return joined
 
 
 def validate_manifest(df: pl.DataFrame, source: str) -> pl.DataFrame:

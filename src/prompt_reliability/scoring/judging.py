@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from prompt_reliability.base import io
+from prompt_reliability.data.datasets import with_labels
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,12 @@ def judge_items(items: pl.DataFrame, *, judge: str, judge_config: Mapping[str, A
                          "reply": pl.Series(replies, dtype=pl.Utf8)})
 
 
-def write_response_judgement(*, responses: str, judgement: str, judge: str, judge_config: Mapping[str, Any],
+def write_response_judgement(*, responses: str, manifest: str, judgement: str, judge: str, judge_config: Mapping[str, Any],
                              prompt_dir: str, prompt_format: Mapping[str, str], work_dir: str,
                              request_cache: str | None = None, connection: Mapping[str, Any] | None = None,
                              **_inputs: Any) -> pl.DataFrame:
-    """Rule entry point: one judge's flags on one responses file."""
-    answered = pl.read_parquet(responses)
+    """Rule entry point: one judge's flags on one responses file (the requests' labels from ``manifest``)."""
+    answered = with_labels(pl.read_parquet(responses), manifest, responses)
     items = answered.select("sample_id", "split", "label", "category",
                             pl.struct("label", "query", "response").map_elements(
                                 lambda r: item_text(r["label"], r["query"], r["response"]), return_dtype=pl.Utf8).alias("query"))

@@ -136,8 +136,10 @@ def _dataset_rows(manifests: Sequence[str], responses: Sequence[str],
 
 
 def _save_responses(rows: pl.DataFrame, texts: Sequence[str], target: str, metadata: Mapping[str, Any]) -> pl.DataFrame:
-    """The responses table (the samples' ids, labels and queries beside each response), written with ``metadata``."""
-    table = rows.select("sample_id", "split", "label", "category", "query").with_columns(pl.Series("response", texts, dtype=pl.Utf8))
+    """The responses table (the samples' ids, splits and queries beside each response), written with ``metadata``.
+    No labels or categories: a response does not depend on them, and the steps that need them (the
+    judges, the response SRA) join them from the manifest, so a corrected label re-answers nothing."""
+    table = rows.select("sample_id", "split", "query").with_columns(pl.Series("response", texts, dtype=pl.Utf8))
     io.write_parquet(table, target, metadata)
     return table
 
