@@ -26,8 +26,11 @@ pytestmark = pytest.mark.workflow
 pytest.importorskip("transformers")
 
 N_PER_SPLIT = 10
+# One worker: the hf steps of a run then import torch once (their cost is the import and the model's
+# load, not the 20 samples), and `make test` runs other test files on the other cores.
+CORES = "1"
 MODELS = ("sim", "tiny")
-FAMILIES = ("A", "B", "C")
+FAMILIES = ("A", "B")  # two are enough: a template edit of B must leave A alone
 # The analyses the study asks for (targets), per model, on the test split.
 TARGETS = [f"results/analysis/{m}/mine/test/{a}.parquet" for m in MODELS for a in ("reliability", "fragility")]
 
@@ -85,6 +88,7 @@ def write_study(study: Path, **extra) -> Path:
         "datasets": {"mine": {"adapter": "local", "path": "data/mine.csv", "columns": {"sample_id": "id"}}},
         "models": {"sim": {"backend": "simulate"}, "tiny": {"backend": "hf", "tiny": {"arch": "llava", "seed": 0}}},
         "prompt_dir": "prompts",
+        "prompts": list(FAMILIES),
         "lock": {"dataset": "mine", "split": "train"},
         "evaluate": [{"dataset": "mine", "split": "test"}],
         **extra,
@@ -119,7 +123,7 @@ def executed(log: str) -> set:
 
 def run_once(checkout: Path, study: Path, targets=TARGETS) -> set:
     """One run, the jobs it executed (target rules left out), and then nothing left to do."""
-    ran = executed(snakemake(checkout, study, "--cores", "2", *targets))
+    ran = executed(snakemake(checkout, study, "--cores", CORES, *targets))
     assert "Nothing to be done" in snakemake(checkout, study, "-n", *targets)
     return ran
 
@@ -161,8 +165,13 @@ def test_each_change_reruns_exactly_what_it_changes_in_one_run(checkout, tmp_pat
     edit_yaml(study / "config.yaml", lambda d: d["models"]["tiny"].update(engine="reference"))
     assert run_once(checkout, study) == PREFLIGHT | scoring("tiny", *FAMILIES) | downstream("tiny")
 
-    # how a model's work is split: nothing
-    edit_yaml(study / "config.yaml", lambda d: d["models"]["tiny"].update(batch_size=3, chunk_size=4))
+    # how the work is split and run, and a docstring or comment of a module an analysis calls:
+    # nothing (cases that re-run nothing share one run: none may re-run anything)
+    edit_yaml(study / "config.yaml", lambda d: (d["models"]["tiny"].update(batch_size=3, chunk_size=4),
+                                                d.update(workers={"max_jobs": 50}, resources={"analysis_mem_mb": 900})))
+    module = checkout / "src/prompt_reliability/analysis/fragility.py"
+    source = module.read_text()
+    module.write_text(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
     assert run_once(checkout, study) == set()
 
     # new bytes under an old image path: the manifest, then the hf model (simulated scores ignore images)
@@ -176,11 +185,7 @@ def test_each_change_reruns_exactly_what_it_changes_in_one_run(checkout, tmp_pat
     csv.write_text(csv.read_text().replace("test3,test,unsafe", "test3,test,safe"))
     assert run_once(checkout, study) == MANIFEST | scoring("sim", *FAMILIES) | downstream("sim") | downstream("tiny")
 
-    # a package module an analysis calls: that analysis only; a comment or docstring: nothing
-    module = checkout / "src/prompt_reliability/analysis/fragility.py"
-    source = module.read_text()
-    module.write_text(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
-    assert run_once(checkout, study) == set()
+    # a package module an analysis calls: that analysis only
     module.write_text(source + "\nDECILES_NOTE = 'an edit'\n")
     try:
         assert run_once(checkout, study) == analyses("sim", "fragility") | analyses("tiny", "fragility")
@@ -188,7 +193,7 @@ def test_each_change_reruns_exactly_what_it_changes_in_one_run(checkout, tmp_pat
         # another clone of the same commit at another place, results/ copied: nothing
         cloned, moved = clone(checkout, study, tmp_path)
         assert "Nothing to be done" in snakemake(cloned, moved, "-n", *TARGETS)
-        assert executed(snakemake(cloned, moved, "--cores", "2", *TARGETS)) == set()
+        assert executed(snakemake(cloned, moved, "--cores", CORES, *TARGETS)) == set()
     finally:
         module.write_text(source)  # the checkout is shared with the next test
 
@@ -208,6 +213,7 @@ MODEL_STEP_RULES = {"tiny_model", "preflight", "score_family", "safety_variant_s
 def write_model_steps_study(study: Path) -> Path:
     study = write_study(
         study,
+        prompts=["A"],  # the calibration family
         safety_calibration={"models": ["tiny"], "few_shot": {"shots": [1]}, "steering": {"layers": [1], "alphas": [1.0]},
                             "prompting": ["pe"], "responses": {"enabled": True, "max_new_tokens": 4, "judges": list(JUDGES)}},
         self_assessment={"models": ["tiny"], "settings": ["open"], "images": 2, "k": 1, "max_new_tokens": 8,
