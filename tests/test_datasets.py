@@ -114,3 +114,32 @@ def test_duplicate_sample_ids_are_rejected(tmp_path):
     pl.DataFrame({"sample_id": ["a", "a"], "image": names, "label": [1, 0]}).write_parquet(tmp_path / "d.parquet")
     with pytest.raises(DatasetError, match="unique"):
         build_manifest("d", validated_dataset({"adapter": "local", "path": str(tmp_path / "d.parquet")}), tmp_path / "o")
+
+
+def test_manifest_keys_tell_apart_what_each_kind_of_step_reads():
+    """Each content key changes with what it covers and with nothing else: a corrected test label moves
+    ``labels`` and that split's ``split_labels``, not ``samples``, ``splits`` or the lock split's; a
+    reordered source moves ``order`` only; a moved sample moves ``splits``; a new query ``samples``."""
+    from prompt_reliability.data.datasets import manifest_keys
+
+    manifest = pl.DataFrame({"sample_id": ["a", "b", "c", "d"], "split": ["train", "train", "test", "test"],
+                             "label": pl.Series([0, 1, 0, 1], dtype=pl.Int8), "query": ["q"] * 4,
+                             "image_path": ["x"] * 4, "category": [None] * 4, "pair_id": [None] * 4,
+                             "image_sha256": ["h1", "h2", "h3", "h4"]})
+    base = manifest_keys(manifest)
+
+    def changed(frame):
+        keys = manifest_keys(frame)
+        return {k for k in base if keys[k] != base[k]} | {f"split_labels.{s}" for s in base["split_labels"]
+                                                           if keys["split_labels"].get(s) != base["split_labels"][s]}
+
+    relabelled = manifest.with_columns(pl.when(pl.col("sample_id") == "d").then(0).otherwise(pl.col("label"))
+                                       .cast(pl.Int8).alias("label"))
+    assert changed(relabelled) == {"labels", "split_labels", "split_labels.test"}
+    assert changed(manifest.reverse()) == {"order"}
+    assert changed(manifest.with_columns(pl.lit("elsewhere").alias("image_path"))) == set()
+    moved = manifest.with_columns(pl.when(pl.col("sample_id") == "b").then(pl.lit("test")).otherwise(pl.col("split"))
+                                  .alias("split"))
+    assert changed(moved) == {"splits", "labels", "split_labels", "split_labels.train", "split_labels.test"}
+    assert changed(manifest.with_columns(pl.lit("other").alias("query"))) == {"samples"}
+    assert changed(manifest.with_columns(pl.Series("image_sha256", ["h1", "h2", "h3", "h9"]))) == {"samples"}

@@ -472,7 +472,8 @@ def stored_manifest_keys(dataset):
 def manifest_keys(datasets, *kinds):
     """Params function: ``{dataset: {kind: key}}`` of the manifests' content keys (kinds: ``samples``,
     the sample inputs a model sees; ``splits``, which split each sample is in; ``labels``, splits,
-    labels, categories and pairs).
+    labels, categories and pairs; ``order``, the ids in manifest order, for steps that take the first
+    n images).
     """
 
     def keys(wildcards):
@@ -697,10 +698,11 @@ def sa_model_inputs(wildcards):
 
 
 def sa_keys(wildcards):
-    """Self-assessment model steps read the prompt file and (generation) the dataset's sample inputs."""
+    """Self-assessment model steps read the prompt file and (generation) the dataset's sample inputs
+    and order (they ask about its first ``images`` images)."""
     return {
         "prompts": file_key(SA_PROMPTS),
-        **manifest_keys([wildcards.dataset], "samples")(wildcards),
+        **manifest_keys([wildcards.dataset], "samples", "order")(wildcards),
     }
 
 

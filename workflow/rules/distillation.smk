@@ -126,7 +126,7 @@ rule distillation_heldout:
         **DIST_IMAGE_SPLIT,
         code=code_of(distillation_data.write_heldout_images),
         manifest=untracked(manifest_path(DIST_DATASET)),
-        depends_on=manifest_keys([DIST_DATASET], "samples"),
+        depends_on=manifest_keys([DIST_DATASET], "samples", "order"),
     run:
         call(distillation_data.write_heldout_images, input, output, params, None, log)
 
@@ -174,7 +174,7 @@ rule distillation_data:
         manifest=untracked(manifest_path(DIST_DATASET)),
         prompts=untracked(SA_PROMPTS),
         depends_on=lambda w: {
-            **manifest_keys([DIST_DATASET], "samples")(w),
+            **manifest_keys([DIST_DATASET], "samples", "order")(w),
             "prompts": file_key(SA_PROMPTS),
         },
         setting=DIST["setting"],

@@ -274,7 +274,7 @@ rule self_assessment_simulate:
     params:
         code=code_of(self_assessment_simulation.simulate_run),
         manifest=lambda w: untracked(manifest_path(w.dataset)),
-        depends_on=manifest_keys(lambda w: [w.dataset], "samples"),
+        depends_on=manifest_keys(lambda w: [w.dataset], "samples", "order"),
         profile=lambda w: SA["simulate"][w.model],
         simulation=SA["simulation"],
         settings=SA_SETTINGS,

@@ -147,10 +147,12 @@ def manifest_keys(manifest: pl.DataFrame) -> dict[str, Any]:
     ``splits`` (ids and splits: which samples a step that reads some splits sees), ``labels`` (ids,
     splits, labels, categories, pairs) and ``split_labels`` (the labels key of each split alone: a step
     that learns from the lock split's labels, such as few-shot demonstrations or steering vectors, does
-    not re-run when a test label is corrected). Row order and image paths do not count."""
+    not re-run when a test label is corrected). Row order and image paths do not count, but for
+    ``order`` (the sample ids in manifest order: the steps that take the first n images)."""
     rows = manifest.sort("sample_id")
     keys: dict[str, Any] = {key: _columns_key(rows, columns) for key, columns in (
         ("samples", SAMPLE_INPUT_COLUMNS), ("splits", SAMPLE_SPLIT_COLUMNS), ("labels", SAMPLE_LABEL_COLUMNS))}
+    keys["order"] = _columns_key(manifest, ("sample_id",))
     keys["split_labels"] = {split: _columns_key(rows.filter(pl.col("split") == split), SAMPLE_LABEL_COLUMNS)
                             for split in sorted(rows["split"].unique().to_list())}
     return keys
