@@ -281,6 +281,7 @@ class CountedAUROC:
         self.unsafe_columns = np.flatnonzero(unsafe)
         self.below = np.searchsorted(safe_scores, p[self.unsafe_columns], side="left")
         self.through = np.searchsorted(safe_scores, p[self.unsafe_columns], side="right")
+        self.tied = not np.array_equal(self.below, self.through)
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
         counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
@@ -288,7 +289,10 @@ class CountedAUROC:
         np.cumsum(np.take(counts, self.safe_columns, axis=1), axis=1, out=running[:, 1:])  # take: 2x a fancy index
         unsafe_drawn = np.take(counts, self.unsafe_columns, axis=1)
         beaten = np.take(running, self.below, axis=1)
-        beaten += np.take(running, self.through, axis=1)
+        if self.tied:
+            beaten += np.take(running, self.through, axis=1)
+        else:  # no unsafe score equals a safe one: through == below, one gather fewer
+            beaten *= 2.0
         beaten *= unsafe_drawn
         twice_wins = beaten.sum(axis=1)
         pairs = unsafe_drawn.sum(axis=1) * running[:, -1]
