@@ -4,6 +4,7 @@ bootstrap of that model alone (the resamples were always shared through the one 
 from __future__ import annotations
 
 import numpy as np
+from conftest import analysis_defaults
 
 from prompt_reliability.analysis import bootstrap as bs
 from prompt_reliability.analysis import metrics, trust
@@ -53,3 +54,59 @@ def test_the_trust_auroc_on_the_bootstrap_resamples_equals_the_standalone_ci():
                                  extra=[(metrics.CountedAUROC(y, scores[1]), 200)])
     interval = trust.auroc_interval(metrics.auroc(y, scores[1]), drawn.extra[0])
     assert interval == trust.auroc_with_ci(y, scores[1], n_resamples=200, seed=8, chunk_size=64)
+
+
+def _alone_pieces(matrix_path, lock_path, analysis, rows_filter=None):
+    """One model's bootstrap rows and trust AUROC by the single-model functions (the reference)."""
+    import polars as pl
+
+    from prompt_reliability.analysis.lockfile import locked_scores, read_lock
+    from prompt_reliability.data.matrix import split_rows
+
+    full = pl.read_parquet(matrix_path)
+    rows = split_rows(full, "test")
+    if rows_filter is not None:
+        rows = rows.filter(rows_filter)
+    scores = locked_scores(rows, read_lock(lock_path, full))
+    settings = analysis["bootstrap"]
+    y = rows["label"].to_numpy()
+    deltas = bs.bootstrap_deltas(y, scores["selected"], scores["mean"], settings["prevalences"],
+                                 n_resamples=settings["resamples"], seed=settings["seed"],
+                                 chunk_size=settings["chunk_size"], confidence=settings["confidence"],
+                                 n_bins=analysis["ece_bins"], eps=analysis["eps"],
+                                 smece_resamples=settings["smece_resamples"])
+    auroc = trust.auroc_with_ci(y, scores["mean"], n_resamples=analysis["trust"]["resamples"], seed=settings["seed"],
+                                chunk_size=settings["chunk_size"], confidence=settings["confidence"])
+    return deltas, auroc
+
+
+def test_the_split_job_writes_what_each_model_alone_gives_also_when_a_model_saw_other_samples(import_run, tmp_path):
+    """Rule bootstrap on a real run's matrices and locks: m1 whole, m2 on a subset of the split's samples
+    (a stream of its own); each model's pieces equal the single-model bootstrap and AUROC interval."""
+    import polars as pl
+
+    from prompt_reliability.analysis import split_bootstrap
+    analysis = analysis_defaults()
+    analysis["bootstrap"]["resamples"] = 400
+    analysis["bootstrap"]["smece_resamples"] = 100
+    analysis["trust"]["resamples"] = 200
+    m2_matrix = tmp_path / "m2.parquet"  # m2 lost its last ten test samples
+    full = pl.read_parquet(import_run / "results/matrix/m2/ds_a.parquet")
+    dropped = full.filter(pl.col("split") == "test")["sample_id"].tail(10).to_list()
+    full.filter(~pl.col("sample_id").is_in(dropped)).write_parquet(m2_matrix)
+    matrices = [str(import_run / "results/matrix/m1/ds_a.parquet"), str(m2_matrix)]
+    locks = [str(import_run / f"results/lock/{m}.json") for m in ("m1", "m2")]
+    caches = [str(import_run / f"results/scores/{m}/ds_a/{f}.parquet") for m in ("m1", "m2") for f in "ABC"]
+    out = {kind: [str(tmp_path / f"{m}_{kind}.parquet") for m in ("m1", "m2")] for kind in ("boot", "trust")}
+    split_bootstrap.write_split_bootstrap(matrices=matrices, locks=locks, manifest=str(import_run / "results/data/ds_a.parquet"),
+                                          caches=caches, tables_out=out["boot"], trusts=out["trust"], models=["m1", "m2"],
+                                          dataset="ds_a", split="test", analysis=analysis)
+    for k, (model, keep) in enumerate([("m1", None), ("m2", ~pl.col("sample_id").is_in(dropped))]):
+        deltas, (auroc, low, high, used) = _alone_pieces(matrices[0] if k == 0 else import_run / "results/matrix/m2/ds_a.parquet",
+                                                         locks[k], analysis, keep)
+        written = pl.read_parquet(out["boot"][k])
+        assert written["model"].unique().to_list() == [model]
+        assert written.drop("model", "dataset", "split").equals(deltas)
+        row = pl.read_parquet(out["trust"][k]).row(0, named=True)
+        assert (row["auroc"], row["auroc_ci_low"], row["auroc_ci_high"], row["n_resamples"]) == (auroc, low, high, used)
+        assert row["n"] == (60 if k == 0 else 50)
