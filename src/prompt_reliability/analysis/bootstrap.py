@@ -39,6 +39,7 @@ move only by floating-point noise) and memory stays at about 28 bytes x chunk_si
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -49,6 +50,7 @@ from prompt_reliability.analysis import metrics
 from prompt_reliability.analysis.lockfile import locked_scores, read_lock
 from prompt_reliability.analysis.resampling import cluster_index, resample_counts, resample_indices
 from prompt_reliability.base import io, tables
+from prompt_reliability.base.logs import progress
 from prompt_reliability.data.matrix import split_rows
 
 METRICS = ("nll", "ece")
@@ -126,7 +128,7 @@ def cluster_sums(design: np.ndarray, clusters: np.ndarray, n_clusters: int) -> n
 
 def resampled_sums(design: np.ndarray | list[np.ndarray], n_resamples: int, seed: int, chunk_size: int,
                    per_chunk: Sequence[tuple[Callable[[np.ndarray], np.ndarray], int]] = (),
-                   clusters: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+                   clusters: np.ndarray | None = None, desc: str | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """(n_resamples x m) column sums of ``design`` over every resample: ``C @ design``, chunk by chunk (a list
     of designs: their columns side by side, each its own product, so each block's sums are the ones it
     gets alone);
@@ -135,6 +137,7 @@ def resampled_sums(design: np.ndarray | list[np.ndarray], n_resamples: int, seed
 
     With ``clusters`` (each row's cluster, numbered 0..G-1) the resamples draw G clusters with
     replacement; ``C`` is then over clusters and multiplies the per-cluster sums of ``design``.
+    ``desc``: a progress bar of that name in the job's log (:func:`base.logs.progress`).
     """
     blocks = list(design) if isinstance(design, list) else [design]  # one product per block: as if each were alone
     if clusters is not None:
@@ -144,17 +147,20 @@ def resampled_sums(design: np.ndarray | list[np.ndarray], n_resamples: int, seed
     firsts = [min(first, n_resamples) for _, first in per_chunk]
     extra = [np.empty(first) for first in firsts]
     start = 0
-    for indices in resample_indices(blocks[0].shape[0], n_resamples, seed, chunk_size):
-        counts = resample_counts(indices)
-        for block, left, right in zip(blocks, edges[:-1], edges[1:]):
-            sums[start:start + len(indices), left:right] = counts @ block
-        if start < max(firsts, default=0):
-            per_sample = counts if clusters is None else counts[:, clusters]  # each sample as often as its cluster
-            for (function, _), first, out in zip(per_chunk, firsts, extra):
-                if start < first:
-                    head = per_sample[:first - start]
-                    out[start:start + len(head)] = function(head)
-        start += len(indices)
+    with progress(n_resamples, desc, unit="resample") if desc else contextlib.nullcontext() as bar:
+        for indices in resample_indices(blocks[0].shape[0], n_resamples, seed, chunk_size):
+            counts = resample_counts(indices)
+            for block, left, right in zip(blocks, edges[:-1], edges[1:]):
+                sums[start:start + len(indices), left:right] = counts @ block
+            if start < max(firsts, default=0):
+                per_sample = counts if clusters is None else counts[:, clusters]  # each sample as often as its cluster
+                for (function, _), first, out in zip(per_chunk, firsts, extra):
+                    if start < first:
+                        head = per_sample[:first - start]
+                        out[start:start + len(head)] = function(head)
+            start += len(indices)
+            if bar is not None:
+                bar.update(len(indices))
     return sums, extra
 
 
@@ -171,11 +177,13 @@ class Resampled(NamedTuple):
 def bootstrap_score_sets(y: np.ndarray, score_sets: Sequence[np.ndarray], prevalences: Sequence[str | float], *,
                          n_resamples: int, seed: int, chunk_size: int = 256, n_bins: int = 15, eps: float = metrics.EPS,
                          smece_resamples: int = 0, clusters: np.ndarray | None = None,
-                         extra: Sequence[Sequence[tuple[Callable[[np.ndarray], np.ndarray], int]]] = ()) -> list[Resampled]:
+                         extra: Sequence[Sequence[tuple[Callable[[np.ndarray], np.ndarray], int]]] = (),
+                         desc: str | None = None) -> list[Resampled]:
     """:func:`bootstrap_metrics` of several score sets on the same samples (e.g. every model of one
     evaluation split) from one stream of resamples: drawing and counting the resamples, most of the
     cost, is done once; each set's sums are its own product with the shared count chunk, so every
-    set's result is the one it would get alone. ``extra``: one list of per-chunk functions per set.
+    set's result is the one it would get alone. ``extra``: one list of per-chunk functions per set;
+    ``desc``: a progress bar in the job's log.
     """
     weights = np.array([class_weights(y, prevalence) for prevalence in prevalences])
     score_sets = [np.atleast_2d(scores) for scores in score_sets]
@@ -196,7 +204,7 @@ def bootstrap_score_sets(y: np.ndarray, score_sets: Sequence[np.ndarray], preval
             per_chunk.append(function)
             owners.append((k, "extra"))
     widths = np.cumsum([0, *(design.shape[1] for design in designs)])
-    sums, values = resampled_sums(designs, n_resamples, seed, chunk_size, per_chunk, clusters)
+    sums, values = resampled_sums(designs, n_resamples, seed, chunk_size, per_chunk, clusters, desc)
     results = []
     for k, (scores, design) in enumerate(zip(score_sets, designs)):
         n_scores = scores.shape[0]

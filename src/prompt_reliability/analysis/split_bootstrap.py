@@ -17,6 +17,7 @@ stream of their own, as they would alone.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from prompt_reliability.analysis import bootstrap, metrics, trust
 from prompt_reliability.analysis.lockfile import locked_scores, read_lock
 from prompt_reliability.base import io, tables
 from prompt_reliability.data.matrix import split_rows
+
+log = logging.getLogger("prompt_reliability")
 
 
 def write_split_bootstrap(*, matrices: Sequence[str], locks: Sequence[str], manifest: str, caches: Sequence[str],
@@ -56,7 +59,8 @@ def write_split_bootstrap(*, matrices: Sequence[str], locks: Sequence[str], mani
             n_bins=analysis["ece_bins"], eps=analysis["eps"], smece_resamples=settings["smece_resamples"],
             clusters=clusters,
             extra=[[(metrics.CountedAUROC(y, scores["mean"]), analysis["trust"]["resamples"])]
-                   for _, _, scores in members])
+                   for _, _, scores in members],
+            desc=f"{dataset}/{split}: {len(members)} model(s), {len(y)} samples")
         n_clusters = len(y) if clusters is None else (int(clusters.max()) + 1 if len(clusters) else 0)
         for (k, _, scores), drawn in zip(members, draws):
             deltas = bootstrap.delta_table(drawn, settings["prevalences"], n_resamples=settings["resamples"],
@@ -67,3 +71,4 @@ def write_split_bootstrap(*, matrices: Sequence[str], locks: Sequence[str], mani
                             for c in caches[k * per_model_caches:(k + 1) * per_model_caches]]
             row = trust.trust_row(y, model_caches, rows["sample_id"], auroc)
             io.write_parquet(trust.trust_piece(row, models[k], dataset, split), trusts[k])
+            log.info("%s: bootstrap and trust rows of %s/%s written", models[k], dataset, split)
