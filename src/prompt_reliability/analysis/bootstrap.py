@@ -40,18 +40,16 @@ move only by floating-point noise) and memory stays at about 28 bytes x chunk_si
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
 from prompt_reliability.analysis import metrics
-from prompt_reliability.analysis.lockfile import locked_scores, read_lock
 from prompt_reliability.analysis.resampling import cluster_index, resample_counts, resample_indices
-from prompt_reliability.base import io, tables
+from prompt_reliability.base import tables
 from prompt_reliability.base.logs import progress
-from prompt_reliability.data.matrix import split_rows
 
 METRICS = ("nll", "ece")
 SMOOTH = "smece"
@@ -119,6 +117,13 @@ def metrics_from_sums(sums: np.ndarray) -> np.ndarray:
     return np.stack([sums[..., 1] / total, np.abs(sums[..., 2:]).sum(axis=-1) / total], axis=-1)
 
 
+def unit_count(clusters: np.ndarray | None, n: int) -> int:
+    """How many units a resample draws: the ``n`` samples, or the clusters numbered 0..G-1 in ``clusters``."""
+    if clusters is None:
+        return n
+    return int(clusters.max()) + 1 if len(clusters) else 0
+
+
 def cluster_sums(design: np.ndarray, clusters: np.ndarray, n_clusters: int) -> np.ndarray:
     """(n_clusters x m) sums of ``design``'s rows per cluster (``clusters``: each row's cluster)."""
     out = np.zeros((n_clusters, design.shape[1]))
@@ -141,7 +146,7 @@ def resampled_sums(design: np.ndarray | list[np.ndarray], n_resamples: int, seed
     """
     blocks = list(design) if isinstance(design, list) else [design]  # one product per block: as if each were alone
     if clusters is not None:
-        blocks = [cluster_sums(block, clusters, int(clusters.max()) + 1 if len(clusters) else 0) for block in blocks]
+        blocks = [cluster_sums(block, clusters, unit_count(clusters, 0)) for block in blocks]
     edges = np.cumsum([0, *(block.shape[1] for block in blocks)])
     sums = np.empty((n_resamples, edges[-1]))
     firsts = [min(first, n_resamples) for _, first in per_chunk]
@@ -259,7 +264,7 @@ def bootstrap_deltas(y: np.ndarray, selected: np.ndarray, mean: np.ndarray, prev
         y, np.stack([selected, mean]), prevalences, n_resamples=n_resamples, seed=seed, chunk_size=chunk_size,
         n_bins=n_bins, eps=eps, smece_resamples=smece_resamples, clusters=clusters)
     return delta_table(draws, prevalences, n_resamples=n_resamples, confidence=confidence, unit=unit,
-                       n_clusters=len(y) if clusters is None else (int(clusters.max()) + 1 if len(clusters) else 0))
+                       n_clusters=unit_count(clusters, len(y)))
 
 
 def delta_table(draws: Resampled, prevalences: Sequence[str | float], *, n_resamples: int, confidence: float, unit: str,
@@ -297,27 +302,6 @@ def sample_clusters(rows: pl.DataFrame, manifest: pl.DataFrame, unit: str, sourc
     keys = rows.select("sample_id").join(manifest.select("sample_id", column), on="sample_id", how="left",
                                          maintain_order="left")[column]
     return cluster_index(keys.to_list())[0]
-
-
-def write_bootstrap(*, matrix: str, lock: str, manifest: str, table: str, model: str, dataset: str, split: str,
-                    analysis: Mapping[str, Any]) -> pl.DataFrame:
-    """Bootstrap one evaluation pair with the locked selected prompt and the mean ensemble."""
-    full = pl.read_parquet(matrix)
-    rows = split_rows(full, split, matrix)
-    scores = locked_scores(rows, read_lock(lock, full))
-    settings = analysis["bootstrap"]
-    unit = settings["unit"]
-    clusters = None if UNITS[unit] is None else sample_clusters(
-        rows, pl.read_parquet(manifest, columns=["sample_id", UNITS[unit]]), unit, manifest)
-    deltas = bootstrap_deltas(
-        rows["label"].to_numpy(), scores["selected"], scores["mean"], settings["prevalences"],
-        n_resamples=settings["resamples"], seed=settings["seed"], chunk_size=settings["chunk_size"],
-        confidence=settings["confidence"], n_bins=analysis["ece_bins"], eps=analysis["eps"],
-        smece_resamples=settings["smece_resamples"], clusters=clusters, unit=unit,
-    )
-    deltas = tables.label_pair(deltas, model, dataset, split)
-    io.write_parquet(deltas, table)
-    return deltas
 
 
 def bootstrap_summary(table: pl.DataFrame) -> pl.DataFrame:

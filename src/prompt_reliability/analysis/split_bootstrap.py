@@ -61,10 +61,10 @@ def write_split_bootstrap(*, matrices: Sequence[str], locks: Sequence[str], mani
             extra=[[(metrics.CountedAUROC(y, scores["mean"]), analysis["trust"]["resamples"])]
                    for _, _, scores in members],
             desc=f"{dataset}/{split}: {len(members)} model(s), {len(y)} samples")
-        n_clusters = len(y) if clusters is None else (int(clusters.max()) + 1 if len(clusters) else 0)
+        n_units = bootstrap.unit_count(clusters, len(y))
         for (k, _, scores), drawn in zip(members, draws):
             deltas = bootstrap.delta_table(drawn, settings["prevalences"], n_resamples=settings["resamples"],
-                                           confidence=settings["confidence"], unit=unit, n_clusters=n_clusters)
+                                           confidence=settings["confidence"], unit=unit, n_clusters=n_units)
             io.write_parquet(tables.label_pair(deltas, models[k], dataset, split), tables_out[k])
             auroc = trust.auroc_interval(metrics.auroc(y, scores["mean"]), drawn.extra[0], settings["confidence"])
             model_caches = [pl.read_parquet(c, columns=["sample_id", "prompt_id", "label_mass"])
